@@ -1,0 +1,35 @@
+# Every target installs what it needs on a fresh Debian 12 machine (as root).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup system-deps demo test test-unit test-lab bench clean-lab
+
+system-deps:
+	@bash scripts/install-system-deps.sh
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+setup: system-deps $(STAMP)
+
+demo: setup
+	$(PY) -m lab.demo
+
+test: setup
+	$(PY) -m pytest -q
+
+test-unit: $(STAMP)
+	$(PY) -m pytest -q -m 'not lab'
+
+test-lab: setup
+	$(PY) -m pytest -q -m lab
+
+bench: setup
+	$(PY) bench/convergence.py
+
+clean-lab: $(STAMP)
+	$(PY) -m lab down

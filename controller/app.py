@@ -1,0 +1,44 @@
+"""The os-ken application: thin handlers that hand each event to the fabric or a switch session."""
+from __future__ import annotations
+
+import logging
+
+from os_ken.base import app_manager
+from os_ken.controller import ofp_event
+from os_ken.controller.handler import (CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER,
+                                       set_ev_cls)
+from os_ken.ofproto import ofproto_v1_3
+
+LOG = logging.getLogger(__name__)
+
+
+class FabricApp(app_manager.OSKenApp):
+    OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
+    # Set by controller.runtime before os-ken instantiates the app: os-ken builds apps
+    # itself and passes no arguments of ours.
+    fabric = None
+
+    @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
+    def _state_change(self, ev):
+        if ev.datapath.id is None:
+            return
+        if ev.state == MAIN_DISPATCHER:
+            self.fabric.switch_connected(ev.datapath)
+        else:
+            self.fabric.switch_disconnected(ev.datapath)
+
+    @set_ev_cls([ofp_event.EventOFPFlowStatsReply, ofp_event.EventOFPBarrierReply,
+                 ofp_event.EventOFPPortStatsReply, ofp_event.EventOFPTableStatsReply],
+                MAIN_DISPATCHER)
+    def _reply(self, ev):
+        session = self.fabric.session_for(ev.msg.datapath)
+        if session is not None:
+            session.on_reply(ev.msg)
+
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    def _error(self, ev):
+        session = self.fabric.session_for(ev.msg.datapath)
+        if session is not None:
+            session.on_error(ev.msg)
+        else:
+            LOG.warning("error from unmanaged switch: %s", ev.msg)

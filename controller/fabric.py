@@ -1,0 +1,184 @@
+"""The fabric service: joins the store, the hosts' OVSDB sessions and the switches' sessions.
+
+The store is the truth. Every committed change recomputes each host's OVSDB configuration
+(cheap, and compared before anything is sent) and wakes the switch sessions, which compile
+their host's table and send only the difference.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from flows import HostPorts, compile_host
+from model import Snapshot, Store
+from ovsdb.config import HostConfig, host_config
+from ovsdb.session import HostSession
+
+from .switch import Desired, SwitchSession
+
+LOG = logging.getLogger(__name__)
+
+
+class Fabric:
+    def __init__(self, store: Store, advertise: str):
+        self.store = store
+        self.advertise = advertise
+        self.hosts: dict[str, HostSession] = {}
+        self.switches: dict[str, SwitchSession] = {}  # by host name
+        self._ports_versions: dict[str, int] = {}
+        self._lock = threading.RLock()
+        self._applied = threading.Condition(self._lock)
+
+    def start(self) -> None:
+        self.store.subscribe(self._store_changed)
+        self._store_changed(self.store.snapshot())
+
+    def stop(self) -> None:
+        with self._lock:
+            switches, hosts = list(self.switches.values()), list(self.hosts.values())
+        for switch in switches:
+            switch.stop()
+        for session in hosts:
+            session.stop()
+
+    # ---- model changes ---------------------------------------------------------------------
+
+    def _store_changed(self, snap: Snapshot) -> None:
+        with self._lock:
+            for name in list(self.hosts):
+                if name not in snap.hosts:
+                    self._forget_host(name)
+            for host in snap.hosts.values():
+                session = self.hosts.get(host.name)
+                if session is None:
+                    session = HostSession(host.name, host.ovsdb, self._ports_changed)
+                    self.hosts[host.name] = session
+                    session.start()
+                session.set_desired(host_config(snap, host, self.advertise))
+            for switch in self.switches.values():
+                switch.kick()
+
+    def _forget_host(self, name: str) -> None:
+        """A deleted host keeps no flows, tunnel ports or controller of ours."""
+        session = self.hosts.pop(name)
+        switch = self.switches.pop(name, None)
+        if switch is not None:
+            switch.stop()
+            clear_flows(switch.dp)
+        desired = session._desired
+        cleanup = None
+        if desired is not None:
+            cleanup = HostConfig(desired.bridge, desired.datapath_type, desired.dpid,
+                                 controller="")
+        threading.Thread(target=session.stop, args=(cleanup,), daemon=True).start()
+
+    def _ports_changed(self, host: str, ports: HostPorts) -> None:
+        with self._lock:
+            self._ports_versions[host] = self._ports_versions.get(host, 0) + 1
+            switch = self.switches.get(host)
+        if switch is not None:
+            switch.kick()
+
+    # ---- switches ----------------------------------------------------------------------------
+
+    def switch_connected(self, dp) -> None:
+        snap = self.store.snapshot()
+        host = next((h for h in snap.hosts.values() if h.dpid == dp.id), None)
+        if host is None:
+            LOG.warning("switch %016x connected but belongs to no registered host: no flows",
+                        dp.id)
+            return
+        with self._lock:
+            old = self.switches.get(host.name)
+            if old is not None:
+                old.stop()
+            session = SwitchSession(dp, host.name, lambda: self._desired(host.name),
+                                    self._switch_applied)
+            self.switches[host.name] = session
+        LOG.info("switch %016x of host %s connected", dp.id, host.name)
+        session.start()
+
+    def switch_disconnected(self, dp) -> None:
+        with self._lock:
+            for name, session in list(self.switches.items()):
+                if session.dp is dp:
+                    session.stop()
+                    del self.switches[name]
+                    LOG.info("switch %016x of host %s disconnected", dp.id, name)
+
+    def session_for(self, dp) -> SwitchSession | None:
+        with self._lock:
+            return next((s for s in self.switches.values() if s.dp is dp), None)
+
+    def _desired(self, host: str) -> Desired | None:
+        with self._lock:
+            session = self.hosts.get(host)
+            version = self._ports_versions.get(host, 0)
+        if session is None or not session.synced or version == 0:
+            return None
+        snap = self.store.snapshot()
+        if host not in snap.hosts:
+            return None
+        return Desired(compile_host(snap, host, session.ports), snap.revision, version)
+
+    def _switch_applied(self, switch: SwitchSession) -> None:
+        with self._applied:
+            self._applied.notify_all()
+
+    # ---- status and waiting ------------------------------------------------------------------
+
+    def host_status(self, name: str) -> dict:
+        with self._lock:
+            session = self.hosts.get(name)
+            switch = self.switches.get(name)
+        ovsdb_up = session is not None and session.synced
+        return {
+            "connected": bool(ovsdb_up and switch is not None),
+            "ovsdb_connected": ovsdb_up,
+            "openflow_connected": switch is not None,
+            "dpid": f"{self.store.get_host(name).dpid:016x}",
+            "flows": len(switch.installed) if switch and switch.installed is not None else None,
+            "error": session.last_error if session else None,
+        }
+
+    def wait_programmed(self, hosts: set[str], revision: int, bound: dict[str, str] | None = None,
+                        timeout: float = 5.0) -> bool:
+        """Waits until every connected host among ``hosts`` has applied ``revision``.
+
+        ``bound`` maps endpoint id -> host for endpoints whose port must be attached and in the
+        flows first. Hosts that are not connected are not waited for: they converge when
+        they come back.
+        """
+        deadline = time.monotonic() + timeout
+        with self._applied:
+            while True:
+                if all(self._host_done(h, revision, bound or {}) for h in hosts):
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._applied.wait(remaining)
+
+    def _host_done(self, host: str, revision: int, bound: dict[str, str]) -> bool:
+        session, switch = self.hosts.get(host), self.switches.get(host)
+        if session is None or switch is None or not session.synced:
+            return True
+        if switch.applied_revision < revision:
+            return False
+        for endpoint_id, ep_host in bound.items():
+            if ep_host == host and endpoint_id not in session.ports.endpoints:
+                return False
+        return switch.applied_ports_version >= self._ports_versions.get(host, 0)
+
+
+def clear_flows(dp) -> None:
+    """Deletes every flow of a switch the fabric no longer manages."""
+    from os_ken.ofproto import ofproto_v1_3 as ofp
+    from os_ken.ofproto import ofproto_v1_3_parser as parser
+    try:
+        dp.send_msg(parser.OFPFlowMod(dp, table_id=ofp.OFPTT_ALL, command=ofp.OFPFC_DELETE,
+                                      out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
+                                      match=parser.OFPMatch()))
+    except Exception as exc:
+        LOG.warning("could not clear flows of %016x: %s", dp.id, exc)

@@ -1,0 +1,21 @@
+"""Starts os-ken inside this process (os-ken 4 ships no ryu-manager) on native threads."""
+from __future__ import annotations
+
+from os_ken import cfg
+from os_ken.base import app_manager
+
+
+def start_openflow(fabric, listen_host: str, listen_port: int) -> list:
+    """Starts the OpenFlow listener and the fabric app; returns os-ken's service threads."""
+    import os_ken.controller.controller  # noqa: F401  (registers the ofp_* options)
+
+    from .app import FabricApp
+
+    cfg.CONF(args=[], project="os_ken")
+    cfg.CONF.set_override("ofp_listen_host", listen_host)
+    cfg.CONF.set_override("ofp_tcp_listen_port", listen_port)
+    FabricApp.fabric = fabric
+    manager = app_manager.AppManager.get_instance()
+    manager.load_apps(["controller.app"])
+    contexts = manager.create_contexts()
+    return manager.instantiate_apps(**contexts)

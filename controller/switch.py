@@ -1,0 +1,186 @@
+"""One OpenFlow session per connected switch: keeps its flow table equal to the desired one.
+
+On (re)connection the session reads the switch's table and sends only the difference, inside
+one atomic bundle, so traffic never stops and an unchanged table costs no flow mod. After that
+it keeps its own copy of the installed table and sends only differences as the model changes.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from os_ken.ofproto import ofproto_v1_3 as ofp
+from os_ken.ofproto import ofproto_v1_3_parser as parser
+
+from flows import Flow, diff
+from flows.openflow import add_message, delete_message, flow_from_stats
+
+LOG = logging.getLogger(__name__)
+REPLY_TIMEOUT_S = 10
+_bundle_ids = itertools.count(1)
+
+
+class SwitchGone(Exception):
+    pass
+
+
+@dataclass
+class _Pending:
+    done: threading.Event = field(default_factory=threading.Event)
+    parts: list = field(default_factory=list)
+    errors: list = field(default_factory=list)
+
+
+@dataclass
+class Desired:
+    """What a switch must hold at one moment, and what it was computed from."""
+
+    flows: dict[tuple, Flow]
+    revision: int
+    ports_version: int
+
+
+class SwitchSession:
+    def __init__(self, datapath, host: str, desired: Callable[[], Desired | None],
+                 on_applied: Callable[["SwitchSession"], None]):
+        self.dp = datapath
+        self.host = host
+        self._desired = desired
+        self._on_applied = on_applied
+        self.installed: dict[tuple, Flow] | None = None
+        self.applied_revision = -1
+        self.applied_ports_version = -1
+        self.flow_mods_sent = 0
+        self.reconciles = 0
+        self._pending: dict[int, _Pending] = {}
+        self._errors: list = []
+        self._wake = threading.Event()
+        self._alive = True
+        self._thread = threading.Thread(target=self._run, name=f"switch-{host}", daemon=True)
+
+    @property
+    def dpid(self) -> int:
+        return self.dp.id
+
+    def start(self) -> None:
+        self._thread.start()
+        self.kick()
+
+    def stop(self) -> None:
+        self._alive = False
+        self._wake.set()
+        for pending in list(self._pending.values()):
+            pending.done.set()
+
+    def kick(self) -> None:
+        self._wake.set()
+
+    # ---- replies, routed here by the os-ken app ----------------------------------------------
+
+    def on_reply(self, msg) -> None:
+        pending = self._pending.get(msg.xid)
+        if pending is None:
+            return
+        pending.parts.append(msg)
+        more = getattr(msg, "flags", 0) & ofp.OFPMPF_REPLY_MORE
+        if not (isinstance(msg, parser.OFPFlowStatsReply) and more):
+            pending.done.set()
+
+    def on_error(self, msg) -> None:
+        LOG.warning("switch %s (%016x): error type=%s code=%s", self.host, self.dpid,
+                    msg.type, msg.code)
+        self._errors.append(msg)
+
+    # ---- the session's thread ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while self._alive:
+            self._wake.wait(timeout=5)
+            self._wake.clear()
+            if not self._alive:
+                return
+            try:
+                self._converge()
+            except SwitchGone:
+                return
+            except Exception:
+                LOG.exception("switch %s: programming failed; re-reading its table", self.host)
+                self.installed = None
+                time.sleep(0.5)
+                self._wake.set()
+
+    def _converge(self) -> None:
+        desired = self._desired()
+        if desired is None:  # the host's OVSDB view is not ready: acting now could delete flows
+            return
+        first = self.installed is None
+        if first:
+            self.installed = self.dump_flows()
+            self.reconciles += 1
+        changes = diff(desired.flows, self.installed)
+        if changes:
+            started = time.monotonic()
+            messages = [add_message(self.dp, f) for f in changes.add]
+            messages += [delete_message(self.dp, f) for f in changes.delete]
+            errors = self._send(messages, bundle=first)
+            if errors:
+                raise RuntimeError(f"switch rejected {len(errors)} message(s)")
+            LOG.info("switch %s: +%d -%d flows in %.1f ms%s", self.host, len(changes.add),
+                     len(changes.delete), (time.monotonic() - started) * 1000,
+                     " (reconcile)" if first else "")
+        self.installed = desired.flows
+        self.applied_revision = desired.revision
+        self.applied_ports_version = desired.ports_version
+        self._on_applied(self)
+
+    # ---- OpenFlow requests ---------------------------------------------------------------------
+
+    def dump_flows(self) -> dict[tuple, Flow]:
+        request = parser.OFPFlowStatsRequest(self.dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY,
+                                             ofp.OFPG_ANY, 0, 0, parser.OFPMatch())
+        parts = self._request(request)
+        return {flow.key: flow for part in parts for flow in map(flow_from_stats, part.body)}
+
+    def flow_stats(self) -> list:
+        """The switch's live flow entries (OFPFlowStats), for inspection."""
+        request = parser.OFPFlowStatsRequest(self.dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY,
+                                             ofp.OFPG_ANY, 0, 0, parser.OFPMatch())
+        return [stat for part in self._request(request) for stat in part.body]
+
+    def _request(self, request) -> list:
+        pending = _Pending()
+        self.dp.set_xid(request)
+        self._pending[request.xid] = pending
+        try:
+            self.dp.send_msg(request)
+            if not pending.done.wait(REPLY_TIMEOUT_S) or not self._alive:
+                raise SwitchGone(f"no reply from switch {self.host}")
+            return pending.parts
+        finally:
+            self._pending.pop(request.xid, None)
+
+    def _send(self, messages: list, bundle: bool) -> list:
+        """Sends flow mods (in one atomic bundle when asked) and waits for the barrier.
+
+        Returns the errors the switch reported for them.
+        """
+        self._errors = []
+        if bundle:
+            bundle_id = next(_bundle_ids)
+            flags = ofp.ONF_BF_ATOMIC | ofp.ONF_BF_ORDERED
+            self.dp.send_msg(parser.ONFBundleCtrlMsg(self.dp, bundle_id,
+                                                     ofp.ONF_BCT_OPEN_REQUEST, flags, []))
+            for msg in messages:
+                self.dp.send_msg(parser.ONFBundleAddMsg(self.dp, bundle_id, flags, msg, []))
+            self.dp.send_msg(parser.ONFBundleCtrlMsg(self.dp, bundle_id,
+                                                     ofp.ONF_BCT_COMMIT_REQUEST, flags, []))
+        else:
+            for msg in messages:
+                self.dp.send_msg(msg)
+        self.flow_mods_sent += len(messages)
+        self._request(parser.OFPBarrierRequest(self.dp))
+        return list(self._errors)

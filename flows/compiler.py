@@ -1,0 +1,117 @@
+"""Compiles the desired state of one host into its flow table. Pure: no I/O, no clock.
+
+The cost of compiling a host grows with the endpoints of the networks present on that host,
+not with the size of the fabric.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from model.entities import Endpoint, Network, Snapshot
+
+from . import pipeline as p
+from .flow import OFPP_IN_PORT, Flow, move, output, set_field, table_of
+
+ETH_IPV4 = 0x0800
+ETH_ARP = 0x0806
+ARP_REQUEST = 1
+ARP_REPLY = 2
+
+
+@dataclass(frozen=True)
+class HostPorts:
+    """What the host's switch has: OpenFlow port numbers, as OVSDB reports them."""
+
+    endpoints: Mapping[str, int] = field(default_factory=dict)  # endpoint id -> ofport
+    tunnels: Mapping[str, int] = field(default_factory=dict)  # peer host name -> ofport
+
+
+def compile_host(snap: Snapshot, host: str, ports: HostPorts) -> dict[tuple, Flow]:
+    flows = fixed_flows()
+    local = [ep for ep in snap.host_endpoints(host) if ep.id in ports.endpoints]
+    for network_id in sorted({ep.network_id for ep in local}):
+        network = snap.networks[network_id]
+        members = snap.network_endpoints(network_id)
+        flows += network_flows(network, host, members, ports)
+    for ep in local:
+        flows += port_security_flows(ep, snap.networks[ep.network_id], ports.endpoints[ep.id])
+    return table_of(flows)
+
+
+def fixed_flows() -> list[Flow]:
+    c = p.FABRIC_COOKIE
+    return [
+        Flow.make(p.INGRESS.id, p.PRIO_DEFAULT, c),  # unknown port or VNI: drop
+        Flow.make(p.ARP.id, p.PRIO_DEFAULT, c, goto=p.L2.id),  # not ours to answer: forward
+        Flow.make(p.L2.id, p.PRIO_DEFAULT, c),
+    ]
+
+
+def port_security_flows(ep: Endpoint, network: Network, ofport: int) -> list[Flow]:
+    """A local port may send IPv4 and ARP only with its endpoint's own MAC and IP."""
+    c = p.cookie("endpoint", ep.seq)
+    return [
+        Flow.make(p.INGRESS.id, p.PRIO_PORT_ALLOW, c,
+                  {"in_port": ofport, "eth_src": ep.mac, "eth_type": ETH_IPV4, "ipv4_src": ep.ip},
+                  write_metadata=network.vni, goto=p.L2.id),
+        Flow.make(p.INGRESS.id, p.PRIO_PORT_ALLOW, c,
+                  {"in_port": ofport, "eth_src": ep.mac, "eth_type": ETH_ARP,
+                   "arp_spa": ep.ip, "arp_sha": ep.mac},
+                  write_metadata=network.vni, goto=p.ARP.id),
+        Flow.make(p.INGRESS.id, p.PRIO_PORT_DROP, c, {"in_port": ofport}),
+    ]
+
+
+def network_flows(network: Network, host: str, members: list[Endpoint],
+                  ports: HostPorts) -> list[Flow]:
+    vni = network.vni
+    net_cookie = p.cookie("network", network.seq)
+    local_ports = sorted(ports.endpoints[ep.id] for ep in members
+                         if ep.host == host and ep.id in ports.endpoints)
+    remote_hosts = sorted({ep.host for ep in members if ep.host != host} & ports.tunnels.keys())
+    to_tunnels = [set_field("tunnel_id", vni)] + [output(ports.tunnels[h]) for h in remote_hosts]
+
+    flows = [
+        Flow.make(p.INGRESS.id, p.PRIO_TUNNEL_IN, net_cookie, {"tunnel_id": vni},
+                  actions=[set_field(p.FROM_TUNNEL_REG, p.FROM_TUNNEL)],
+                  write_metadata=vni, goto=p.L2.id),
+        Flow.make(p.L2.id, p.PRIO_FLOOD, net_cookie, {"metadata": vni, p.FROM_TUNNEL_REG: 0},
+                  actions=[output(port) for port in local_ports]
+                  + (to_tunnels if remote_hosts else [])),
+        Flow.make(p.L2.id, p.PRIO_FLOOD, net_cookie,
+                  {"metadata": vni, p.FROM_TUNNEL_REG: p.FROM_TUNNEL},
+                  actions=[output(port) for port in local_ports]),
+    ]
+    for ep in members:
+        c = p.cookie("endpoint", ep.seq)
+        flows.append(arp_reply_flow(vni, ep, c))
+        if ep.host == host:
+            if ep.id in ports.endpoints:
+                flows.append(Flow.make(p.L2.id, p.PRIO_L2_UNICAST, c,
+                                       {"metadata": vni, "eth_dst": ep.mac},
+                                       actions=[output(ports.endpoints[ep.id])]))
+        elif ep.host in ports.tunnels:
+            # Only traffic from local ports goes into a tunnel (split horizon).
+            flows.append(Flow.make(p.L2.id, p.PRIO_L2_UNICAST, c,
+                                   {"metadata": vni, p.FROM_TUNNEL_REG: 0, "eth_dst": ep.mac},
+                                   actions=[set_field("tunnel_id", vni),
+                                            output(ports.tunnels[ep.host])]))
+    return flows
+
+
+def arp_reply_flow(vni: int, ep: Endpoint, owner_cookie: int) -> Flow:
+    """Turns an ARP request for ``ep.ip`` into the reply, sent back where it came from."""
+    return Flow.make(
+        p.ARP.id, p.PRIO_ARP_REPLY, owner_cookie,
+        {"metadata": vni, "eth_type": ETH_ARP, "arp_op": ARP_REQUEST, "arp_tpa": ep.ip},
+        actions=[
+            move("eth_src", "eth_dst", 48),
+            set_field("eth_src", ep.mac),
+            set_field("arp_op", ARP_REPLY),
+            move("arp_sha", "arp_tha", 48),
+            move("arp_spa", "arp_tpa", 32),
+            set_field("arp_sha", ep.mac),
+            set_field("arp_spa", ep.ip),
+            output(OFPP_IN_PORT),
+        ])

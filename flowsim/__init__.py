@@ -1,0 +1,6 @@
+"""flowsim: an OpenFlow 1.3 flow-table simulator fed with os-ken message objects."""
+from .fabric import SimFabric
+from .packet import FlowSimError, Packet
+from .switch import FlowEntry, SimSwitch
+
+__all__ = ["FlowEntry", "FlowSimError", "Packet", "SimFabric", "SimSwitch"]

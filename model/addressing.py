@@ -1,0 +1,105 @@
+"""Address arithmetic: subnets, gateways, MACs, VNIs. Pure functions."""
+from __future__ import annotations
+
+import ipaddress
+import os
+
+from .errors import Conflict, InvalidRequest
+
+VNI_MIN = 100  # low VNIs are left to hand-made tunnels
+VNI_MAX = (1 << 24) - 1
+VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
+DEFAULT_UNDERLAY_MTU = 1500
+DEFAULT_MTU = DEFAULT_UNDERLAY_MTU - VXLAN_OVERHEAD
+
+
+def parse_subnet(text: str) -> ipaddress.IPv4Network:
+    try:
+        net = ipaddress.IPv4Network(text, strict=True)
+    except ValueError as exc:
+        raise InvalidRequest(f"subnet {text!r} is not an IPv4 CIDR with no host bits: {exc}") from None
+    if net.prefixlen > 30:
+        raise InvalidRequest(f"subnet {text} is too small: a /30 or larger is needed")
+    return net
+
+
+def parse_ip_in(subnet: ipaddress.IPv4Network, text: str, what: str) -> ipaddress.IPv4Address:
+    try:
+        addr = ipaddress.IPv4Address(text)
+    except ValueError:
+        raise InvalidRequest(f"{what} {text!r} is not an IPv4 address") from None
+    if addr not in subnet:
+        raise InvalidRequest(f"{what} {addr} is outside the subnet {subnet}")
+    if addr in (subnet.network_address, subnet.broadcast_address):
+        raise InvalidRequest(f"{what} {addr} is the network or broadcast address of {subnet}")
+    return addr
+
+
+def normalize_mac(text: str) -> str:
+    parts = text.replace("-", ":").split(":")
+    if len(parts) != 6 or not all(len(p) == 2 for p in parts):
+        raise InvalidRequest(f"mac {text!r} is not six colon-separated octets")
+    try:
+        octets = bytes(int(p, 16) for p in parts)
+    except ValueError:
+        raise InvalidRequest(f"mac {text!r} is not hexadecimal") from None
+    if octets[0] & 1:
+        raise InvalidRequest(f"mac {text} is a multicast address")
+    if octets == bytes(6):
+        raise InvalidRequest("mac 00:00:00:00:00:00 is not a usable address")
+    return ":".join(f"{b:02x}" for b in octets)
+
+
+def random_mac() -> str:
+    """A locally administered unicast MAC (first octet 0x02)."""
+    return ":".join(f"{b:02x}" for b in b"\x02" + os.urandom(5))
+
+
+def lowest_free_vni(used: set[int]) -> int:
+    vni = VNI_MIN
+    while vni in used:
+        vni += 1
+    if vni > VNI_MAX:
+        raise Conflict("no VNI left")
+    return vni
+
+
+def check_vni(vni: int) -> int:
+    if not 1 <= vni <= VNI_MAX:
+        raise InvalidRequest(f"vni {vni} is outside 1..{VNI_MAX}")
+    return vni
+
+
+class AddressPool:
+    """Free host addresses of one subnet; the gateway is reserved.
+
+    Allocation walks from a cursor so that filling a large subnet costs O(1) per address
+    on average, and freed addresses are found again after a wrap-around.
+    """
+
+    def __init__(self, subnet: str, gateway: str):
+        net = ipaddress.IPv4Network(subnet)
+        self.first = int(net.network_address) + 1
+        self.last = int(net.broadcast_address) - 1
+        self.gateway = int(ipaddress.IPv4Address(gateway))
+        self.used: set[int] = set()
+        self.cursor = self.first
+
+    def take(self, ip: str) -> None:
+        self.used.add(int(ipaddress.IPv4Address(ip)))
+
+    def release(self, ip: str) -> None:
+        self.used.discard(int(ipaddress.IPv4Address(ip)))
+
+    def is_free(self, ip: str) -> bool:
+        value = int(ipaddress.IPv4Address(ip))
+        return value != self.gateway and value not in self.used
+
+    def allocate(self) -> str:
+        size = self.last - self.first + 1
+        for step in range(size):
+            candidate = self.first + (self.cursor - self.first + step) % size
+            if candidate != self.gateway and candidate not in self.used:
+                self.cursor = candidate + 1 if candidate < self.last else self.first
+                return str(ipaddress.IPv4Address(candidate))
+        raise Conflict("no address left in the subnet")

@@ -1,0 +1,81 @@
+"""The fabric's domain objects: what orchestrators ask for, as stored."""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+# Datapath ids are derived from the host's row number so that a switch's id is known before it
+# connects and stays the same across controller restarts. The prefix keeps them apart from ids
+# that OVS derives from MAC addresses.
+DPID_PREFIX = 0x0F5F << 48
+
+
+def dpid_for_host_seq(seq: int) -> int:
+    return DPID_PREFIX | seq
+
+
+@dataclass(frozen=True)
+class Host:
+    seq: int
+    name: str
+    ovsdb: str
+    tunnel_ip: str
+    datapath_type: str = "system"
+    bridge: str = "br-int"
+
+    @property
+    def dpid(self) -> int:
+        return dpid_for_host_seq(self.seq)
+
+
+@dataclass(frozen=True)
+class Network:
+    seq: int
+    id: str
+    name: str
+    subnet: str
+    gateway: str
+    vni: int
+    mtu: int
+
+    @property
+    def prefix_len(self) -> int:
+        return ipaddress.ip_network(self.subnet).prefixlen
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    seq: int
+    id: str
+    name: str
+    network_id: str
+    host: str
+    port: str | None
+    ip: str
+    mac: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """An immutable view of the whole desired state at one store revision."""
+
+    revision: int = 0
+    hosts: dict[str, Host] = field(default_factory=dict)
+    networks: dict[str, Network] = field(default_factory=dict)
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)
+    # Derived indexes, kept beside the maps so that the compiler's work per host stays
+    # proportional to the networks present on that host, not to the fabric.
+    endpoints_by_network: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    endpoints_by_host: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def network_endpoints(self, network_id: str) -> list[Endpoint]:
+        return [self.endpoints[e] for e in self.endpoints_by_network.get(network_id, ())]
+
+    def host_endpoints(self, host: str) -> list[Endpoint]:
+        return [self.endpoints[e] for e in self.endpoints_by_host.get(host, ())]
+
+    def hosts_of_network(self, network_id: str) -> set[str]:
+        return {ep.host for ep in self.network_endpoints(network_id)}
+
+    def networks_on_host(self, host: str) -> set[str]:
+        return {ep.network_id for ep in self.host_endpoints(host)}

@@ -1,0 +1,17 @@
+"""Errors the model raises; the API maps each to its HTTP status."""
+
+
+class FabricError(Exception):
+    status = 500
+
+
+class InvalidRequest(FabricError):
+    status = 400
+
+
+class NotFound(FabricError):
+    status = 404
+
+
+class Conflict(FabricError):
+    status = 409

@@ -1,0 +1,294 @@
+"""The embedded SQLite store: the single source of truth for hosts, networks and endpoints.
+
+Every write runs under one lock in one SQLite transaction and is durable when it returns
+(WAL, synchronous=FULL), so a ``kill -9`` loses nothing that was acknowledged. The store keeps
+an in-memory copy for the controller's compiler, published as immutable snapshots; allocation
+of VNIs, addresses and MACs happens under the same lock, so parallel requests never get the same
+one twice.
+"""
+from __future__ import annotations
+
+import ipaddress
+import sqlite3
+import threading
+import uuid
+from dataclasses import replace
+from typing import Callable
+
+from .addressing import (
+    DEFAULT_MTU,
+    AddressPool,
+    check_vni,
+    lowest_free_vni,
+    normalize_mac,
+    parse_ip_in,
+    parse_subnet,
+    random_mac,
+)
+from .entities import Endpoint, Host, Network, Snapshot
+from .errors import Conflict, InvalidRequest, NotFound
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS hosts (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    ovsdb TEXT NOT NULL,
+    tunnel_ip TEXT NOT NULL UNIQUE,
+    datapath_type TEXT NOT NULL,
+    bridge TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS networks (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL UNIQUE,
+    subnet TEXT NOT NULL,
+    gateway TEXT NOT NULL,
+    vni INTEGER NOT NULL UNIQUE,
+    mtu INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS endpoints (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    network_id TEXT NOT NULL REFERENCES networks(id),
+    host TEXT NOT NULL REFERENCES hosts(name),
+    port TEXT,
+    ip TEXT NOT NULL,
+    mac TEXT NOT NULL,
+    UNIQUE (network_id, ip),
+    UNIQUE (network_id, mac),
+    UNIQUE (host, port)
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta VALUES ('revision', 0);
+"""
+
+Listener = Callable[[Snapshot], None]
+
+
+class Store:
+    def __init__(self, path: str):
+        self.path = path
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()
+        self._listeners: list[Listener] = []
+        self._load()
+
+    # ---- reading -------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call ``listener(snapshot)`` after every committed change (keep it quick)."""
+        self._listeners.append(listener)
+
+    def get_host(self, name: str) -> Host:
+        host = self._snapshot.hosts.get(name)
+        if host is None:
+            raise NotFound(f"host {name!r} does not exist")
+        return host
+
+    def get_network(self, ref: str) -> Network:
+        """A network by id or by name."""
+        snap = self._snapshot
+        net = snap.networks.get(ref)
+        if net is None:
+            net = next((n for n in snap.networks.values() if n.name == ref), None)
+        if net is None:
+            raise NotFound(f"network {ref!r} does not exist")
+        return net
+
+    def get_endpoint(self, endpoint_id: str) -> Endpoint:
+        ep = self._snapshot.endpoints.get(endpoint_id)
+        if ep is None:
+            raise NotFound(f"endpoint {endpoint_id!r} does not exist")
+        return ep
+
+    # ---- hosts ---------------------------------------------------------------------------
+
+    def create_host(self, name: str, ovsdb: str, tunnel_ip: str, datapath_type: str = "system",
+                    bridge: str = "br-int") -> Host:
+        with self._lock:
+            snap = self._snapshot
+            if name in snap.hosts:
+                raise Conflict(f"host {name!r} already exists")
+            if any(h.tunnel_ip == tunnel_ip for h in snap.hosts.values()):
+                raise Conflict(f"tunnel_ip {tunnel_ip} is already used by another host")
+            seq = self._write(
+                "INSERT INTO hosts (name, ovsdb, tunnel_ip, datapath_type, bridge) VALUES (?,?,?,?,?)",
+                (name, ovsdb, tunnel_ip, datapath_type, bridge))
+            host = Host(seq, name, ovsdb, tunnel_ip, datapath_type, bridge)
+            hosts = dict(snap.hosts)
+            hosts[name] = host
+            self._publish(replace(snap, hosts=hosts))
+            return host
+
+    def delete_host(self, name: str) -> Host:
+        with self._lock:
+            snap = self._snapshot
+            host = self.get_host(name)
+            if snap.endpoints_by_host.get(name):
+                raise Conflict(f"host {name!r} still has endpoints; delete them first")
+            self._write("DELETE FROM hosts WHERE name = ?", (name,))
+            hosts = dict(snap.hosts)
+            del hosts[name]
+            self._publish(replace(snap, hosts=hosts))
+            return host
+
+    # ---- networks ------------------------------------------------------------------------
+
+    def create_network(self, name: str, subnet: str, gateway: str | None = None,
+                       vni: int | None = None, mtu: int | None = None) -> Network:
+        net = parse_subnet(subnet)
+        gw = parse_ip_in(net, gateway, "gateway") if gateway else net.network_address + 1
+        mtu = DEFAULT_MTU if mtu is None else mtu
+        with self._lock:
+            snap = self._snapshot
+            if any(n.name == name for n in snap.networks.values()):
+                raise Conflict(f"network {name!r} already exists")
+            used_vnis = {n.vni for n in snap.networks.values()}
+            if vni is None:
+                vni = lowest_free_vni(used_vnis)
+            elif check_vni(vni) in used_vnis:
+                raise Conflict(f"vni {vni} is already used by another network")
+            network_id = uuid.uuid4().hex
+            seq = self._write(
+                "INSERT INTO networks (id, name, subnet, gateway, vni, mtu) VALUES (?,?,?,?,?,?)",
+                (network_id, name, str(net), str(gw), vni, mtu))
+            network = Network(seq, network_id, name, str(net), str(gw), vni, mtu)
+            self._pools[network_id] = AddressPool(network.subnet, network.gateway)
+            networks = dict(snap.networks)
+            networks[network_id] = network
+            by_net = dict(snap.endpoints_by_network)
+            by_net[network_id] = ()
+            self._publish(replace(snap, networks=networks, endpoints_by_network=by_net))
+            return network
+
+    def delete_network(self, ref: str) -> Network:
+        with self._lock:
+            snap = self._snapshot
+            network = self.get_network(ref)
+            if snap.endpoints_by_network.get(network.id):
+                raise Conflict(f"network {network.name!r} still has endpoints")
+            self._write("DELETE FROM networks WHERE id = ?", (network.id,))
+            networks = dict(snap.networks)
+            del networks[network.id]
+            by_net = dict(snap.endpoints_by_network)
+            by_net.pop(network.id, None)
+            self._pools.pop(network.id, None)
+            self._publish(replace(snap, networks=networks, endpoints_by_network=by_net))
+            return network
+
+    # ---- endpoints -----------------------------------------------------------------------
+
+    def create_endpoint(self, network: str, host: str, port: str | None = None,
+                        ip: str | None = None, mac: str | None = None,
+                        name: str | None = None) -> Endpoint:
+        mac = normalize_mac(mac) if mac else None
+        with self._lock:
+            snap = self._snapshot
+            net = self.get_network(network)
+            self.get_host(host)
+            pool = self._pools[net.id]
+            if ip is not None:
+                ip = str(parse_ip_in(ipaddress.IPv4Network(net.subnet), ip, "ip"))
+                if ip == net.gateway:
+                    raise Conflict(f"ip {ip} is the gateway of network {net.name!r}")
+                if not pool.is_free(ip):
+                    raise Conflict(f"ip {ip} is already used in network {net.name!r}")
+            else:
+                ip = pool.allocate()
+            macs = {e.mac for e in snap.network_endpoints(net.id)}
+            if mac is not None and mac in macs:
+                raise Conflict(f"mac {mac} is already used in network {net.name!r}")
+            while mac is None or mac in macs:
+                mac = random_mac()
+            if port is not None and any(e.port == port for e in snap.host_endpoints(host)):
+                raise Conflict(f"port {port!r} on host {host!r} already belongs to an endpoint")
+            endpoint_id = uuid.uuid4().hex
+            name = name or f"ep-{endpoint_id[:8]}"
+            seq = self._write(
+                "INSERT INTO endpoints (id, name, network_id, host, port, ip, mac) VALUES (?,?,?,?,?,?,?)",
+                (endpoint_id, name, net.id, host, port, ip, mac))
+            ep = Endpoint(seq, endpoint_id, name, net.id, host, port, ip, mac)
+            pool.take(ip)
+            self._publish(self._with_endpoint(snap, ep, add=True))
+            return ep
+
+    def delete_endpoint(self, endpoint_id: str) -> Endpoint:
+        with self._lock:
+            snap = self._snapshot
+            ep = self.get_endpoint(endpoint_id)
+            self._write("DELETE FROM endpoints WHERE id = ?", (endpoint_id,))
+            self._pools[ep.network_id].release(ep.ip)
+            self._publish(self._with_endpoint(snap, ep, add=False))
+            return ep
+
+    # ---- internals -----------------------------------------------------------------------
+
+    def _write(self, sql: str, args: tuple) -> int:
+        """One statement plus the revision bump, atomically; returns the row id."""
+        cur = self._db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            cur.execute(sql, args)
+            rowid = cur.lastrowid
+            cur.execute("UPDATE meta SET value = value + 1 WHERE key = 'revision'")
+            cur.execute("COMMIT")
+        except sqlite3.IntegrityError as exc:
+            cur.execute("ROLLBACK")
+            raise Conflict(f"conflicts with existing state: {exc}") from None
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        return rowid
+
+    @staticmethod
+    def _with_endpoint(snap: Snapshot, ep: Endpoint, add: bool) -> Snapshot:
+        endpoints = dict(snap.endpoints)
+        by_net = dict(snap.endpoints_by_network)
+        by_host = dict(snap.endpoints_by_host)
+        if add:
+            endpoints[ep.id] = ep
+            by_net[ep.network_id] = by_net.get(ep.network_id, ()) + (ep.id,)
+            by_host[ep.host] = by_host.get(ep.host, ()) + (ep.id,)
+        else:
+            del endpoints[ep.id]
+            by_net[ep.network_id] = tuple(e for e in by_net[ep.network_id] if e != ep.id)
+            by_host[ep.host] = tuple(e for e in by_host[ep.host] if e != ep.id)
+        return replace(snap, endpoints=endpoints, endpoints_by_network=by_net,
+                       endpoints_by_host=by_host)
+
+    def _publish(self, snap: Snapshot) -> None:
+        self._snapshot = replace(snap, revision=snap.revision + 1)
+        for listener in self._listeners:
+            listener(self._snapshot)
+
+    def _load(self) -> None:
+        db = self._db
+        revision = db.execute("SELECT value FROM meta WHERE key='revision'").fetchone()[0]
+        hosts = {r[1]: Host(*r) for r in db.execute(
+            "SELECT seq, name, ovsdb, tunnel_ip, datapath_type, bridge FROM hosts ORDER BY seq")}
+        networks = {r[1]: Network(*r) for r in db.execute(
+            "SELECT seq, id, name, subnet, gateway, vni, mtu FROM networks ORDER BY seq")}
+        endpoints = {r[1]: Endpoint(*r) for r in db.execute(
+            "SELECT seq, id, name, network_id, host, port, ip, mac FROM endpoints ORDER BY seq")}
+        self._pools = {n.id: AddressPool(n.subnet, n.gateway) for n in networks.values()}
+        by_net: dict[str, list[str]] = {n: [] for n in networks}
+        by_host: dict[str, list[str]] = {}
+        for ep in endpoints.values():
+            self._pools[ep.network_id].take(ep.ip)
+            by_net[ep.network_id].append(ep.id)
+            by_host.setdefault(ep.host, []).append(ep.id)
+        self._snapshot = Snapshot(
+            revision=revision, hosts=hosts, networks=networks, endpoints=endpoints,
+            endpoints_by_network={k: tuple(v) for k, v in by_net.items()},
+            endpoints_by_host={k: tuple(v) for k, v in by_host.items()})
+
+    def close(self) -> None:
+        self._db.close()

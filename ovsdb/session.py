@@ -1,0 +1,280 @@
+"""One OVSDB session per host: keeps the host's Open vSwitch configured as the store says.
+
+The session watches the host's database (python-ovs IDL, reconnecting by itself) and turns
+the difference between the desired HostConfig and what the database holds into one ovsdbapp
+transaction, so that ovs-vswitchd reconfigures the bridge once per change, not once per port.
+It also reports the OpenFlow port numbers of endpoint and tunnel interfaces, which the flow
+compiler needs.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+
+from ovsdbapp.backend.ovs_idl import command, connection, idlutils, transaction
+from ovsdbapp.schema.open_vswitch import impl_idl
+
+from flows.compiler import HostPorts
+
+from .config import IFACE_ID_KEY, OWNED_KEY, PEER_KEY, HostConfig
+
+LOG = logging.getLogger(__name__)
+
+TXN_TIMEOUT_S = 10
+RETRY_S = 1.0
+INTERFACE_COLUMNS = ["name", "type", "options", "external_ids", "ofport", "ofport_request",
+                     "error", "mtu_request"]
+# The controller must come back fast after a restart: OVS's default backoff reaches 8 s.
+CONTROLLER_SETTINGS = {"max_backoff": 1000, "inactivity_probe": 5000}
+
+
+class _WatchedIdl(connection.OvsdbIdl):
+    """An IDL that calls ``on_change`` after every run() that changed its contents."""
+
+    on_change: Callable[[], None] | None = None
+
+    def run(self):
+        before = self.change_seqno
+        result = super().run()
+        if self.change_seqno != before and self.on_change is not None:
+            self.on_change()
+        return result
+
+
+class _Converge(command.BaseCommand):
+    """Plans and applies the changes inside the IDL's own thread, reading a consistent copy."""
+
+    def __init__(self, api, plan: Callable[[], list]):
+        super().__init__(api)
+        self.plan = plan
+
+    def run_idl(self, txn):
+        commands = self.plan()
+        for cmd in commands:
+            cmd.run_idl(txn)
+        self.result = len(commands)
+
+
+class _Transaction(transaction.Transaction):
+    """A plain transaction: ovsdbapp's vsctl one bumps next_cfg even when nothing changes,
+    which would make ovs-vswitchd reconfigure the bridge on every check."""
+
+    def pre_commit(self, txn):
+        txn.expected_ifaces = set()  # ovsdbapp's add_port records new interfaces here
+
+
+class HostSession:
+    def __init__(self, name: str, target: str, on_ports: Callable[[str, HostPorts], None]):
+        self.name = name
+        self.target = target
+        self._on_ports = on_ports
+        self._desired: HostConfig | None = None
+        self._api = None
+        self._idl: _WatchedIdl | None = None
+        self._ports = HostPorts()
+        self._published = False  # the first complete view is published even when empty
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"ovsdb-{name}", daemon=True)
+        self.last_error: str | None = None
+
+    # ---- public ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, cleanup: HostConfig | None = None) -> None:
+        """Stop the session; with ``cleanup``, first remove what the controller created."""
+        if cleanup is not None and self.synced:
+            try:
+                self._apply(cleanup)
+            except Exception as exc:  # the host may be gone already
+                LOG.warning("host %s: cleanup failed: %s", self.name, exc)
+        self._stopped.set()
+        self._wake.set()
+        self._thread.join(timeout=5)
+        if self._api is not None:
+            self._api.ovsdb_connection.stop(timeout=2)
+
+    def set_desired(self, config: HostConfig) -> None:
+        if config != self._desired:
+            self._desired = config
+            self._wake.set()
+
+    @property
+    def connected(self) -> bool:
+        idl = self._idl
+        return idl is not None and idl._session.is_connected()
+
+    @property
+    def synced(self) -> bool:
+        """Connected, with a complete copy of the database: safe to act on its view."""
+        idl = self._idl
+        return self.connected and idl.state == idl.IDL_S_MONITORING
+
+    @property
+    def ports(self) -> HostPorts:
+        return self._ports
+
+    def datapath_id(self) -> str | None:
+        bridge = self._bridge_row()
+        return bridge.datapath_id[0] if bridge is not None and bridge.datapath_id else None
+
+    # ---- the session's thread ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            if self._api is None:
+                try:
+                    self._connect()
+                except Exception as exc:
+                    self.last_error = f"cannot connect to {self.target}: {exc}"
+                    LOG.debug("host %s: %s", self.name, self.last_error)
+                    self._stopped.wait(RETRY_S)
+                    continue
+            self._wake.wait(timeout=RETRY_S)
+            self._wake.clear()
+            if self._stopped.is_set() or self._desired is None or not self.synced:
+                continue
+            try:
+                self._apply(self._desired)
+                self.last_error = None
+            except Exception as exc:
+                self.last_error = str(exc)
+                LOG.warning("host %s: OVSDB transaction failed: %s", self.name, exc)
+                self._wake.set()
+                self._stopped.wait(RETRY_S)
+
+    def _connect(self) -> None:
+        helper = idlutils.get_schema_helper(self.target, "Open_vSwitch")
+        for table in ("Open_vSwitch", "Bridge", "Port", "Controller"):
+            helper.register_table(table)
+        helper.register_columns("Interface", INTERFACE_COLUMNS)
+        idl = _WatchedIdl(self.target, helper)
+        idl.on_change = self._idl_changed
+        conn = connection.Connection(idl, timeout=TXN_TIMEOUT_S)
+        # ovsdbapp keeps the connection on the API class: one class per host keeps the
+        # sessions of different hosts apart.
+        api_class = type(f"HostOvsdb_{self.name}", (impl_idl.OvsdbIdl,), {})
+        self._idl = idl
+        self._api = api_class(conn)
+        self._idl_changed()
+        self._wake.set()
+
+    def _idl_changed(self) -> None:
+        """Runs in the IDL's thread after each change: publish the port view, re-check config."""
+        if not self.synced:
+            return
+        ports = self._read_ports()
+        if ports != self._ports or not self._published:
+            self._ports = ports
+            self._published = True
+            self._on_ports(self.name, ports)
+        self._wake.set()
+
+    # ---- reading the database --------------------------------------------------------------
+
+    def _bridge_row(self):
+        if self._idl is None or self._desired is None:
+            return None
+        rows = self._idl.tables["Bridge"].rows.values()
+        return next((b for b in rows if b.name == self._desired.bridge), None)
+
+    def _read_ports(self) -> HostPorts:
+        bridge = self._bridge_row()
+        endpoints: dict[str, int] = {}
+        tunnels: dict[str, int] = {}
+        if bridge is None:
+            return HostPorts()
+        for port in bridge.ports:
+            for iface in port.interfaces:
+                ofport = iface.ofport[0] if iface.ofport else -1
+                if ofport <= 0:
+                    continue
+                ids = iface.external_ids
+                if PEER_KEY in ids:
+                    tunnels[ids[PEER_KEY]] = ofport
+                elif IFACE_ID_KEY in ids:
+                    endpoints[ids[IFACE_ID_KEY]] = ofport
+        return HostPorts(endpoints, tunnels)
+
+    # ---- converging the database -------------------------------------------------------------
+
+    def _apply(self, desired: HostConfig) -> None:
+        # A new bridge or controller row can only be adjusted once it exists: a few passes.
+        for _ in range(4):
+            started = time.monotonic()
+            txn = _Transaction(self._api, self._api.ovsdb_connection,
+                                          TXN_TIMEOUT_S, check_error=True)
+            converge = txn.add(_Converge(self._api, lambda: self._plan(desired)))
+            txn.commit()
+            if not converge.result:
+                return
+            LOG.info("host %s: %d OVSDB change(s) in %.0f ms", self.name, converge.result,
+                     (time.monotonic() - started) * 1000)
+
+    def _plan(self, desired: HostConfig) -> list:
+        api = self._api
+        bridge = self._bridge_row()
+        if bridge is None:
+            return [api.add_br(desired.bridge, datapath_type=desired.datapath_type)]
+        commands = self._plan_bridge(bridge, desired)
+        existing = {port.name: port for port in bridge.ports}
+        wanted: set[str] = set()
+        for tunnel in desired.tunnels:
+            wanted.add(tunnel.name)
+            options = {"remote_ip": tunnel.remote_ip, "key": "flow"}
+            ids = {PEER_KEY: tunnel.peer}
+            port = existing.get(tunnel.name)
+            if port is None:
+                commands.append(api.add_port(desired.bridge, tunnel.name, type="vxlan",
+                                             options=options, external_ids=ids))
+                continue
+            iface = port.interfaces[0]
+            if iface.type != "vxlan" or dict(iface.options) != options or \
+                    dict(iface.external_ids) != ids:
+                commands.append(api.db_set("Interface", iface.uuid, ("type", "vxlan"),
+                                           ("options", options), ("external_ids", ids)))
+        for name, endpoint_id in desired.endpoint_ports.items():
+            wanted.add(name)
+            port = existing.get(name)
+            ids = {IFACE_ID_KEY: endpoint_id, OWNED_KEY: "true"}
+            if port is None:
+                commands.append(api.add_port(desired.bridge, name, external_ids=ids))
+            elif any(port.interfaces[0].external_ids.get(k) != v for k, v in ids.items()):
+                commands.append(api.db_set("Interface", port.interfaces[0].uuid,
+                                           ("external_ids", ids)))
+        for name, port in existing.items():
+            ours = any(PEER_KEY in i.external_ids or OWNED_KEY in i.external_ids
+                       for i in port.interfaces)
+            if ours and name not in wanted:
+                commands.append(api.del_port(name, desired.bridge))
+        return commands
+
+    def _plan_bridge(self, bridge, desired: HostConfig) -> list:
+        api = self._api
+        commands = []
+        changes = []
+        if bridge.datapath_type != desired.datapath_type:
+            changes.append(("datapath_type", desired.datapath_type))
+        if bridge.fail_mode != ["secure"]:
+            changes.append(("fail_mode", "secure"))
+        if list(bridge.protocols) != ["OpenFlow13"]:
+            changes.append(("protocols", ["OpenFlow13"]))
+        other = {"datapath-id": desired.datapath_id, "disable-in-band": "true"}
+        if any(bridge.other_config.get(k) != v for k, v in other.items()):
+            changes.append(("other_config", {**bridge.other_config, **other}))
+        if changes:
+            commands.append(api.db_set("Bridge", bridge.uuid, *changes))
+        wanted = [desired.controller] if desired.controller else []
+        if [c.target for c in bridge.controller] != wanted:
+            commands.append(api.set_controller(desired.bridge, wanted))
+        elif wanted:
+            ctl = bridge.controller[0]
+            stale = [(k, v) for k, v in CONTROLLER_SETTINGS.items()
+                     if getattr(ctl, k) != [v]]
+            if stale:
+                commands.append(api.db_set("Controller", ctl.uuid, *stale))
+        return commands
