@@ -139,6 +139,8 @@ class Fabric:
             "openflow_connected": switch is not None,
             "dpid": f"{self.store.get_host(name).dpid:016x}",
             "flows": len(switch.installed) if switch and switch.installed is not None else None,
+            # Since this controller process started; an unchanged table costs none.
+            "flow_mods_sent": switch.flow_mods_sent if switch and switch.reconciles else None,
             "error": session.last_error if session else None,
         }
 

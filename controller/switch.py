@@ -123,6 +123,10 @@ class SwitchSession:
             self.reconciles += 1
         changes = diff(desired.flows, self.installed)
         if changes:
+            if first and LOG.isEnabledFor(logging.DEBUG):
+                for flow in changes.add:
+                    LOG.debug("switch %s: rewriting %s (installed: %s)", self.host, flow,
+                              self.installed.get(flow.key))
             started = time.monotonic()
             messages = [add_message(self.dp, f) for f in changes.add]
             messages += [delete_message(self.dp, f) for f in changes.delete]

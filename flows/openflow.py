@@ -71,5 +71,10 @@ def _action_tuple(action) -> tuple:
     if isinstance(action, parser.OFPActionSetField):
         return ("set_field", action.key, action.value)
     if isinstance(action, parser.NXActionRegMove):
-        return ("move", action.src_field, action.dst_field, action.n_bits)
+        # OVS answers with the NXM spelling of OXM fields (eth_src_nxm for eth_src).
+        return ("move", _oxm_name(action.src_field), _oxm_name(action.dst_field), action.n_bits)
     return ("unsupported", repr(action))
+
+
+def _oxm_name(field: str) -> str:
+    return field[:-4] if field.endswith("_nxm") else field

@@ -1,0 +1,69 @@
+"""Runs `ovsfabric serve` as a separate process for the demo, tests and benchmarks."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import requests
+
+from api.client import FabricClient
+
+
+class ControllerProcess:
+    def __init__(self, state: str, listen_ip: str, api_port: int = 8686,
+                 openflow_port: int = 6653, log_path: str | None = None):
+        self.state = state
+        self.api_listen = f"127.0.0.1:{api_port}"
+        self.openflow_listen = f"{listen_ip}:{openflow_port}"
+        self.url = f"http://{self.api_listen}"
+        self.log_path = log_path or state + ".log"
+        self.proc: subprocess.Popen | None = None
+        self.client = FabricClient(self.url)
+
+    def start(self, timeout: float = 20.0) -> None:
+        command = [sys.executable, "-m", "cli.main", "serve", "--api-listen", self.api_listen,
+                   "--openflow-listen", self.openflow_listen, "--state", self.state]
+        log = open(self.log_path, "a")
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=root)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"controller exited with {self.proc.returncode}; "
+                                   f"see {self.log_path}")
+            try:
+                requests.get(self.url + "/v1/hosts", timeout=1)
+                return
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError(f"controller did not answer within {timeout} s")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Stops the controller by its own PID (SIGKILL by default: a crash)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def stop(self) -> None:
+        self.kill(signal.SIGTERM)
+
+    def wait_connected(self, hosts: list[str], timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = {h["name"]: h for h in self.client.hosts()}
+            if all(status.get(h, {}).get("connected") for h in hosts):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"hosts not connected within {timeout} s: {status}")
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
