@@ -39,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
     # os-ken and ovsdbapp are chatty at INFO about every connection attempt.
     for noisy in ("os_ken", "ovsdbapp", "ovs"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    # ovsdbapp logs an ERROR per failed connection attempt; the host's status carries it.
+    logging.getLogger("ovsdbapp.backend.ovs_idl.idlutils").setLevel(logging.CRITICAL)
     api_host, api_port = split_host_port(args.api_listen, "--api-listen")
     of_host, of_port = split_host_port(args.openflow_listen, "--openflow-listen")
     advertise = args.advertise or \

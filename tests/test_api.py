@@ -1,0 +1,166 @@
+"""The REST API's contract and validation, in-process, with no switch (hosts unreachable)."""
+from __future__ import annotations
+
+import pytest
+
+from api.app import create_app
+from controller.fabric import Fabric
+from model import Store
+
+
+@pytest.fixture
+def client(tmp_path):
+    store = Store(str(tmp_path / "state.db"))
+    fabric = Fabric(store, "tcp:127.0.0.1:6653")
+    fabric.start()
+    app = create_app(fabric)
+    yield app.test_client()
+    fabric.stop()
+    store.close()
+
+
+@pytest.fixture
+def populated(client):
+    for i in (1, 2):
+        r = client.post("/v1/hosts", json={"name": f"h{i}", "ovsdb": f"unix:/nonexistent/h{i}",
+                                           "tunnel_ip": f"192.0.2.{i}"})
+        assert r.status_code == 201, r.json
+    r = client.post("/v1/networks", json={"name": "red", "subnet": "10.0.0.0/29"})
+    assert r.status_code == 201
+    return client
+
+
+def assert_error(response, status, *words):
+    assert response.status_code == status, response.json
+    assert set(response.json) == {"error"}
+    for word in words:
+        assert word in response.json["error"]
+
+
+def test_host_defaults_and_status(populated):
+    host = populated.get("/v1/hosts/h1").json
+    assert host["datapath_type"] == "system" and host["bridge"] == "br-int"
+    assert host["connected"] is False
+    assert len(host["dpid"]) == 16
+    assert [h["name"] for h in populated.get("/v1/hosts").json] == ["h1", "h2"]
+
+
+@pytest.mark.parametrize("body, words", [
+    ({"name": "h9", "ovsdb": "http://x", "tunnel_ip": "192.0.2.9"}, ["ovsdb"]),
+    ({"name": "h9", "ovsdb": "unix:/x", "tunnel_ip": "300.0.0.1"}, ["tunnel_ip"]),
+    ({"name": "h9", "ovsdb": "unix:/x", "tunnel_ip": "192.0.2.9", "datapath_type": "dpdk"},
+     ["datapath_type"]),
+    ({"name": "h9", "ovsdb": "unix:/x", "tunnel_ip": "192.0.2.9", "bridge": "a-very-long-bridge"},
+     ["bridge"]),
+    ({"name": "", "ovsdb": "unix:/x", "tunnel_ip": "192.0.2.9"}, ["name"]),
+    ({"ovsdb": "unix:/x", "tunnel_ip": "192.0.2.9"}, ["name", "Field required"]),
+    ({"name": "h9", "ovsdb": "unix:/x", "tunnel_ip": "192.0.2.9", "colour": "red"}, ["colour"]),
+])
+def test_bad_host_requests_are_400(populated, body, words):
+    assert_error(populated.post("/v1/hosts", json=body), 400, *words)
+    assert len(populated.get("/v1/hosts").json) == 2
+
+
+def test_host_conflicts(populated):
+    body = {"name": "h1", "ovsdb": "unix:/x", "tunnel_ip": "192.0.2.50"}
+    assert_error(populated.post("/v1/hosts", json=body), 409, "h1")
+    body = {"name": "h3", "ovsdb": "unix:/x", "tunnel_ip": "192.0.2.1"}
+    assert_error(populated.post("/v1/hosts", json=body), 409, "tunnel_ip")
+    assert_error(populated.get("/v1/hosts/nope"), 404, "nope")
+
+
+def test_not_json_is_400(populated):
+    r = populated.post("/v1/networks", data="{not json", content_type="application/json")
+    assert_error(r, 400, "JSON")
+    assert_error(populated.post("/v1/networks", json=[1, 2]), 400, "JSON object")
+
+
+def test_oversized_body_is_413(populated):
+    r = populated.post("/v1/networks", json={"name": "x" * 100_000, "subnet": "10.1.0.0/24"})
+    assert_error(r, 413)
+
+
+def test_network_defaults_and_lookup(populated):
+    net = populated.get("/v1/networks/red").json
+    assert net["gateway"] == "10.0.0.1" and net["mtu"] == 1450 and net["vni"] >= 1
+    assert populated.get(f"/v1/networks/{net['id']}").json == net
+    second = populated.post("/v1/networks", json={"name": "blue", "subnet": "10.0.0.0/29"}).json
+    assert second["vni"] != net["vni"]
+
+
+@pytest.mark.parametrize("body, status, words", [
+    ({"name": "n", "subnet": "10.0.0.1/24"}, 400, ["host bits"]),
+    ({"name": "n", "subnet": "fd00::/64"}, 400, ["IPv4"]),
+    ({"name": "n", "subnet": "10.2.0.0/24", "gateway": "10.3.0.1"}, 400, ["outside"]),
+    ({"name": "n", "subnet": "10.2.0.0/24", "vni": 0}, 400, ["vni"]),
+    ({"name": "n", "subnet": "10.2.0.0/24", "mtu": 100}, 400, ["mtu"]),
+    ({"name": "red", "subnet": "10.2.0.0/24"}, 409, ["red"]),
+])
+def test_bad_network_requests(populated, body, status, words):
+    assert_error(populated.post("/v1/networks", json=body), status, *words)
+    assert len(populated.get("/v1/networks").json) == 1
+
+
+def test_vni_taken_is_409(populated):
+    vni = populated.get("/v1/networks/red").json["vni"]
+    r = populated.post("/v1/networks", json={"name": "n", "subnet": "10.2.0.0/24", "vni": vni})
+    assert_error(r, 409, "vni")
+
+
+def test_endpoint_allocation_and_shape(populated):
+    ep = populated.post("/v1/endpoints", json={"network": "red", "host": "h1"}).json
+    assert set(ep) == {"id", "name", "network", "host", "port", "ip", "prefix_len", "mac",
+                       "gateway", "mtu"}
+    assert ep["ip"] == "10.0.0.2" and ep["prefix_len"] == 29 and ep["gateway"] == "10.0.0.1"
+    assert int(ep["mac"].split(":")[0], 16) & 0b11 == 0b10, "locally administered unicast"
+    assert populated.get(f"/v1/endpoints/{ep['id']}").json == ep
+
+
+def test_subnet_exhaustion_is_409(populated):
+    ips = [populated.post("/v1/endpoints", json={"network": "red", "host": "h1"}).json["ip"]
+           for _ in range(5)]
+    assert len(set(ips)) == 5 and "10.0.0.1" not in ips
+    assert_error(populated.post("/v1/endpoints", json={"network": "red", "host": "h1"}),
+                 409, "no address")
+
+
+@pytest.mark.parametrize("body, status, words", [
+    ({"network": "nope", "host": "h1"}, 404, ["nope"]),
+    ({"network": "red", "host": "nope"}, 404, ["nope"]),
+    ({"network": "red", "host": "h1", "ip": "10.0.0.300"}, 400, ["ip"]),
+    ({"network": "red", "host": "h1", "ip": "10.9.0.2"}, 400, ["outside"]),
+    ({"network": "red", "host": "h1", "ip": "10.0.0.7"}, 400, ["broadcast"]),
+    ({"network": "red", "host": "h1", "ip": "10.0.0.1"}, 409, ["gateway"]),
+    ({"network": "red", "host": "h1", "mac": "zz:00:00:00:00:01"}, 400, ["mac"]),
+    ({"network": "red", "host": "h1", "mac": "01:00:00:00:00:01"}, 400, ["multicast"]),
+    ({"network": "red", "host": "h1", "port": "no/slash"}, 400, ["port"]),
+])
+def test_bad_endpoint_requests(populated, body, status, words):
+    assert_error(populated.post("/v1/endpoints", json=body), status, *words)
+    assert populated.get("/v1/endpoints").json == []
+
+
+def test_endpoint_duplicates_are_409(populated):
+    first = populated.post("/v1/endpoints", json={"network": "red", "host": "h1", "port": "p1",
+                                                  "mac": "02:00:00:00:00:01"}).json
+    for body, word in [({"ip": first["ip"]}, "ip"), ({"mac": "02:00:00:00:00:01"}, "mac"),
+                       ({"port": "p1"}, "port")]:
+        r = populated.post("/v1/endpoints", json={"network": "red", "host": "h1", **body})
+        assert_error(r, 409, word)
+    assert len(populated.get("/v1/endpoints").json) == 1
+
+
+def test_endpoint_filters_and_delete(populated):
+    a = populated.post("/v1/endpoints", json={"network": "red", "host": "h1"}).json
+    b = populated.post("/v1/endpoints", json={"network": "red", "host": "h2"}).json
+    assert [e["id"] for e in populated.get("/v1/endpoints?host=h2").json] == [b["id"]]
+    assert len(populated.get("/v1/endpoints?network=red").json) == 2
+    assert_error(populated.get("/v1/endpoints?network=nope"), 404)
+    assert_error(populated.delete("/v1/networks/red"), 409, "endpoints")
+    assert_error(populated.delete("/v1/hosts/h1"), 409, "endpoints")
+    assert populated.delete(f"/v1/endpoints/{a['id']}").status_code == 204
+    assert_error(populated.get(f"/v1/endpoints/{a['id']}"), 404)
+    assert_error(populated.delete(f"/v1/endpoints/{a['id']}"), 404)
+    again = populated.post("/v1/endpoints",
+                           json={"network": "red", "host": "h1", "ip": a["ip"]})
+    assert again.status_code == 201, "a freed address can be taken again"
