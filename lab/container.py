@@ -15,8 +15,9 @@ IFACE = "eth0"
 
 
 class Container:
-    def __init__(self, host: LabHost, name: str, netns_name: str):
+    def __init__(self, host: LabHost, name: str, netns_name: str, mtu: int = 1450):
         self.host = host
+        self.mtu = mtu
         self.name = name
         self.netns = netns_name
         # Host-side end of the veth, in the HOST's namespace; the controller attaches it to br-int.
@@ -31,7 +32,9 @@ class Container:
     def create(self) -> None:
         netns.add(self.netns)
         netns.add_veth(self.port, IFACE, self.netns, netns=self.host.netns)
-        netns.ip("link", "set", self.port, "up", netns=self.host.netns)
+        # The MTU is set before the port is attached: changing it later makes ovs-vswitchd
+        # reconfigure the port, and the first packets after that were seen to vanish.
+        netns.ip("link", "set", self.port, "mtu", self.mtu, "up", netns=self.host.netns)
 
     def destroy(self) -> None:
         for proc, out in list(self._pings.values()):
@@ -48,7 +51,9 @@ class Container:
     def configure(self, mac: str, ip: str, prefix_len: int = 24, mtu: int = 1450,
                   gateway: str | None = None) -> None:
         """Give eth0 what the controller assigned. MTU 1450 = underlay 1500 - VXLAN's 50."""
-        netns.ip("link", "set", self.port, "mtu", mtu, netns=self.host.netns)
+        if mtu != self.mtu:
+            netns.ip("link", "set", self.port, "mtu", mtu, netns=self.host.netns)
+            self.mtu = mtu
         netns.ip("link", "set", IFACE, "address", mac, "mtu", mtu, netns=self.netns)
         netns.ip("addr", "flush", "dev", IFACE, netns=self.netns)  # re-configure replaces
         netns.ip("addr", "add", f"{ip}/{prefix_len}", "dev", IFACE, netns=self.netns)

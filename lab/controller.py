@@ -24,6 +24,11 @@ class ControllerProcess:
         self.client = FabricClient(self.url)
 
     def start(self, timeout: float = 20.0) -> None:
+        try:
+            requests.get(self.url, timeout=1)
+            raise RuntimeError(f"something already answers on {self.url}: stop it first")
+        except requests.ConnectionError:
+            pass
         command = [sys.executable, "-m", "cli.main", "serve", "--api-listen", self.api_listen,
                    "--openflow-listen", self.openflow_listen, "--state", self.state]
         log = open(self.log_path, "a")

@@ -121,6 +121,21 @@ class Lab:
         for i, h in enumerate(self.hosts, 1):
             log.info("building %s (netns %s, tunnel %s)", h.name, h.netns, h.tunnel_ip)
             self._build_host(i, h)
+        self._seed_tunnel_neighbours()
+
+    def _seed_tunnel_neighbours(self) -> None:
+        """Static underlay neighbours in each userspace datapath's tunnel cache.
+
+        A userspace tunnel drops the packets it has to send to a peer whose MAC it has not
+        learnt yet (it sends an ARP instead): the first pings across hosts vanished. A real
+        host's NIC has its neighbours resolved long before; static entries give the lab that.
+        """
+        macs = {h.name: netns.ip("-br", "link", "show", "br-phy", netns=h.netns).stdout.split()[2]
+                for h in self.hosts}
+        for h in self.hosts:
+            for peer in self.hosts:
+                if peer is not h:
+                    h.appctl("tnl/neigh/set", "br-phy", peer.tunnel_ip, macs[peer.name])
 
     def _check_mgmt_address_free(self) -> None:
         # Another lab (other prefix) may hold the same management address on its own bridge:
@@ -166,13 +181,13 @@ class Lab:
 
     # --- containers -----------------------------------------------------------------------
 
-    def add_container(self, host: str | LabHost, name: str) -> Container:
+    def add_container(self, host: str | LabHost, name: str, mtu: int = 1450) -> Container:
         h = host if isinstance(host, LabHost) else self.host(host)
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
             raise ValueError(f"container name {name!r}")
         if any(c.host is h and c.name == name for c in self.containers):
             raise ValueError(f"container {name!r} already exists on {h.name}")
-        c = Container(h, name, f"{h.netns}-{name}")
+        c = Container(h, name, f"{h.netns}-{name}", mtu)
         self.containers.append(c)
         try:
             c.create()

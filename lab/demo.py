@@ -1,0 +1,128 @@
+"""`make demo`: three hosts, two networks with overlapping subnets, six containers.
+
+Brings up the namespace lab and the controller, creates everything over REST, prints who
+reaches whom and what the flow tables hold, then removes all of it.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import concurrent.futures
+import os
+import sys
+import tempfile
+
+from flows.pipeline import TABLE_BY_ID, decode_cookie
+
+from .controller import ControllerProcess
+from .lab import Lab
+
+NETWORKS = [("red", "10.20.0.0/24"), ("blue", "10.20.0.0/24")]  # the same subnet on purpose
+
+
+def progress(message: str) -> None:
+    print(f"-- {message}", file=sys.stderr, flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--hosts", type=int, default=3)
+    parser.add_argument("--api-port", type=int, default=8686)
+    parser.add_argument("--keep", action="store_true", help="leave the lab running at the end")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("the demo needs root (network namespaces, Open vSwitch)", file=sys.stderr)
+        return 1
+    workdir = tempfile.mkdtemp(prefix="ovsfabric-demo-")
+    lab = Lab(args.hosts, prefix="ovfdemo")
+    progress(f"building {args.hosts} hosts (namespaces, each with ovsdb-server + ovs-vswitchd)")
+    lab.up()
+    controller = ControllerProcess(os.path.join(workdir, "ovsfabric.db"), lab.controller_ip,
+                                   api_port=args.api_port)
+    try:
+        progress(f"starting the controller (log: {controller.log_path})")
+        controller.start()
+        run_demo(lab, controller)
+    finally:
+        if not args.keep:
+            progress("cleaning up")
+            controller.stop()
+            lab.down()
+    return 0
+
+
+def run_demo(lab: Lab, controller: ControllerProcess) -> None:
+    client = controller.client
+    for host in lab.hosts:
+        client.create_host(host.name, host.ovsdb, host.tunnel_ip, datapath_type="netdev")
+    controller.wait_connected([h.name for h in lab.hosts])
+    progress("hosts registered and connected (OVSDB and OpenFlow)")
+    for name, subnet in NETWORKS:
+        net = client.create_network(name, subnet)
+        progress(f"network {name}: {net['subnet']} VNI {net['vni']} MTU {net['mtu']}")
+    containers = []
+    for network, _ in NETWORKS:
+        for host in lab.hosts:
+            label = f"{network}-{host.name}"
+            container = lab.add_container(host.name, label[:13])
+            ep = client.create_endpoint(network, host.name, port=container.port, name=label)
+            container.configure(ep["mac"], ep["ip"], ep["prefix_len"], ep["mtu"])
+            containers.append((label, container, ep))
+            progress(f"container {label}: {ep['ip']} {ep['mac']} on {host.name}")
+    print_ping_matrix(containers)
+    print_flow_summary(lab, client)
+
+
+def print_ping_matrix(containers) -> None:
+    """Who reaches whom. The networks share a subnet, so an address can exist in both: a
+    reply only counts when it came from the intended container (its MAC, as the pinging
+    container's neighbour table shows)."""
+    def reach(pair):
+        (_, src, _), (_, _, dst) = pair
+        if not src.ping(dst["ip"], count=1, timeout=1):
+            return "--"
+        neighbour = src.exec("ip", "neigh", "show", dst["ip"]).stdout
+        return "ok" if dst["mac"] in neighbour else "other"
+
+    pairs = [(a, b) for a in containers for b in containers if a is not b]
+    progress(f"pinging {len(pairs)} pairs")
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = dict(zip([(a[0], b[0]) for a, b in pairs], pool.map(reach, pairs)))
+    labels = [c[0] for c in containers]
+    width = max(map(len, labels)) + 2
+    print("\nPing matrix: row pings column's address. ok = the column's container answered; "
+          "-- = no answer;\nother = the address answered, but from the row's own network "
+          "(the subnets overlap).")
+    print(" " * width + "".join(f"{label:>{width}}" for label in labels))
+    for src in labels:
+        cells = [results.get((src, dst), ".") for dst in labels]
+        print(f"{src:<{width}}" + "".join(f"{cell:>{width}}" for cell in cells))
+    same = [r for (a, b), r in results.items() if a.split("-")[0] == b.split("-")[0]]
+    cross = [r for (a, b), r in results.items() if a.split("-")[0] != b.split("-")[0]]
+    print(f"\nwithin a network: {same.count('ok')}/{len(same)} reached; "
+          f"across networks: {cross.count('ok')}/{len(cross)} reached")
+
+
+def print_flow_summary(lab: Lab, client) -> None:
+    print("\nFlows per host (table: count by owner):")
+    for host in lab.hosts:
+        counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+        for line in host.ofctl("dump-flows").splitlines():
+            if "actions=" not in line:
+                continue
+            fields = dict(part.split("=", 1) for part in line.replace(",", " ").split()
+                          if "=" in part and part.split("=", 1)[0] in ("cookie", "table"))
+            table = TABLE_BY_ID[int(fields.get("table", 0))].name
+            owner = decode_cookie(int(fields["cookie"], 16))
+            counts[table][owner[0] if owner else "unknown"] += 1
+        total = sum(sum(c.values()) for c in counts.values())
+        detail = "; ".join(f"{t}: " + ", ".join(f"{n} {k}" for k, n in sorted(c.items()))
+                           for t, c in counts.items())
+        print(f"  {host.name}: {total} flows  ({detail})")
+    status = {h["name"]: h for h in client.hosts()}
+    print("\nHost status:", ", ".join(f"{n} connected={s['connected']} dpid={s['dpid']}"
+                                       for n, s in status.items()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
