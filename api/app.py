@@ -99,6 +99,7 @@ def create_app(fabric: Fabric) -> Flask:
 
     def wait_programmed(ep: Endpoint, bind: bool) -> None:
         """Answers once the flows are in on every connected host of the network (bounded)."""
+        LOG.debug("endpoint %s committed", ep.id)
         snap = store.snapshot()
         hosts = snap.hosts_of_network(ep.network_id) | {ep.host}
         bound = {ep.id: ep.host} if bind else None

@@ -29,14 +29,29 @@ class HostPorts:
 
 def compile_host(snap: Snapshot, host: str, ports: HostPorts) -> dict[tuple, Flow]:
     flows = fixed_flows()
-    local = [ep for ep in snap.host_endpoints(host) if ep.id in ports.endpoints]
-    for network_id in sorted({ep.network_id for ep in local}):
+    local = local_ofports(snap, host, ports)
+    for network_id in sorted({snap.endpoints[e].network_id for e in local}):
         network = snap.networks[network_id]
         members = snap.network_endpoints(network_id)
-        flows += network_flows(network, host, members, ports)
-    for ep in local:
-        flows += port_security_flows(ep, snap.networks[ep.network_id], ports.endpoints[ep.id])
+        flows += network_flows(network, host, members, local, ports.tunnels)
+    for endpoint_id, ofport in local.items():
+        ep = snap.endpoints[endpoint_id]
+        flows += port_security_flows(ep, snap.networks[ep.network_id], ofport)
     return table_of(flows)
+
+
+def local_ofports(snap: Snapshot, host: str, ports: HostPorts) -> dict[str, int]:
+    """Endpoint id -> OpenFlow port for the host's endpoints that have one.
+
+    The number OVS reports wins; a port the controller is still adding has the number it
+    asked for, so that its flows are in place when the port appears.
+    """
+    local = {}
+    for ep in snap.host_endpoints(host):
+        ofport = ports.endpoints.get(ep.id, ep.ofport)
+        if ofport is not None:
+            local[ep.id] = ofport
+    return local
 
 
 def fixed_flows() -> list[Flow]:
@@ -64,13 +79,12 @@ def port_security_flows(ep: Endpoint, network: Network, ofport: int) -> list[Flo
 
 
 def network_flows(network: Network, host: str, members: list[Endpoint],
-                  ports: HostPorts) -> list[Flow]:
+                  local: Mapping[str, int], tunnels: Mapping[str, int]) -> list[Flow]:
     vni = network.vni
     net_cookie = p.cookie("network", network.seq)
-    local_ports = sorted(ports.endpoints[ep.id] for ep in members
-                         if ep.host == host and ep.id in ports.endpoints)
-    remote_hosts = sorted({ep.host for ep in members if ep.host != host} & ports.tunnels.keys())
-    to_tunnels = [set_field("tunnel_id", vni)] + [output(ports.tunnels[h]) for h in remote_hosts]
+    local_ports = sorted(local[ep.id] for ep in members if ep.id in local)
+    remote_hosts = sorted({ep.host for ep in members if ep.host != host} & tunnels.keys())
+    to_tunnels = [set_field("tunnel_id", vni)] + [output(tunnels[h]) for h in remote_hosts]
 
     flows = [
         Flow.make(p.INGRESS.id, p.PRIO_TUNNEL_IN, net_cookie, {"tunnel_id": vni},
@@ -87,16 +101,16 @@ def network_flows(network: Network, host: str, members: list[Endpoint],
         c = p.cookie("endpoint", ep.seq)
         flows.append(arp_reply_flow(vni, ep, c))
         if ep.host == host:
-            if ep.id in ports.endpoints:
+            if ep.id in local:
                 flows.append(Flow.make(p.L2.id, p.PRIO_L2_UNICAST, c,
                                        {"metadata": vni, "eth_dst": ep.mac},
-                                       actions=[output(ports.endpoints[ep.id])]))
-        elif ep.host in ports.tunnels:
+                                       actions=[output(local[ep.id])]))
+        elif ep.host in tunnels:
             # Only traffic from local ports goes into a tunnel (split horizon).
             flows.append(Flow.make(p.L2.id, p.PRIO_L2_UNICAST, c,
                                    {"metadata": vni, p.FROM_TUNNEL_REG: 0, "eth_dst": ep.mac},
                                    actions=[set_field("tunnel_id", vni),
-                                            output(ports.tunnels[ep.host])]))
+                                            output(tunnels[ep.host])]))
     return flows
 
 

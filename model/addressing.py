@@ -64,6 +64,21 @@ def lowest_free_vni(used: set[int]) -> int:
     return vni
 
 
+# Endpoint ports ask for OpenFlow numbers from here up, away from the low numbers OVS gives
+# ports it numbers itself (tunnels, ports added by others).
+OFPORT_MIN = 1000
+OFPORT_MAX = 0xFEFF
+
+
+def lowest_free_ofport(used: set) -> int:
+    ofport = OFPORT_MIN
+    while ofport in used:
+        ofport += 1
+    if ofport > OFPORT_MAX:
+        raise Conflict("no OpenFlow port number left on the host")
+    return ofport
+
+
 def check_vni(vni: int) -> int:
     if not 1 <= vni <= VNI_MAX:
         raise InvalidRequest(f"vni {vni} is outside 1..{VNI_MAX}")

@@ -53,6 +53,9 @@ class Endpoint:
     port: str | None
     ip: str
     mac: str
+    # The OpenFlow port number the controller asks OVS to give `port` (ofport_request), so
+    # that its flows can be installed while OVS is still adding the port.
+    ofport: int | None = None
 
 
 @dataclass(frozen=True)

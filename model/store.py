@@ -19,6 +19,7 @@ from .addressing import (
     DEFAULT_MTU,
     AddressPool,
     check_vni,
+    lowest_free_ofport,
     lowest_free_vni,
     normalize_mac,
     parse_ip_in,
@@ -55,9 +56,11 @@ CREATE TABLE IF NOT EXISTS endpoints (
     port TEXT,
     ip TEXT NOT NULL,
     mac TEXT NOT NULL,
+    ofport INTEGER,
     UNIQUE (network_id, ip),
     UNIQUE (network_id, mac),
-    UNIQUE (host, port)
+    UNIQUE (host, port),
+    UNIQUE (host, ofport)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('revision', 0);
@@ -208,14 +211,19 @@ class Store:
                 raise Conflict(f"mac {mac} is already used in network {net.name!r}")
             while mac is None or mac in macs:
                 mac = random_mac()
-            if port is not None and any(e.port == port for e in snap.host_endpoints(host)):
-                raise Conflict(f"port {port!r} on host {host!r} already belongs to an endpoint")
+            ofport = None
+            if port is not None:
+                local = snap.host_endpoints(host)
+                if any(e.port == port for e in local):
+                    raise Conflict(f"port {port!r} on host {host!r} already belongs to an endpoint")
+                ofport = lowest_free_ofport({e.ofport for e in local})
             endpoint_id = uuid.uuid4().hex
             name = name or f"ep-{endpoint_id[:8]}"
             seq = self._write(
-                "INSERT INTO endpoints (id, name, network_id, host, port, ip, mac) VALUES (?,?,?,?,?,?,?)",
-                (endpoint_id, name, net.id, host, port, ip, mac))
-            ep = Endpoint(seq, endpoint_id, name, net.id, host, port, ip, mac)
+                "INSERT INTO endpoints (id, name, network_id, host, port, ip, mac, ofport) "
+                "VALUES (?,?,?,?,?,?,?,?)",
+                (endpoint_id, name, net.id, host, port, ip, mac, ofport))
+            ep = Endpoint(seq, endpoint_id, name, net.id, host, port, ip, mac, ofport)
             pool.take(ip)
             self._publish(self._with_endpoint(snap, ep, add=True))
             return ep
@@ -277,7 +285,8 @@ class Store:
         networks = {r[1]: Network(*r) for r in db.execute(
             "SELECT seq, id, name, subnet, gateway, vni, mtu FROM networks ORDER BY seq")}
         endpoints = {r[1]: Endpoint(*r) for r in db.execute(
-            "SELECT seq, id, name, network_id, host, port, ip, mac FROM endpoints ORDER BY seq")}
+            "SELECT seq, id, name, network_id, host, port, ip, mac, ofport FROM endpoints "
+            "ORDER BY seq")}
         self._pools = {n.id: AddressPool(n.subnet, n.gateway) for n in networks.values()}
         by_net: dict[str, list[str]] = {n: [] for n in networks}
         by_host: dict[str, list[str]] = {}

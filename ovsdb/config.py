@@ -32,7 +32,8 @@ class HostConfig:
     dpid: int
     controller: str  # the advertised OpenFlow target, e.g. tcp:198.18.1.1:6653
     tunnels: tuple[TunnelPort, ...] = ()
-    endpoint_ports: dict[str, str] = field(default_factory=dict)  # port name -> endpoint id
+    # port name -> (endpoint id, requested OpenFlow port number)
+    endpoint_ports: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     @property
     def datapath_id(self) -> str:
@@ -43,5 +44,5 @@ def host_config(snap: Snapshot, host: Host, controller: str) -> HostConfig:
     tunnels = tuple(
         TunnelPort(tunnel_port_name(peer.tunnel_ip), peer.name, peer.tunnel_ip)
         for peer in sorted(snap.hosts.values(), key=lambda h: h.name) if peer.name != host.name)
-    ports = {ep.port: ep.id for ep in snap.host_endpoints(host.name) if ep.port}
+    ports = {ep.port: (ep.id, ep.ofport) for ep in snap.host_endpoints(host.name) if ep.port}
     return HostConfig(host.bridge, host.datapath_type, host.dpid, controller, tunnels, ports)

@@ -168,6 +168,7 @@ class HostSession:
         if not self.synced:
             return
         ports = self._read_ports()
+        LOG.debug("host %s: database changed", self.name)
         if ports != self._ports or not self._published:
             self._ports = ports
             self._published = True
@@ -237,15 +238,20 @@ class HostSession:
                     dict(iface.external_ids) != ids:
                 commands.append(api.db_set("Interface", iface.uuid, ("type", "vxlan"),
                                            ("options", options), ("external_ids", ids)))
-        for name, endpoint_id in desired.endpoint_ports.items():
+        for name, (endpoint_id, ofport) in desired.endpoint_ports.items():
             wanted.add(name)
             port = existing.get(name)
             ids = {IFACE_ID_KEY: endpoint_id, OWNED_KEY: "true"}
             if port is None:
-                commands.append(api.add_port(desired.bridge, name, external_ids=ids))
-            elif any(port.interfaces[0].external_ids.get(k) != v for k, v in ids.items()):
-                commands.append(api.db_set("Interface", port.interfaces[0].uuid,
-                                           ("external_ids", ids)))
+                commands.append(api.add_port(desired.bridge, name, external_ids=ids,
+                                             ofport_request=ofport))
+                continue
+            iface = port.interfaces[0]
+            if any(iface.external_ids.get(k) != v for k, v in ids.items()) or \
+                    iface.ofport_request != [ofport]:
+                commands.append(api.db_set("Interface", iface.uuid,
+                                           ("external_ids", {**iface.external_ids, **ids}),
+                                           ("ofport_request", ofport)))
         for name, port in existing.items():
             ours = any(PEER_KEY in i.external_ids or OWNED_KEY in i.external_ids
                        for i in port.interfaces)
