@@ -66,7 +66,7 @@ class Fabric:
         if switch is not None:
             switch.stop()
             clear_flows(switch.dp)
-        desired = session._desired
+        desired = session.desired
         cleanup = None
         if desired is not None:
             cleanup = HostConfig(desired.bridge, desired.datapath_type, desired.dpid,

@@ -21,10 +21,11 @@ from flows.openflow import add_message, delete_message, flow_from_stats
 
 LOG = logging.getLogger(__name__)
 REPLY_TIMEOUT_S = 10
+SAFETY_RECHECK_S = 30
 _bundle_ids = itertools.count(1)
 
 
-class SwitchGone(Exception):
+class NoReply(Exception):
     pass
 
 
@@ -99,16 +100,18 @@ class SwitchSession:
 
     def _run(self) -> None:
         while self._alive:
-            self._wake.wait(timeout=5)
+            # Kicks come with every model or port change; the timeout is only a safety net.
+            self._wake.wait(timeout=SAFETY_RECHECK_S)
             self._wake.clear()
             if not self._alive:
                 return
             try:
                 self._converge()
-            except SwitchGone:
-                return
-            except Exception:
-                LOG.exception("switch %s: programming failed; re-reading its table", self.host)
+            except Exception as exc:
+                if not self._alive:
+                    return
+                LOG.warning("switch %s: programming failed (%s); re-reading its table",
+                            self.host, exc)
                 self.installed = None
                 time.sleep(0.5)
                 self._wake.set()
@@ -162,7 +165,7 @@ class SwitchSession:
         try:
             self.dp.send_msg(request)
             if not pending.done.wait(REPLY_TIMEOUT_S) or not self._alive:
-                raise SwitchGone(f"no reply from switch {self.host}")
+                raise NoReply(f"no reply from switch {self.host}")
             return pending.parts
         finally:
             self._pending.pop(request.xid, None)

@@ -52,9 +52,6 @@ class Flow:
         return (self.cookie, self.actions, self.write_metadata, self.goto)
 
 
-FlowTable = dict  # key -> Flow
-
-
 def table_of(flows: list[Flow]) -> dict[tuple, Flow]:
     return {f.key: f for f in flows}
 

@@ -55,28 +55,27 @@ def random_mac() -> str:
     return ":".join(f"{b:02x}" for b in b"\x02" + os.urandom(5))
 
 
-def lowest_free_vni(used: set[int]) -> int:
-    vni = VNI_MIN
-    while vni in used:
-        vni += 1
-    if vni > VNI_MAX:
-        raise Conflict("no VNI left")
-    return vni
-
-
 # Endpoint ports ask for OpenFlow numbers from here up, away from the low numbers OVS gives
 # ports it numbers itself (tunnels, ports added by others).
 OFPORT_MIN = 1000
 OFPORT_MAX = 0xFEFF
 
 
+def lowest_free(used: set, first: int, last: int, what: str) -> int:
+    value = first
+    while value in used:
+        value += 1
+    if value > last:
+        raise Conflict(f"no {what} left")
+    return value
+
+
+def lowest_free_vni(used: set[int]) -> int:
+    return lowest_free(used, VNI_MIN, VNI_MAX, "VNI")
+
+
 def lowest_free_ofport(used: set) -> int:
-    ofport = OFPORT_MIN
-    while ofport in used:
-        ofport += 1
-    if ofport > OFPORT_MAX:
-        raise Conflict("no OpenFlow port number left on the host")
-    return ofport
+    return lowest_free(used, OFPORT_MIN, OFPORT_MAX, "OpenFlow port number on the host")
 
 
 def check_vni(vni: int) -> int:

@@ -24,6 +24,7 @@ LOG = logging.getLogger(__name__)
 
 TXN_TIMEOUT_S = 10
 RETRY_S = 1.0
+SAFETY_RECHECK_S = 30
 INTERFACE_COLUMNS = ["name", "type", "options", "external_ids", "ofport", "ofport_request",
                      "error", "mtu_request"]
 # The controller must come back fast after a restart: OVS's default backoff reaches 8 s.
@@ -104,6 +105,10 @@ class HostSession:
             self._wake.set()
 
     @property
+    def desired(self) -> HostConfig | None:
+        return self._desired
+
+    @property
     def connected(self) -> bool:
         idl = self._idl
         return idl is not None and idl._session.is_connected()
@@ -134,7 +139,9 @@ class HostSession:
                     LOG.debug("host %s: %s", self.name, self.last_error)
                     self._stopped.wait(RETRY_S)
                     continue
-            self._wake.wait(timeout=RETRY_S)
+            # Woken by model changes and by every change in the host's database (so drift made
+            # by others is repaired at once); the timeout is only a safety net.
+            self._wake.wait(timeout=SAFETY_RECHECK_S)
             self._wake.clear()
             if self._stopped.is_set() or self._desired is None or not self.synced:
                 continue
