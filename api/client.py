@@ -1,6 +1,8 @@
 """A small client of the REST API, for the CLI, the demo, tests and benchmarks."""
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import requests
 
 
@@ -9,6 +11,11 @@ class ApiError(Exception):
         super().__init__(f"HTTP {status}: {message}")
         self.status = status
         self.message = message
+
+
+def _seg(ref: str) -> str:
+    """One path segment: a name typed by a user must not add segments to the URL."""
+    return quote(ref, safe="")
 
 
 class FabricClient:
@@ -36,10 +43,10 @@ class FabricClient:
         return self.request("GET", "/v1/hosts")
 
     def host(self, name: str) -> dict:
-        return self.request("GET", f"/v1/hosts/{name}")
+        return self.request("GET", f"/v1/hosts/{_seg(name)}")
 
     def delete_host(self, name: str) -> None:
-        self.request("DELETE", f"/v1/hosts/{name}")
+        self.request("DELETE", f"/v1/hosts/{_seg(name)}")
 
     def create_network(self, name: str, subnet: str, **fields) -> dict:
         return self.request("POST", "/v1/networks", {"name": name, "subnet": subnet, **fields})
@@ -48,10 +55,10 @@ class FabricClient:
         return self.request("GET", "/v1/networks")
 
     def network(self, ref: str) -> dict:
-        return self.request("GET", f"/v1/networks/{ref}")
+        return self.request("GET", f"/v1/networks/{_seg(ref)}")
 
     def delete_network(self, ref: str) -> None:
-        self.request("DELETE", f"/v1/networks/{ref}")
+        self.request("DELETE", f"/v1/networks/{_seg(ref)}")
 
     def create_endpoint(self, network: str, host: str, **fields) -> dict:
         body = {"network": network, "host": host,
@@ -62,7 +69,34 @@ class FabricClient:
         return self.request("GET", "/v1/endpoints", network=network, host=host)
 
     def endpoint(self, endpoint_id: str) -> dict:
-        return self.request("GET", f"/v1/endpoints/{endpoint_id}")
+        return self.request("GET", f"/v1/endpoints/{_seg(endpoint_id)}")
 
     def delete_endpoint(self, endpoint_id: str) -> None:
-        self.request("DELETE", f"/v1/endpoints/{endpoint_id}")
+        self.request("DELETE", f"/v1/endpoints/{_seg(endpoint_id)}")
+
+    # ---- inspection ----------------------------------------------------------------------
+
+    def host_flows(self, host: str, network: str | None = None, endpoint: str | None = None,
+                   table: int | None = None) -> list[dict]:
+        """The host's flows (FlowView), with their counters, optionally filtered."""
+        return self.request("GET", f"/v1/hosts/{_seg(host)}/flows", network=network,
+                            endpoint=endpoint, table=table)
+
+    def network_flows(self, ref: str) -> list[dict]:
+        """The network's flows on every host."""
+        return self.request("GET", f"/v1/networks/{_seg(ref)}/flows")
+
+    def endpoint_flows(self, endpoint_id: str) -> list[dict]:
+        """The endpoint's flows on every host."""
+        return self.request("GET", f"/v1/endpoints/{_seg(endpoint_id)}/flows")
+
+    def audit(self, host: str) -> dict:
+        """The host's installed table compared with the desired one (AuditView); 503 while
+        the host is not connected."""
+        return self.request("GET", f"/v1/hosts/{_seg(host)}/flows", audit="true")
+
+    def trace(self, source: str, destination: str, protocol: str | None = None,
+              dst_port: int | None = None) -> dict:
+        """A packet's path through the fabric's tables (TraceView)."""
+        body = {"from": source, "to": destination, "protocol": protocol, "dst_port": dst_port}
+        return self.request("POST", "/v1/trace", {k: v for k, v in body.items() if v is not None})

@@ -42,3 +42,143 @@ class EndpointCreate(Strict):
     ip: Optional[IPv4Address] = None
     mac: Optional[str] = Field(None, pattern=MAC_PATTERN)
     name: Optional[str] = Field(None, min_length=1, max_length=64, pattern=NAME_PATTERN)
+
+
+# ---- responses (documented in the OpenAPI document, checked by the tests) -------------------
+
+class HostView(BaseModel):
+    name: str
+    ovsdb: str
+    tunnel_ip: str
+    datapath_type: str
+    bridge: str
+    connected: bool = Field(description="both the OVSDB and the OpenFlow sessions are up")
+    ovsdb_connected: bool
+    openflow_connected: bool
+    dpid: str = Field(description="the datapath id the controller gives the bridge, hex")
+    flows: Optional[int] = Field(description="flows the controller keeps on the switch")
+    flow_mods_sent: Optional[int] = Field(description="since this controller process started")
+    error: Optional[str] = Field(description="the last OVSDB error, if any")
+
+
+class NetworkView(BaseModel):
+    id: str
+    name: str
+    subnet: str
+    gateway: str
+    vni: int
+    mtu: int
+
+
+class EndpointView(BaseModel):
+    id: str
+    name: str
+    network: str = Field(description="network id")
+    host: str
+    port: Optional[str]
+    ip: str
+    prefix_len: int
+    mac: str
+    gateway: str
+    mtu: int
+
+
+# ---- inspection --------------------------------------------------------------------------------
+
+class Owner(BaseModel):
+    kind: Literal["fabric", "host", "network", "endpoint", "unknown"]
+    id: Optional[str] = Field(None, description="network or endpoint id")
+    name: Optional[str] = None
+
+
+class FlowView(BaseModel):
+    host: str
+    table: int
+    table_name: str
+    priority: int
+    match: str = Field(description="as ovs-ofctl prints it, e.g. in_port=2,dl_src=...,ip")
+    actions: str = Field(description="as ovs-ofctl prints them, e.g. output:2 or drop")
+    cookie: str = Field(description="hex")
+    owner: Owner
+    packets: Optional[int] = Field(None, description="absent for a flow that is not installed")
+    bytes: Optional[int] = None
+    duration_s: Optional[float] = None
+    idle_timeout: int = 0
+    hard_timeout: int = 0
+
+
+class AuditView(BaseModel):
+    host: str
+    in_sync: bool
+    installed: int
+    desired: int
+    missing: list[FlowView] = Field(description="desired but not on the switch")
+    extra: list[FlowView] = Field(description="on the switch but not desired")
+    different: list[FlowView] = Field(description="on the switch with other actions or owner")
+
+
+class PortEndpoint(BaseModel):
+    id: str
+    name: str
+    network: str
+
+
+class PortView(BaseModel):
+    port_no: int
+    name: str
+    endpoint: Optional[PortEndpoint] = None
+    tunnel_to: Optional[str] = Field(None, description="the peer host of a VXLAN port")
+    rx_packets: int
+    tx_packets: int
+    rx_bytes: int
+    tx_bytes: int
+    rx_dropped: int
+    tx_dropped: int
+    rx_errors: int
+    tx_errors: int
+
+
+class TableView(BaseModel):
+    table_id: int
+    name: str
+    active_count: int
+    lookup_count: int
+    matched_count: int
+
+
+class TraceRequest(Strict):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    from_: str = Field(alias="from", min_length=1, max_length=64,
+                       description="endpoint id or name")
+    to: str = Field(min_length=1, max_length=64,
+                    description="endpoint id or name, or an IPv4 address in from's network")
+    protocol: Literal["icmp", "tcp", "udp", "arp"] = "icmp"
+    dst_port: Optional[int] = Field(None, ge=1, le=65535)
+
+
+class TraceHop(BaseModel):
+    host: str
+    step: Literal["table", "tunnel", "deliver"]
+    table: Optional[int] = None
+    table_name: Optional[str] = None
+    flow: Optional[FlowView] = Field(None, description="the flow hit; none: table miss")
+    vni: Optional[int] = None
+    remote_host: Optional[str] = None
+    port: Optional[int] = None
+    endpoint: Optional[str] = None
+
+
+class TraceVerdict(BaseModel):
+    result: Literal["delivered", "dropped"]
+    endpoints: list[str] = Field(description="endpoint ids the packet reached")
+    host: Optional[str] = Field(None, description="where it was dropped")
+    table: Optional[int] = None
+    table_name: Optional[str] = None
+    flow: Optional[FlowView] = None
+    reason: str
+
+
+class TraceView(BaseModel):
+    packet: dict = Field(description="the headers traced")
+    hops: list[TraceHop]
+    verdict: TraceVerdict

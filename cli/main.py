@@ -1,20 +1,34 @@
-"""The `ovsfabric` command."""
+"""The `ovsfabric` command: `serve` runs the controller; the other commands are clients of its
+REST API."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from . import serve
+from . import commands, serve
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ovsfabric", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve_parser = commands.add_parser("serve", help="run the controller (REST, OpenFlow, OVSDB)")
+    parser = argparse.ArgumentParser(prog="ovsfabric", description=__doc__,
+                                     parents=[commands.global_options(with_defaults=True)])
+    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve_parser = subcommands.add_parser("serve",
+                                          help="run the controller (REST, OpenFlow, OVSDB)")
     serve.add_arguments(serve_parser)
     serve_parser.set_defaults(run=serve.run)
+    commands.add_commands(subcommands)
     args = parser.parse_args(argv)
-    return args.run(args)
+    if getattr(args, "handler", None) is None:
+        return args.run(args)
+    try:
+        return commands.run(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `ovsfabric flows h1 | head`: the reader left; say nothing more, even at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -27,13 +27,14 @@ class FabricApp(app_manager.OSKenApp):
         else:
             self.fabric.switch_disconnected(ev.datapath)
 
-    @set_ev_cls([ofp_event.EventOFPFlowStatsReply, ofp_event.EventOFPBarrierReply,
-                 ofp_event.EventOFPPortStatsReply, ofp_event.EventOFPTableStatsReply],
-                MAIN_DISPATCHER)
+    @set_ev_cls([ofp_event.EventOFPBarrierReply, ofp_event.EventOFPFlowStatsReply,
+                 ofp_event.EventOFPAggregateStatsReply, ofp_event.EventOFPPortStatsReply,
+                 ofp_event.EventOFPTableStatsReply, ofp_event.EventOFPDescStatsReply,
+                 ofp_event.EventOFPPortDescStatsReply], MAIN_DISPATCHER)
     def _reply(self, ev):
         session = self.fabric.session_for(ev.msg.datapath)
-        if session is not None:
-            session.on_reply(ev.msg)
+        if session is None or not session.on_reply(ev.msg):
+            self.fabric.ofctl_waiters.deliver(ev.msg)
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def _error(self, ev):

@@ -11,10 +11,12 @@ import threading
 import time
 
 from flows import HostPorts, compile_host
-from model import Snapshot, Store
+from model import Snapshot, Store, Unavailable
 from ovsdb.config import HostConfig, host_config
 from ovsdb.session import HostSession
 
+from .metrics import FabricMetrics
+from .ofctl_waiters import OfctlWaiters
 from .switch import Desired, SwitchSession
 
 LOG = logging.getLogger(__name__)
@@ -29,6 +31,9 @@ class Fabric:
         self._ports_versions: dict[str, int] = {}
         self._lock = threading.RLock()
         self._applied = threading.Condition(self._lock)
+        self.ofctl_waiters = OfctlWaiters()
+        self.metrics = FabricMetrics()
+        self.metrics.watch(self)
 
     def start(self) -> None:
         self.store.subscribe(self._store_changed)
@@ -94,9 +99,10 @@ class Fabric:
             if old is not None:
                 old.stop()
             session = SwitchSession(dp, host.name, lambda: self._desired(host.name),
-                                    self._switch_applied)
+                                    self._switch_applied, self.metrics)
             self.switches[host.name] = session
         LOG.info("switch %016x of host %s connected", dp.id, host.name)
+        self.metrics.switch_connects.labels(host.name).inc()
         session.start()
 
     def switch_disconnected(self, dp) -> None:
@@ -110,6 +116,20 @@ class Fabric:
     def session_for(self, dp) -> SwitchSession | None:
         with self._lock:
             return next((s for s in self.switches.values() if s.dp is dp), None)
+
+    def switch(self, host: str) -> SwitchSession:
+        """The connected switch of a registered host, or an error saying why there is none."""
+        self.store.get_host(host)
+        with self._lock:
+            session = self.switches.get(host)
+        if session is None:
+            raise Unavailable(f"host {host!r} has no OpenFlow connection to the controller")
+        return session
+
+    def desired_table(self, host: str) -> dict | None:
+        """What the host's table should hold now (None while its OVSDB view is not ready)."""
+        desired = self._desired(host)
+        return desired.flows if desired is not None else None
 
     def _desired(self, host: str) -> Desired | None:
         with self._lock:

@@ -29,6 +29,10 @@ class NoReply(Exception):
     pass
 
 
+class SwitchError(Exception):
+    pass
+
+
 @dataclass
 class _Pending:
     done: threading.Event = field(default_factory=threading.Event)
@@ -47,8 +51,9 @@ class Desired:
 
 class SwitchSession:
     def __init__(self, datapath, host: str, desired: Callable[[], Desired | None],
-                 on_applied: Callable[["SwitchSession"], None]):
+                 on_applied: Callable[["SwitchSession"], None], metrics):
         self.dp = datapath
+        self.metrics = metrics
         self.host = host
         self._desired = desired
         self._on_applied = on_applied
@@ -58,6 +63,7 @@ class SwitchSession:
         self.flow_mods_sent = 0
         self.reconciles = 0
         self._pending: dict[int, _Pending] = {}
+        self._xid_lock = threading.Lock()
         self._errors: list = []
         self._wake = threading.Event()
         self._alive = True
@@ -82,19 +88,25 @@ class SwitchSession:
 
     # ---- replies, routed here by the os-ken app ----------------------------------------------
 
-    def on_reply(self, msg) -> None:
+    def on_reply(self, msg) -> bool:
+        """Takes a reply to one of this session's requests; False if it is not one."""
         pending = self._pending.get(msg.xid)
         if pending is None:
-            return
+            return False
         pending.parts.append(msg)
-        more = getattr(msg, "flags", 0) & ofp.OFPMPF_REPLY_MORE
-        if not (isinstance(msg, parser.OFPFlowStatsReply) and more):
+        if not (isinstance(msg, parser.OFPMultipartReply) and msg.flags & ofp.OFPMPF_REPLY_MORE):
             pending.done.set()
+        return True
 
     def on_error(self, msg) -> None:
         LOG.warning("switch %s (%016x): error type=%s code=%s", self.host, self.dpid,
                     msg.type, msg.code)
-        self._errors.append(msg)
+        pending = self._pending.get(msg.xid)
+        if pending is not None:
+            pending.errors.append(msg)
+            pending.done.set()
+        else:
+            self._errors.append(msg)
 
     # ---- the session's thread ------------------------------------------------------------------
 
@@ -121,16 +133,17 @@ class SwitchSession:
         if desired is None:  # the host's OVSDB view is not ready: acting now could delete flows
             return
         first = self.installed is None
+        started = time.monotonic()
         if first:
             self.installed = self.dump_flows()
             self.reconciles += 1
+            self.metrics.reconciles.labels(self.host).inc()
         changes = diff(desired.flows, self.installed)
         if changes:
             if first and LOG.isEnabledFor(logging.DEBUG):
                 for flow in changes.add:
                     LOG.debug("switch %s: rewriting %s (installed: %s)", self.host, flow,
                               self.installed.get(flow.key))
-            started = time.monotonic()
             messages = [add_message(self.dp, f) for f in changes.add]
             messages += [delete_message(self.dp, f) for f in changes.delete]
             errors = self._send(messages, bundle=first)
@@ -139,6 +152,8 @@ class SwitchSession:
             LOG.info("switch %s: +%d -%d flows in %.1f ms%s", self.host, len(changes.add),
                      len(changes.delete), (time.monotonic() - started) * 1000,
                      " (reconcile)" if first else "")
+        if first:
+            self.metrics.reconcile_seconds.observe(time.monotonic() - started)
         self.installed = desired.flows
         self.applied_revision = desired.revision
         self.applied_ports_version = desired.ports_version
@@ -147,25 +162,31 @@ class SwitchSession:
     # ---- OpenFlow requests ---------------------------------------------------------------------
 
     def dump_flows(self) -> dict[tuple, Flow]:
-        request = parser.OFPFlowStatsRequest(self.dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY,
-                                             ofp.OFPG_ANY, 0, 0, parser.OFPMatch())
-        parts = self._request(request)
-        return {flow.key: flow for part in parts for flow in map(flow_from_stats, part.body)}
+        return {flow.key: flow for flow in map(flow_from_stats, self.flow_stats())}
 
-    def flow_stats(self) -> list:
-        """The switch's live flow entries (OFPFlowStats), for inspection."""
-        request = parser.OFPFlowStatsRequest(self.dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY,
+    def flow_stats(self, table_id: int = ofp.OFPTT_ALL) -> list:
+        """The switch's live flow entries (OFPFlowStats)."""
+        request = parser.OFPFlowStatsRequest(self.dp, 0, table_id, ofp.OFPP_ANY,
                                              ofp.OFPG_ANY, 0, 0, parser.OFPMatch())
-        return [stat for part in self._request(request) for stat in part.body]
+        return [stat for part in self.request(request) for stat in part.body]
 
-    def _request(self, request) -> list:
+    def request(self, request) -> list:
+        """Sends a request and returns its reply messages (all parts of a multipart reply).
+
+        Thread-safe: the session's thread and API threads share the connection.
+        """
         pending = _Pending()
-        self.dp.set_xid(request)
-        self._pending[request.xid] = pending
+        with self._xid_lock:
+            self.dp.set_xid(request)
+            self._pending[request.xid] = pending
         try:
             self.dp.send_msg(request)
             if not pending.done.wait(REPLY_TIMEOUT_S) or not self._alive:
                 raise NoReply(f"no reply from switch {self.host}")
+            if pending.errors:
+                error = pending.errors[0]
+                raise SwitchError(f"switch {self.host} refused the request "
+                                  f"(error type {error.type}, code {error.code})")
             return pending.parts
         finally:
             self._pending.pop(request.xid, None)
@@ -189,5 +210,6 @@ class SwitchSession:
             for msg in messages:
                 self.dp.send_msg(msg)
         self.flow_mods_sent += len(messages)
-        self._request(parser.OFPBarrierRequest(self.dp))
+        self.metrics.flow_mods.labels(self.host).inc(len(messages))
+        self.request(parser.OFPBarrierRequest(self.dp))
         return list(self._errors)

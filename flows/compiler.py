@@ -17,6 +17,9 @@ ETH_IPV4 = 0x0800
 ETH_ARP = 0x0806
 ARP_REQUEST = 1
 ARP_REPLY = 2
+# Broadcast and multicast: the group bit of the destination MAC. Unicast to a MAC that no
+# endpoint of the network has is dropped: the controller knows every address.
+MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
 
 
 @dataclass(frozen=True)
@@ -90,11 +93,12 @@ def network_flows(network: Network, host: str, members: list[Endpoint],
         Flow.make(p.INGRESS.id, p.PRIO_TUNNEL_IN, net_cookie, {"tunnel_id": vni},
                   actions=[set_field(p.FROM_TUNNEL_REG, p.FROM_TUNNEL)],
                   write_metadata=vni, goto=p.L2.id),
-        Flow.make(p.L2.id, p.PRIO_FLOOD, net_cookie, {"metadata": vni, p.FROM_TUNNEL_REG: 0},
+        Flow.make(p.L2.id, p.PRIO_FLOOD, net_cookie,
+                  {"metadata": vni, p.FROM_TUNNEL_REG: 0, "eth_dst": MULTICAST},
                   actions=[output(port) for port in local_ports]
                   + (to_tunnels if remote_hosts else [])),
         Flow.make(p.L2.id, p.PRIO_FLOOD, net_cookie,
-                  {"metadata": vni, p.FROM_TUNNEL_REG: p.FROM_TUNNEL},
+                  {"metadata": vni, p.FROM_TUNNEL_REG: p.FROM_TUNNEL, "eth_dst": MULTICAST},
                   actions=[output(port) for port in local_ports]),
     ]
     for ep in members:

@@ -4,8 +4,9 @@ Table 0 (ingress) admits a local port's packets only with the endpoint's own MAC
 (anti-spoofing) and classifies them into their network by writing the network's VNI into the
 metadata; tunnel packets are classified by their VNI and marked in reg0. Table 10 answers ARP
 requests for known addresses. Table 20 forwards by destination MAC within the network, to a
-local port or into the tunnel to the endpoint's host, and floods broadcast and unknown
-traffic only to the network's ports and to the hosts where the network has endpoints.
+local port or into the tunnel to the endpoint's host, and floods broadcast and multicast only
+to the network's ports and to the hosts where the network has endpoints; unicast to a MAC no
+endpoint of the network has is dropped.
 """
 from __future__ import annotations
 

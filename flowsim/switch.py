@@ -30,6 +30,11 @@ def _match_key(match) -> tuple:
     return tuple(sorted(key))
 
 
+def _oxm(field: str) -> str:
+    """Flows read back from OVS name fields in NXM spelling: eth_src_nxm for eth_src."""
+    return field[:-4] if field.endswith("_nxm") else field
+
+
 def _actions(instructions, kinds=(ofp.OFPIT_APPLY_ACTIONS, ofp.OFPIT_WRITE_ACTIONS)):
     for inst in instructions:
         if isinstance(inst, parser.OFPInstructionActions) and inst.type in kinds:
@@ -269,11 +274,12 @@ class SimSwitch:
                 raise FlowSimError(f"masked set_field {action.key}={action.value!r}")
             pkt.set_int(action.key, value)
         elif isinstance(action, parser.NXActionRegMove):
-            src = pkt.get_int(action.src_field)
+            src_field, dst_field = _oxm(action.src_field), _oxm(action.dst_field)
+            src = pkt.get_int(src_field)
             if src is None:
-                raise FlowSimError(f"move from absent field {action.src_field}")
+                raise FlowSimError(f"move from absent field {src_field}")
             bits = (src >> action.src_ofs) & ((1 << action.n_bits) - 1)
-            pkt.write_bits(action.dst_field, bits, action.dst_ofs, action.n_bits)
+            pkt.write_bits(dst_field, bits, action.dst_ofs, action.n_bits)
         elif isinstance(action, parser.NXActionRegLoad):
             # ofs_nbits packs the start bit (<< 6) and n_bits - 1.
             ofs, n_bits = action.ofs_nbits >> 6, (action.ofs_nbits & 0x3F) + 1

@@ -15,3 +15,9 @@ class NotFound(FabricError):
 
 class Conflict(FabricError):
     status = 409
+
+
+class Unavailable(FabricError):
+    """The request is valid but a switch or host it needs is not connected."""
+
+    status = 503

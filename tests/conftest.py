@@ -7,11 +7,14 @@ import shutil
 
 import pytest
 
-LAB_PREFIX = "ovfe"
-UNDERLAY = "198.18.40.0/24"
-MGMT = "198.18.41.0/24"
-API_PORT = 18686
-OPENFLOW_PORT = 16653
+# Several test runs can share a machine (e.g. two developers' sessions): each takes a slot,
+# which gives it its own lab prefix, subnets and ports.
+SLOT = int(os.environ.get("OVSFABRIC_TEST_SLOT", "0"))
+LAB_PREFIX = f"ovfe{SLOT}"
+UNDERLAY = f"198.18.{40 + 2 * SLOT}.0/24"
+MGMT = f"198.18.{41 + 2 * SLOT}.0/24"
+API_PORT = 18686 + 10 * SLOT
+OPENFLOW_PORT = 16653 + 10 * SLOT
 
 needs_lab = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("ovs-vswitchd") is None,

@@ -164,3 +164,15 @@ def test_endpoint_filters_and_delete(populated):
     again = populated.post("/v1/endpoints",
                            json={"network": "red", "host": "h1", "ip": a["ip"]})
     assert again.status_code == 201, "a freed address can be taken again"
+
+
+def test_metrics_count_requests_and_endpoints(populated):
+    populated.post("/v1/endpoints", json={"network": "red", "host": "h1"})
+    populated.post("/v1/endpoints", json={"network": "nope", "host": "h1"})
+    text = populated.get("/metrics").data.decode()
+    assert 'ovsfabric_http_requests_total{method="POST",route="/v1/endpoints",status="201"} 1.0' \
+        in text
+    assert 'ovsfabric_http_requests_total{method="POST",route="/v1/endpoints",status="404"} 1.0' \
+        in text
+    assert 'ovsfabric_endpoints{network="red"} 1.0' in text
+    assert 'ovsfabric_host_connected{host="h1"} 0.0' in text

@@ -1,0 +1,129 @@
+"""Hosts, networks and endpoints: what orchestrators create and delete."""
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import request
+
+from controller.fabric import Fabric
+from model import Endpoint, Network
+
+from .schemas import (EndpointCreate, EndpointView, HostCreate, HostView, NetworkCreate,
+                      NetworkView)
+from .spec import Api
+
+LOG = logging.getLogger(__name__)
+PROGRAMMING_WAIT_S = 5.0
+
+
+def host_view(fabric: Fabric, host) -> dict:
+    return {"name": host.name, "ovsdb": host.ovsdb, "tunnel_ip": host.tunnel_ip,
+            "datapath_type": host.datapath_type, "bridge": host.bridge,
+            **fabric.host_status(host.name)}
+
+
+def network_view(net: Network) -> dict:
+    return {"id": net.id, "name": net.name, "subnet": net.subnet, "gateway": net.gateway,
+            "vni": net.vni, "mtu": net.mtu}
+
+
+def endpoint_view(fabric: Fabric, ep: Endpoint) -> dict:
+    net = fabric.store.snapshot().networks[ep.network_id]
+    return {"id": ep.id, "name": ep.name, "network": net.id, "host": ep.host, "port": ep.port,
+            "ip": ep.ip, "prefix_len": net.prefix_len, "mac": ep.mac, "gateway": net.gateway,
+            "mtu": net.mtu}
+
+
+def register(api: Api, fabric: Fabric) -> None:
+    store = fabric.store
+
+    @api.route("POST", "/v1/hosts", summary="Register a host", tag="hosts", body=HostCreate,
+               response=HostView, status=201, errors=(409,))
+    def create_host(body: HostCreate):
+        host = store.create_host(body.name, body.ovsdb, str(body.tunnel_ip),
+                                 body.datapath_type, body.bridge)
+        return host_view(fabric, host)
+
+    @api.route("GET", "/v1/hosts", summary="List hosts", tag="hosts", response=list[HostView])
+    def list_hosts():
+        return [host_view(fabric, h) for h in store.snapshot().hosts.values()]
+
+    @api.route("GET", "/v1/hosts/{name}", summary="One host and its connection state",
+               tag="hosts", response=HostView, errors=(404,))
+    def get_host(name):
+        return host_view(fabric, store.get_host(name))
+
+    @api.route("DELETE", "/v1/hosts/{name}", summary="Remove a host (no endpoints left)",
+               tag="hosts", status=204, errors=(404, 409))
+    def delete_host(name):
+        store.delete_host(name)
+
+    @api.route("POST", "/v1/networks", summary="Create a network", tag="networks",
+               body=NetworkCreate, response=NetworkView, status=201, errors=(409,))
+    def create_network(body: NetworkCreate):
+        net = store.create_network(body.name, body.subnet,
+                                   str(body.gateway) if body.gateway else None, body.vni, body.mtu)
+        return network_view(net)
+
+    @api.route("GET", "/v1/networks", summary="List networks", tag="networks",
+               response=list[NetworkView])
+    def list_networks():
+        return [network_view(n) for n in store.snapshot().networks.values()]
+
+    @api.route("GET", "/v1/networks/{ref}", summary="One network, by id or name",
+               tag="networks", response=NetworkView, errors=(404,))
+    def get_network(ref):
+        return network_view(store.get_network(ref))
+
+    @api.route("DELETE", "/v1/networks/{ref}", summary="Delete a network (no endpoints left)",
+               tag="networks", status=204, errors=(404, 409))
+    def delete_network(ref):
+        store.delete_network(ref)
+
+    def wait_programmed(ep: Endpoint, bind: bool) -> None:
+        """Answers once the flows are in on every connected host of the network (bounded)."""
+        LOG.debug("endpoint %s committed", ep.id)
+        started = time.monotonic()
+        snap = store.snapshot()
+        hosts = snap.hosts_of_network(ep.network_id) | {ep.host}
+        bound = {ep.id: ep.host} if bind else None
+        if fabric.wait_programmed(hosts, snap.revision, bound, PROGRAMMING_WAIT_S):
+            fabric.metrics.convergence_seconds.observe(time.monotonic() - started)
+        else:
+            LOG.warning("endpoint %s: flows not confirmed within %.0f s", ep.id,
+                        PROGRAMMING_WAIT_S)
+
+    @api.route("POST", "/v1/endpoints", summary="Create an endpoint; answers once its flows "
+               "are confirmed on every connected host of the network (at most 5 s)",
+               tag="endpoints", body=EndpointCreate, response=EndpointView, status=201,
+               errors=(404, 409))
+    def create_endpoint(body: EndpointCreate):
+        ep = store.create_endpoint(body.network, body.host, body.port,
+                                   str(body.ip) if body.ip else None, body.mac, body.name)
+        wait_programmed(ep, bind=ep.port is not None)
+        return endpoint_view(fabric, ep)
+
+    @api.route("GET", "/v1/endpoints", summary="List endpoints", tag="endpoints",
+               response=list[EndpointView], errors=(404,),
+               query={"network": "only this network (id or name)", "host": "only this host"})
+    def list_endpoints():
+        eps = list(store.snapshot().endpoints.values())
+        if "network" in request.args:
+            network_id = store.get_network(request.args["network"]).id
+            eps = [e for e in eps if e.network_id == network_id]
+        if "host" in request.args:
+            eps = [e for e in eps if e.host == request.args["host"]]
+        return [endpoint_view(fabric, e) for e in eps]
+
+    @api.route("GET", "/v1/endpoints/{endpoint_id}", summary="One endpoint", tag="endpoints",
+               response=EndpointView, errors=(404,))
+    def get_endpoint(endpoint_id):
+        return endpoint_view(fabric, store.get_endpoint(endpoint_id))
+
+    @api.route("DELETE", "/v1/endpoints/{endpoint_id}", summary="Delete an endpoint: port "
+               "detached, flows gone on every host, address free", tag="endpoints", status=204,
+               errors=(404,))
+    def delete_endpoint(endpoint_id):
+        ep = store.delete_endpoint(endpoint_id)
+        wait_programmed(ep, bind=False)

@@ -1,0 +1,42 @@
+"""Flows as operators read them: ovs-ofctl notation, table names, owners by name."""
+from __future__ import annotations
+
+from flows import Flow
+from flows.format import format_actions, format_match
+from flows.pipeline import TABLE_BY_ID, decode_cookie
+from model import Snapshot
+
+
+class Owners:
+    """Cookie -> owner, looked up in one snapshot of the store."""
+
+    def __init__(self, snap: Snapshot):
+        self.networks = {n.seq: n for n in snap.networks.values()}
+        self.endpoints = {e.seq: e for e in snap.endpoints.values()}
+
+    def of(self, cookie: int) -> dict:
+        decoded = decode_cookie(cookie)
+        if decoded is None:
+            return {"kind": "unknown", "id": None, "name": None}
+        kind, seq = decoded
+        owner = {"network": self.networks, "endpoint": self.endpoints}.get(kind, {}).get(seq)
+        return {"kind": kind, "id": owner.id if owner else None,
+                "name": owner.name if owner else None}
+
+
+def table_name(table_id: int) -> str:
+    table = TABLE_BY_ID.get(table_id)
+    return table.name if table else f"table{table_id}"
+
+
+def flow_view(host: str, flow: Flow, owners: Owners, stats=None) -> dict:
+    """One flow; ``stats`` (an OFPFlowStats) adds the switch's counters."""
+    view = {"host": host, "table": flow.table, "table_name": table_name(flow.table),
+            "priority": flow.priority, "match": format_match(flow),
+            "actions": format_actions(flow), "cookie": hex(flow.cookie),
+            "owner": owners.of(flow.cookie), "idle_timeout": 0, "hard_timeout": 0}
+    if stats is not None:
+        view |= {"packets": stats.packet_count, "bytes": stats.byte_count,
+                 "duration_s": round(stats.duration_sec + stats.duration_nsec / 1e9, 3),
+                 "idle_timeout": stats.idle_timeout, "hard_timeout": stats.hard_timeout}
+    return view
