@@ -77,8 +77,9 @@ class FabricClient:
     # ---- inspection ----------------------------------------------------------------------
 
     def host_flows(self, host: str, network: str | None = None, endpoint: str | None = None,
-                   table: int | None = None) -> list[dict]:
-        """The host's flows (FlowView), with their counters, optionally filtered."""
+                   table: int | str | None = None) -> list[dict]:
+        """The host's flows (FlowView), with their counters, optionally filtered; ``table``
+        by number or name."""
         return self.request("GET", f"/v1/hosts/{_seg(host)}/flows", network=network,
                             endpoint=endpoint, table=table)
 

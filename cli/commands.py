@@ -29,7 +29,7 @@ def global_options(with_defaults: bool) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(add_help=False)
     group = parser.add_argument_group("global options")
     group.add_argument("--api", metavar="URL",
-                       default=os.environ.get("OVSFABRIC_API", DEFAULT_API) if with_defaults
+                       default=os.environ.get("OVSFABRIC_API") or DEFAULT_API if with_defaults
                        else argparse.SUPPRESS,
                        help=f"the REST API (env OVSFABRIC_API, default {DEFAULT_API})")
     group.add_argument("--json", action="store_true",

@@ -54,17 +54,15 @@ def _in_table(flow: dict, wanted: str) -> bool:
 def flows(client: FabricClient, args) -> int:
     endpoint = endpoint_id(client, args.endpoint) if args.endpoint else None
     if args.host:
-        table = int(args.table) if args.table and args.table.isdigit() else None
         found = client.host_flows(args.host, network=args.network, endpoint=endpoint,
-                                  table=table)
+                                  table=args.table)
     elif endpoint:  # an endpoint is in one network: --network adds nothing to it
         found = client.endpoint_flows(endpoint)
     elif args.network:
         found = client.network_flows(args.network)
     else:
         raise CommandError("flows needs a HOST, or --network or --endpoint for every host")
-    # Filtered here too: the cross-host calls take no table, and a table may be given by name.
-    if args.table:
+    if args.table and not args.host:  # the cross-host calls take no table: filtered here
         found = [f for f in found if _in_table(f, args.table)]
     if args.json:
         print_json(found)
@@ -99,6 +97,9 @@ def trace_lines(result: dict, names: dict[str, str]) -> list[str]:
     labels = {id(h): "table " + table_label(h.get("table"), h.get("table_name"))
               for h in hops if h["step"] == "table"}
     label_width = max(map(len, labels.values()), default=0)
+    # Matches padded too, so the hops' actions line up and the path reads down one column.
+    match_width = max((len(h["flow"]["match"] or "(any)") for h in hops if h.get("flow")),
+                      default=0)
     for hop in hops:
         host = hop["host"].ljust(host_width)
         if hop["step"] == "table":
@@ -107,7 +108,7 @@ def trace_lines(result: dict, names: dict[str, str]) -> list[str]:
                 lines.append(f"{host}  {label}  miss: no flow matched")
             else:
                 lines.append(f"{host}  {label}  prio {flow['priority']:<3}  "
-                             f"{flow['match'] or '(any)'}  -> {flow['actions']}   "
+                             f"{flow['match'] or '(any)':<{match_width}}  -> {flow['actions']}   "
                              f"[{owner_label(flow.get('owner'))}]")
         elif hop["step"] == "tunnel":
             lines.append(f"{host}  tunnel  VNI {hop.get('vni')} -> {hop.get('remote_host')} "
@@ -125,10 +126,12 @@ def _headers(packet: dict) -> str:
 
 
 def verdict_line(verdict: dict, names: dict[str, str]) -> str:
+    reason = verdict.get("reason")
     if verdict["result"] == "delivered":
-        reached = [names.get(e, e) for e in verdict.get("endpoints") or []]
-        return "DELIVERED to " + ", ".join(reached) if reached else \
-            f"DELIVERED: {verdict.get('reason')}"
+        reached = ", ".join(names.get(e, e) for e in verdict.get("endpoints") or [])
+        text = f"DELIVERED to {reached}" if reached else "DELIVERED"
+        # The reason matters when it says more than who got it (an ARP reply, a missed one).
+        return text if reason in (None, f"delivered to {reached}") else f"{text}: {reason}"
     text = "DROPPED"
     if verdict.get("host"):
         text += f" on {verdict['host']}"
@@ -136,9 +139,11 @@ def verdict_line(verdict: dict, names: dict[str, str]) -> str:
         text += f" at table {verdict['table']}"
         if verdict.get("table_name"):
             text += f" ({verdict['table_name']})"
-    flow = verdict.get("flow")
-    text += " by " + (flow_label(flow) if flow else "table miss")
-    return f"{text}: {verdict.get('reason')}"
+    if verdict.get("flow"):
+        text += " by " + flow_label(verdict["flow"])
+    elif verdict.get("table") is not None:
+        text += " by table miss"
+    return f"{text}: {reason}"
 
 
 # ---- audit ---------------------------------------------------------------------------------

@@ -48,9 +48,9 @@ def _scaled(value: float, base: int, units: Sequence[str]) -> str:
     for unit in units:
         value /= base
         # 999_999 packets must read 1.0M, not 1000.0K.
-        if round(value, 1) < base or unit == units[-1]:
-            return f"{value:.1f}{unit}"
-    raise AssertionError("unreachable")
+        if round(value, 1) < base:
+            break
+    return f"{value:.1f}{unit}"
 
 
 def human_count(n: int | None) -> str:

@@ -1,6 +1,7 @@
 """The os-ken application: thin handlers that hand each event to the fabric or a switch session."""
 from __future__ import annotations
 
+import functools
 import logging
 
 from os_ken.base import app_manager
@@ -12,6 +13,19 @@ from os_ken.ofproto import ofproto_v1_3
 LOG = logging.getLogger(__name__)
 
 
+def guarded(handler):
+    """With os-ken's native threads every exception counts as the thread's exit
+    (hub.TaskExit is Exception there): one error in a handler would silently end the app's
+    event loop. Log it and keep going instead."""
+    @functools.wraps(handler)
+    def wrapper(self, ev):
+        try:
+            handler(self, ev)
+        except Exception:
+            LOG.exception("handling %s failed", type(ev).__name__)
+    return wrapper
+
+
 class FabricApp(app_manager.OSKenApp):
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
     # Set by controller.runtime before os-ken instantiates the app: os-ken builds apps
@@ -19,6 +33,7 @@ class FabricApp(app_manager.OSKenApp):
     fabric = None
 
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
+    @guarded
     def _state_change(self, ev):
         if ev.datapath.id is None:
             return
@@ -31,12 +46,14 @@ class FabricApp(app_manager.OSKenApp):
                  ofp_event.EventOFPAggregateStatsReply, ofp_event.EventOFPPortStatsReply,
                  ofp_event.EventOFPTableStatsReply, ofp_event.EventOFPDescStatsReply,
                  ofp_event.EventOFPPortDescStatsReply], MAIN_DISPATCHER)
+    @guarded
     def _reply(self, ev):
         session = self.fabric.session_for(ev.msg.datapath)
         if session is None or not session.on_reply(ev.msg):
             self.fabric.ofctl_waiters.deliver(ev.msg)
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    @guarded
     def _error(self, ev):
         session = self.fabric.session_for(ev.msg.datapath)
         if session is not None:

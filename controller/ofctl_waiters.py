@@ -20,5 +20,5 @@ class OfctlWaiters(dict):
         msgs.append(msg)
         if isinstance(msg, parser.OFPMultipartReply) and msg.flags & ofp.OFPMPF_REPLY_MORE:
             return
-        del per_dp[msg.xid]
+        per_dp.pop(msg.xid, None)
         event.set()

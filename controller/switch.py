@@ -21,6 +21,9 @@ from flows.openflow import add_message, delete_message, flow_from_stats
 
 LOG = logging.getLogger(__name__)
 REPLY_TIMEOUT_S = 10
+# The session numbers its requests in the upper half of the xid space: os-ken's own counter
+# (Datapath.set_xid, not thread-safe, also used by os_ken.lib.ofctl) counts up from 0.
+XID_BASE = 0x80000000
 SAFETY_RECHECK_S = 30
 _bundle_ids = itertools.count(1)
 
@@ -63,7 +66,7 @@ class SwitchSession:
         self.flow_mods_sent = 0
         self.reconciles = 0
         self._pending: dict[int, _Pending] = {}
-        self._xid_lock = threading.Lock()
+        self._xids = itertools.count(XID_BASE)
         self._errors: list = []
         self._wake = threading.Event()
         self._alive = True
@@ -176,9 +179,8 @@ class SwitchSession:
         Thread-safe: the session's thread and API threads share the connection.
         """
         pending = _Pending()
-        with self._xid_lock:
-            self.dp.set_xid(request)
-            self._pending[request.xid] = pending
+        request.set_xid(next(self._xids) & 0xFFFFFFFF | XID_BASE)  # count() is thread-safe
+        self._pending[request.xid] = pending
         try:
             self.dp.send_msg(request)
             if not pending.done.wait(REPLY_TIMEOUT_S) or not self._alive:

@@ -63,15 +63,17 @@ def fabric(lab, tmp_path_factory):
     state = str(tmp_path_factory.mktemp("state") / "ovsfabric.db")
     controller = ControllerProcess(state, lab.controller_ip, API_PORT, OPENFLOW_PORT)
     controller.start()
-    for host in lab.hosts:
-        controller.client.create_host(host.name, host.ovsdb, host.tunnel_ip,
-                                      datapath_type="netdev")
-    controller.wait_connected([h.name for h in lab.hosts])
-    fab = Fabric(lab, controller)
-    yield fab
-    if controller.proc is not None:
-        fab.detach_all()
-    controller.stop()
+    try:
+        for host in lab.hosts:
+            controller.client.create_host(host.name, host.ovsdb, host.tunnel_ip,
+                                          datapath_type="netdev")
+        controller.wait_connected([h.name for h in lab.hosts])
+        fab = Fabric(lab, controller)
+        yield fab
+        if controller.proc is not None:
+            fab.detach_all()
+    finally:
+        controller.stop()
 
 
 _VOLATILE = re.compile(r"(duration|n_packets|n_bytes|idle_age|hard_age)=[^,\s]+,?\s*")

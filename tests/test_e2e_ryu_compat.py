@@ -135,7 +135,8 @@ def test_table_stats(fabric, pair):
 
 def test_errors(fabric):
     unknown = max(dpids(fabric).values()) + 1
-    for path in (f"/stats/desc/{unknown}", f"/stats/flow/{unknown}", f"/stats/port/{hex(unknown)}/1"):
+    for path in (f"/stats/desc/{unknown}", f"/stats/flow/{unknown}",
+                 f"/stats/port/{hex(unknown)}/1"):
         status, body = stats(fabric, path)
         assert status == 404 and "error" in body, path
     h1 = dpids(fabric)["h1"]
