@@ -78,14 +78,19 @@ class Container:
         limit = timeout + count * (interval if interval is not None else 1.0) + 5
         return run([*args, ip], netns=self.netns, check=False, timeout=limit).returncode == 0
 
-    def start_ping(self, ip: str, interval: float = 0.01) -> subprocess.Popen:
-        """Continuous ping, for loss measurements. Stop it with stop_ping()."""
+    def start_ping(self, ip: str, interval: float = 0.01,
+                   count: int | None = None) -> subprocess.Popen:
+        """Continuous ping, for loss measurements; stop_ping() stops it and counts.
+
+        With ``count`` ping ends by itself after waiting for its last reply: use that for
+        exact loss figures (a SIGINT counts the one packet then in flight as lost)."""
         # Output goes to a file, not a pipe: per-packet errors (unreachable...) would fill a
         # pipe nobody reads and block ping, skewing the count. -q keeps it to the summary.
         out = tempfile.TemporaryFile(mode="w+")
         # `ip netns exec` execs the command: proc.pid is ping's own PID.
+        limit = ["-c", str(count)] if count else []
         proc = subprocess.Popen(["ip", "netns", "exec", self.netns, "ping", "-n", "-q",
-                                 "-i", str(interval), ip],
+                                 "-i", str(interval), *limit, ip],
                                 stdout=out, stderr=subprocess.STDOUT)
         self._pings[proc.pid] = (proc, out)
         return proc
