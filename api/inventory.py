@@ -9,8 +9,8 @@ from flask import request
 from controller.fabric import Fabric
 from model import Endpoint, Network
 
-from .schemas import (EndpointCreate, EndpointView, HostCreate, HostView, NetworkCreate,
-                      NetworkView)
+from .schemas import (AddressReserve, AddressView, EndpointCreate, EndpointView, HostCreate,
+                      HostView, NetworkCreate, NetworkView)
 from .spec import Api
 
 LOG = logging.getLogger(__name__)
@@ -25,7 +25,12 @@ def host_view(fabric: Fabric, host) -> dict:
 
 def network_view(net: Network) -> dict:
     return {"id": net.id, "name": net.name, "subnet": net.subnet, "gateway": net.gateway,
-            "vni": net.vni, "mtu": net.mtu}
+            "gateway_mac": net.gateway_mac, "vni": net.vni, "mtu": net.mtu}
+
+
+def address_view(net: Network, ip: str, owner: str) -> dict:
+    return {"network": net.id, "ip": ip, "prefix_len": net.prefix_len, "gateway": net.gateway,
+            "owner": owner}
 
 
 def endpoint_view(fabric: Fabric, ep: Endpoint) -> dict:
@@ -80,6 +85,29 @@ def register(api: Api, fabric: Fabric) -> None:
                tag="networks", status=204, errors=(404, 409))
     def delete_network(ref):
         store.delete_network(ref)
+
+    @api.route("POST", "/v1/networks/{ref}/addresses", summary="Reserve an address for an "
+               "owner (cluster-wide IPAM); asking again for one it holds returns it",
+               tag="networks", body=AddressReserve, response=AddressView, status=201,
+               errors=(404, 409))
+    def reserve_address(ref, body: AddressReserve):
+        net = store.get_network(ref)
+        held = store.reserve_address(net.id, body.owner, str(body.ip) if body.ip else None)
+        return address_view(net, held.ip, held.owner)
+
+    @api.route("GET", "/v1/networks/{ref}/addresses", summary="Reserved addresses not yet "
+               "used by an endpoint", tag="networks", response=list[AddressView], errors=(404,))
+    def list_addresses(ref):
+        net = store.get_network(ref)
+        return [address_view(net, r.ip, r.owner)
+                for (network_id, _), r in store.snapshot().reservations.items()
+                if network_id == net.id]
+
+    @api.route("DELETE", "/v1/networks/{ref}/addresses/{ip}", summary="Release a reserved "
+               "address (an address already free is fine)", tag="networks", status=204,
+               errors=(404, 409))
+    def release_address(ref, ip):
+        store.release_address(store.get_network(ref).id, ip)
 
     def wait_programmed(ep: Endpoint, bind: bool) -> None:
         """Answers once the flows are in on every connected host of the network (bounded)."""

@@ -66,8 +66,23 @@ class NetworkView(BaseModel):
     name: str
     subnet: str
     gateway: str
+    gateway_mac: str = Field(description="the MAC the fabric answers ARP with for the gateway")
     vni: int
     mtu: int
+
+
+class AddressReserve(Strict):
+    owner: str = Field(min_length=1, max_length=128, pattern=NAME_PATTERN,
+                       description="who holds it, e.g. a host name (Docker IPAM)")
+    ip: Optional[IPv4Address] = Field(None, description="this address, or any free one")
+
+
+class AddressView(BaseModel):
+    network: str
+    ip: str
+    prefix_len: int
+    gateway: str
+    owner: str
 
 
 class EndpointView(BaseModel):

@@ -17,6 +17,9 @@ ETH_IPV4 = 0x0800
 ETH_ARP = 0x0806
 ARP_REQUEST = 1
 ARP_REPLY = 2
+IPPROTO_ICMP = 1
+ICMP_ECHO = 8
+ICMP_ECHO_REPLY = 0
 # Broadcast and multicast: the group bit of the destination MAC. Unicast to a MAC that no
 # endpoint of the network has is dropped: the controller knows every address.
 MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
@@ -101,9 +104,10 @@ def network_flows(network: Network, host: str, members: list[Endpoint],
                   {"metadata": vni, p.FROM_TUNNEL_REG: p.FROM_TUNNEL, "eth_dst": MULTICAST},
                   actions=[output(port) for port in local_ports]),
     ]
+    flows += gateway_flows(network, net_cookie)
     for ep in members:
         c = p.cookie("endpoint", ep.seq)
-        flows.append(arp_reply_flow(vni, ep, c))
+        flows.append(arp_reply_flow(vni, ep.ip, ep.mac, c))
         if ep.host == host:
             if ep.id in local:
                 flows.append(Flow.make(p.L2.id, p.PRIO_L2_UNICAST, c,
@@ -118,18 +122,38 @@ def network_flows(network: Network, host: str, members: list[Endpoint],
     return flows
 
 
-def arp_reply_flow(vni: int, ep: Endpoint, owner_cookie: int) -> Flow:
-    """Turns an ARP request for ``ep.ip`` into the reply, sent back where it came from."""
+def arp_reply_flow(vni: int, ip: str, mac: str, owner_cookie: int) -> Flow:
+    """Turns an ARP request for ``ip`` into the reply, sent back where it came from."""
     return Flow.make(
         p.ARP.id, p.PRIO_ARP_REPLY, owner_cookie,
-        {"metadata": vni, "eth_type": ETH_ARP, "arp_op": ARP_REQUEST, "arp_tpa": ep.ip},
+        {"metadata": vni, "eth_type": ETH_ARP, "arp_op": ARP_REQUEST, "arp_tpa": ip},
         actions=[
             move("eth_src", "eth_dst", 48),
-            set_field("eth_src", ep.mac),
+            set_field("eth_src", mac),
             set_field("arp_op", ARP_REPLY),
             move("arp_sha", "arp_tha", 48),
             move("arp_spa", "arp_tpa", 32),
-            set_field("arp_sha", ep.mac),
-            set_field("arp_spa", ep.ip),
+            set_field("arp_sha", mac),
+            set_field("arp_spa", ip),
             output(OFPP_IN_PORT),
         ])
+
+
+def gateway_flows(network: Network, owner_cookie: int) -> list[Flow]:
+    """The gateway address answers ARP and ping on every host of the network (it routes
+    nothing: containers get a working default gateway, and a ping to check it)."""
+    gw_ip, gw_mac = network.gateway, network.gateway_mac
+    return [
+        arp_reply_flow(network.vni, gw_ip, gw_mac, owner_cookie),
+        Flow.make(p.L2.id, p.PRIO_GATEWAY, owner_cookie,
+                  {"metadata": network.vni, "eth_dst": gw_mac, "eth_type": ETH_IPV4,
+                   "ip_proto": IPPROTO_ICMP, "ipv4_dst": gw_ip, "icmpv4_type": ICMP_ECHO},
+                  actions=[
+                      move("eth_src", "eth_dst", 48),
+                      set_field("eth_src", gw_mac),
+                      move("ipv4_src", "ipv4_dst", 32),
+                      set_field("ipv4_src", gw_ip),
+                      set_field("icmpv4_type", ICMP_ECHO_REPLY),
+                      output(OFPP_IN_PORT),
+                  ]),
+    ]

@@ -42,6 +42,27 @@ class Network:
     def prefix_len(self) -> int:
         return ipaddress.ip_network(self.subnet).prefixlen
 
+    @property
+    def gateway_mac(self) -> str:
+        """The MAC the fabric answers for the gateway address: derived from the VNI."""
+        return gateway_mac(self.vni)
+
+
+GATEWAY_MAC_PREFIX = "02:0f:5f"
+
+
+def gateway_mac(vni: int) -> str:
+    return GATEWAY_MAC_PREFIX + "".join(f":{b:02x}" for b in vni.to_bytes(3, "big"))
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """An address held for an owner (e.g. a Docker host's IPAM) before an endpoint uses it."""
+
+    network_id: str
+    ip: str
+    owner: str
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -70,6 +91,7 @@ class Snapshot:
     # proportional to the networks present on that host, not to the fabric.
     endpoints_by_network: dict[str, tuple[str, ...]] = field(default_factory=dict)
     endpoints_by_host: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    reservations: dict[tuple[str, str], Reservation] = field(default_factory=dict)
 
     def network_endpoints(self, network_id: str) -> list[Endpoint]:
         return [self.endpoints[e] for e in self.endpoints_by_network.get(network_id, ())]

@@ -26,7 +26,7 @@ from .addressing import (
     parse_subnet,
     random_mac,
 )
-from .entities import Endpoint, Host, Network, Snapshot
+from .entities import GATEWAY_MAC_PREFIX, Endpoint, Host, Network, Reservation, Snapshot
 from .errors import Conflict, InvalidRequest, NotFound
 
 SCHEMA = """
@@ -61,6 +61,12 @@ CREATE TABLE IF NOT EXISTS endpoints (
     UNIQUE (network_id, mac),
     UNIQUE (host, port),
     UNIQUE (host, ofport)
+);
+CREATE TABLE IF NOT EXISTS reservations (
+    network_id TEXT NOT NULL REFERENCES networks(id),
+    ip TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    PRIMARY KEY (network_id, ip)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('revision', 0);
@@ -178,14 +184,65 @@ class Store:
             network = self.get_network(ref)
             if snap.endpoints_by_network.get(network.id):
                 raise Conflict(f"network {network.name!r} still has endpoints")
-            self._write("DELETE FROM networks WHERE id = ?", (network.id,))
+            self._write("DELETE FROM networks WHERE id = ?", (network.id,),
+                        before=("DELETE FROM reservations WHERE network_id = ?", (network.id,)))
             networks = dict(snap.networks)
             del networks[network.id]
             by_net = dict(snap.endpoints_by_network)
             by_net.pop(network.id, None)
             self._pools.pop(network.id, None)
-            self._publish(replace(snap, networks=networks, endpoints_by_network=by_net))
+            reservations = {k: r for k, r in snap.reservations.items() if k[0] != network.id}
+            self._publish(replace(snap, networks=networks, endpoints_by_network=by_net,
+                                  reservations=reservations))
             return network
+
+    # ---- address reservations ------------------------------------------------------------
+
+    def reserve_address(self, network: str, owner: str, ip: str | None = None) -> Reservation:
+        """Holds an address for ``owner``; asking again for what it already holds (or what an
+        endpoint on host ``owner`` uses) is answered as already yours."""
+        with self._lock:
+            snap = self._snapshot
+            net = self.get_network(network)
+            pool = self._pools[net.id]
+            if ip is None:
+                ip = pool.allocate()
+            else:
+                ip = str(parse_ip_in(ipaddress.IPv4Network(net.subnet), ip, "ip"))
+                if ip == net.gateway:
+                    raise Conflict(f"ip {ip} is the gateway of network {net.name!r}")
+                held = snap.reservations.get((net.id, ip))
+                if held is not None:
+                    if held.owner == owner:
+                        return held
+                    raise Conflict(f"ip {ip} is reserved by {held.owner!r}")
+                user = next((e for e in snap.network_endpoints(net.id) if e.ip == ip), None)
+                if user is not None:
+                    if user.host == owner:
+                        return Reservation(net.id, ip, owner)
+                    raise Conflict(f"ip {ip} is already used in network {net.name!r}")
+            reservation = Reservation(net.id, ip, owner)
+            self._write("INSERT INTO reservations (network_id, ip, owner) VALUES (?,?,?)",
+                        (net.id, ip, owner))
+            pool.take(ip)
+            self._publish(replace(snap, reservations={**snap.reservations,
+                                                      (net.id, ip): reservation}))
+            return reservation
+
+    def release_address(self, network: str, ip: str) -> None:
+        """Frees a reserved address; an address that is already free is fine (idempotent)."""
+        with self._lock:
+            snap = self._snapshot
+            net = self.get_network(network)
+            if any(e.ip == ip for e in snap.network_endpoints(net.id)):
+                raise Conflict(f"ip {ip} is used by an endpoint: delete the endpoint")
+            if (net.id, ip) not in snap.reservations:
+                return
+            self._write("DELETE FROM reservations WHERE network_id = ? AND ip = ?", (net.id, ip))
+            self._pools[net.id].release(ip)
+            reservations = dict(snap.reservations)
+            del reservations[(net.id, ip)]
+            self._publish(replace(snap, reservations=reservations))
 
     # ---- endpoints -----------------------------------------------------------------------
 
@@ -198,17 +255,22 @@ class Store:
             net = self.get_network(network)
             self.get_host(host)
             pool = self._pools[net.id]
+            reserved = None
             if ip is not None:
                 ip = str(parse_ip_in(ipaddress.IPv4Network(net.subnet), ip, "ip"))
                 if ip == net.gateway:
                     raise Conflict(f"ip {ip} is the gateway of network {net.name!r}")
-                if not pool.is_free(ip):
+                # A reserved address is taken over by the endpoint that comes to use it.
+                reserved = snap.reservations.get((net.id, ip))
+                if reserved is None and not pool.is_free(ip):
                     raise Conflict(f"ip {ip} is already used in network {net.name!r}")
             else:
                 ip = pool.allocate()
             macs = {e.mac for e in snap.network_endpoints(net.id)}
             if mac is not None and mac in macs:
                 raise Conflict(f"mac {mac} is already used in network {net.name!r}")
+            if mac is not None and mac.startswith(GATEWAY_MAC_PREFIX):
+                raise Conflict(f"mac {mac} is in the range the fabric keeps for gateways")
             while mac is None or mac in macs:
                 mac = random_mac()
             ofport = None
@@ -222,10 +284,17 @@ class Store:
             seq = self._write(
                 "INSERT INTO endpoints (id, name, network_id, host, port, ip, mac, ofport) "
                 "VALUES (?,?,?,?,?,?,?,?)",
-                (endpoint_id, name, net.id, host, port, ip, mac, ofport))
+                (endpoint_id, name, net.id, host, port, ip, mac, ofport),
+                before=("DELETE FROM reservations WHERE network_id = ? AND ip = ?",
+                        (net.id, ip)) if reserved else None)
             ep = Endpoint(seq, endpoint_id, name, net.id, host, port, ip, mac, ofport)
             pool.take(ip)
-            self._publish(self._with_endpoint(snap, ep, add=True))
+            snap = self._with_endpoint(snap, ep, add=True)
+            if reserved:
+                reservations = dict(snap.reservations)
+                del reservations[(net.id, ip)]
+                snap = replace(snap, reservations=reservations)
+            self._publish(snap)
             return ep
 
     def delete_endpoint(self, endpoint_id: str) -> Endpoint:
@@ -239,11 +308,14 @@ class Store:
 
     # ---- internals -----------------------------------------------------------------------
 
-    def _write(self, sql: str, args: tuple) -> int:
-        """One statement plus the revision bump, atomically; returns the row id."""
+    def _write(self, sql: str, args: tuple, before: tuple | None = None) -> int:
+        """One statement (after an optional other one) plus the revision bump, atomically;
+        returns the row id."""
         cur = self._db.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
+            if before is not None:
+                cur.execute(*before)
             cur.execute(sql, args)
             rowid = cur.lastrowid
             cur.execute("UPDATE meta SET value = value + 1 WHERE key = 'revision'")
@@ -288,6 +360,11 @@ class Store:
             "SELECT seq, id, name, network_id, host, port, ip, mac, ofport FROM endpoints "
             "ORDER BY seq")}
         self._pools = {n.id: AddressPool(n.subnet, n.gateway) for n in networks.values()}
+        reservations = {}
+        for network_id, ip, owner in db.execute(
+                "SELECT network_id, ip, owner FROM reservations"):
+            reservations[(network_id, ip)] = Reservation(network_id, ip, owner)
+            self._pools[network_id].take(ip)
         by_net: dict[str, list[str]] = {n: [] for n in networks}
         by_host: dict[str, list[str]] = {}
         for ep in endpoints.values():
@@ -297,7 +374,8 @@ class Store:
         self._snapshot = Snapshot(
             revision=revision, hosts=hosts, networks=networks, endpoints=endpoints,
             endpoints_by_network={k: tuple(v) for k, v in by_net.items()},
-            endpoints_by_host={k: tuple(v) for k, v in by_host.items()})
+            endpoints_by_host={k: tuple(v) for k, v in by_host.items()},
+            reservations=reservations)
 
     def close(self) -> None:
         self._db.close()

@@ -176,3 +176,41 @@ def test_metrics_count_requests_and_endpoints(populated):
         in text
     assert 'ovsfabric_endpoints{network="red"} 1.0' in text
     assert 'ovsfabric_host_connected{host="h1"} 0.0' in text
+
+
+def test_address_reservations(populated):
+    r = populated.post("/v1/networks/red/addresses", json={"owner": "h1"})
+    assert r.status_code == 201 and r.json["owner"] == "h1" and r.json["prefix_len"] == 29
+    ip = r.json["ip"]
+    again = populated.post("/v1/networks/red/addresses", json={"owner": "h1", "ip": ip})
+    assert again.status_code == 201 and again.json["ip"] == ip, "already yours"
+    assert_error(populated.post("/v1/networks/red/addresses", json={"owner": "h2", "ip": ip}),
+                 409, "reserved")
+    # Allocation skips it; an endpoint asking for it takes it over.
+    other = populated.post("/v1/endpoints", json={"network": "red", "host": "h2"}).json
+    assert other["ip"] != ip
+    ep = populated.post("/v1/endpoints", json={"network": "red", "host": "h1", "ip": ip}).json
+    assert ep["ip"] == ip and populated.get("/v1/networks/red/addresses").json == []
+    # The endpoint's host asking again (a Docker daemon replaying) is answered as its own.
+    replay = populated.post("/v1/networks/red/addresses", json={"owner": "h1", "ip": ip})
+    assert replay.status_code == 201
+    assert_error(populated.delete(f"/v1/networks/red/addresses/{ip}"), 409, "endpoint")
+    populated.delete(f"/v1/endpoints/{ep['id']}")
+    assert populated.delete(f"/v1/networks/red/addresses/{ip}").status_code == 204
+    free = populated.post("/v1/networks/red/addresses", json={"owner": "h2", "ip": ip})
+    assert free.status_code == 201 and free.json["owner"] == "h2"
+    assert populated.delete(f"/v1/networks/red/addresses/{ip}").status_code == 204
+    assert populated.delete(f"/v1/networks/red/addresses/{ip}").status_code == 204, "idempotent"
+    assert_error(populated.post("/v1/networks/red/addresses", json={"owner": "h1",
+                                                                    "ip": "10.0.0.1"}),
+                 409, "gateway")
+
+
+def test_reservations_survive_restart(tmp_path):
+    store = Store(str(tmp_path / "r.db"))
+    store.create_network("n", "10.0.0.0/24")
+    held = store.reserve_address("n", "h1")
+    store.close()
+    again = Store(str(tmp_path / "r.db"))
+    assert list(again.snapshot().reservations.values()) == [held]
+    assert again.reserve_address("n", "h2").ip != held.ip

@@ -140,3 +140,20 @@ def test_unbound_endpoints_get_no_port_flows(store):
     table = compile_host(snap, "h1", ports)
     in_ports = {dict(f.match).get("in_port") for f in table.values()} - {None}
     assert in_ports == {1}
+
+
+def test_gateway_answers_arp_and_ping(store):
+    snap = store.snapshot()
+    fabric, _ = build(snap)
+    red = next(n for n in snap.networks.values() if n.name == "red")
+    src = next(e for e in snap.endpoints.values() if e.network_id == red.id)
+    [(name, reply)] = fabric.send(src.id, Packet.arp_request(src.mac, src.ip, red.gateway))
+    assert name == src.id and (reply.arp_sha, reply.arp_spa) == (red.gateway_mac, red.gateway)
+    [(name, echo)] = fabric.send(src.id, Packet.icmp(src.mac, red.gateway_mac, src.ip,
+                                                     red.gateway))
+    assert name == src.id
+    assert (echo.eth_src, echo.eth_dst, echo.ipv4_src, echo.ipv4_dst, echo.icmpv4_type) == \
+        (red.gateway_mac, src.mac, red.gateway, src.ip, 0)
+    # Only echo requests are answered: the gateway routes nothing.
+    udp = Packet.udp(src.mac, red.gateway_mac, src.ip, "8.8.8.8", 5000, 53)
+    assert fabric.send(src.id, udp) == []

@@ -39,6 +39,15 @@ def test_same_host_and_cross_host_ping(fabric, nets):
                   check=False).returncode == 0
 
 
+def test_gateway_answers_ping_on_every_host(fabric, nets):
+    red, _ = nets
+    for name in ("ra", "rc"):
+        container = next(c for c in fabric.containers if c.name == name)
+        assert container.ping(red["gateway"], count=2, timeout=2), name
+        assert red["gateway_mac"] in container.exec("ip", "neigh", "show",
+                                                    red["gateway"]).stdout
+
+
 def test_arp_is_answered_by_the_fabric(fabric, nets):
     a = next(c for c in fabric.containers if c.name == "ra")
     c = next(c for c in fabric.containers if c.name == "rc")
