@@ -9,6 +9,7 @@ from werkzeug.exceptions import HTTPException
 
 from controller.fabric import Fabric
 from model import FabricError
+from security import tokens
 
 from . import docs, inspection, inventory
 from .spec import Api
@@ -17,7 +18,11 @@ LOG = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
 
 
-def create_app(fabric: Fabric) -> Flask:
+# The API's own documentation holds no state: readable without the token.
+OPEN_PATHS = ("/docs", "/v1/openapi.json")
+
+
+def create_app(fabric: Fabric, token: str | None = None) -> Flask:
     app = Flask("ovsfabric")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     api = Api(app)
@@ -35,6 +40,16 @@ def create_app(fabric: Fabric) -> Flask:
     def _unexpected(exc: Exception):
         LOG.exception("unexpected error on %s %s", request.method, request.path)
         return jsonify(error=f"internal error: {type(exc).__name__}"), 500
+
+    @app.before_request
+    def _authenticate():
+        if token is None or request.path.startswith(OPEN_PATHS):
+            return None
+        if not tokens.matches(token, request.headers.get("Authorization")):
+            return (jsonify(error="a valid bearer token is required "
+                                  "(header Authorization: Bearer <token>)"), 401,
+                    {"WWW-Authenticate": "Bearer"})
+        return None
 
     @app.after_request
     def _count(response):

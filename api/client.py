@@ -19,13 +19,20 @@ def _seg(ref: str) -> str:
 
 
 class FabricClient:
-    def __init__(self, url: str = "http://127.0.0.1:8686", timeout: float = 30.0):
+    def __init__(self, url: str = "http://127.0.0.1:8686", timeout: float = 30.0,
+                 token: str | None = None, ca_cert: str | None = None):
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.http = requests.Session()
+        if token:
+            self.http.headers["Authorization"] = f"Bearer {token}"
+        # An HTTPS API signed by the fabric's own CA. Passed with each request: requests lets
+        # REQUESTS_CA_BUNDLE override a session's setting.
+        self.verify = ca_cert or True
 
     def request(self, method: str, path: str, body: dict | None = None, **params):
         response = self.http.request(method, self.url + path, json=body, timeout=self.timeout,
+                                     verify=self.verify,
                                      params={k: v for k, v in params.items() if v is not None})
         if response.status_code >= 400:
             try:

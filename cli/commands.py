@@ -11,6 +11,7 @@ import re
 import requests
 
 from api.client import ApiError, FabricClient
+from security import tokens
 
 from . import inspection, inventory
 from .lookup import CommandError
@@ -35,6 +36,14 @@ def global_options(with_defaults: bool) -> argparse.ArgumentParser:
     group.add_argument("--json", action="store_true",
                        default=False if with_defaults else argparse.SUPPRESS,
                        help="print the API's JSON instead of tables")
+    group.add_argument("--token-file", metavar="PATH",
+                       default=None if with_defaults else argparse.SUPPRESS,
+                       help="bearer token for the API (env OVSFABRIC_TOKEN_FILE, or the token "
+                            "itself in OVSFABRIC_TOKEN)")
+    group.add_argument("--ca-cert", metavar="PATH",
+                       default=os.environ.get("OVSFABRIC_CA_CERT") if with_defaults
+                       else argparse.SUPPRESS,
+                       help="CA certificate of an HTTPS API (env OVSFABRIC_CA_CERT)")
     return parser
 
 
@@ -49,7 +58,12 @@ def api_url(text: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    client = FabricClient(api_url(args.api))
+    try:
+        token = tokens.load_token(args.token_file)
+    except (OSError, ValueError) as exc:
+        error(f"cannot read the token: {exc}")
+        return EXIT_ERROR
+    client = FabricClient(api_url(args.api), token=token, ca_cert=args.ca_cert)
     try:
         return args.handler(client, args)
     except ApiError as exc:

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from . import commands, serve
+from . import commands, credentials, serve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,6 +17,7 @@ def main(argv: list[str] | None = None) -> int:
                                           help="run the controller (REST, OpenFlow, OVSDB)")
     serve.add_arguments(serve_parser)
     serve_parser.set_defaults(run=serve.run)
+    credentials.add_parsers(subcommands)
     commands.add_commands(subcommands)
     args = parser.parse_args(argv)
     if getattr(args, "handler", None) is None:

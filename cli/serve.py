@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
 import signal
@@ -26,11 +27,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="OpenFlow listener (env OVSFABRIC_OPENFLOW_LISTEN)")
     parser.add_argument("--advertise", default=env("OVSFABRIC_ADVERTISE"),
                         help="controller target the hosts' switches are told to connect to, "
-                             "tcp:IP:PORT (env OVSFABRIC_ADVERTISE; default: the OpenFlow "
-                             "listener, or 127.0.0.1 when it listens on every address)")
+                             "tcp:IP:PORT or ssl:IP:PORT (env OVSFABRIC_ADVERTISE; default: "
+                             "the OpenFlow listener, or 127.0.0.1 when it listens everywhere)")
     parser.add_argument("--state", default=env("OVSFABRIC_STATE", "./ovsfabric.db"),
                         help="SQLite state file (env OVSFABRIC_STATE)")
     parser.add_argument("--log-level", default=env("OVSFABRIC_LOG_LEVEL", "INFO"))
+    auth = parser.add_argument_group("security")
+    auth.add_argument("--token-file", default=None,
+                      help="REST bearer token (env OVSFABRIC_TOKEN_FILE, or the token itself "
+                           "in OVSFABRIC_TOKEN); make one with `ovsfabric token`")
+    auth.add_argument("--allow-insecure", action="store_true",
+                      default=env("OVSFABRIC_ALLOW_INSECURE") == "1",
+                      help="listen on a non-loopback address without a token (env "
+                           "OVSFABRIC_ALLOW_INSECURE=1): anyone who reaches it can change "
+                           "the network")
+    auth.add_argument("--api-cert", default=env("OVSFABRIC_API_CERT"),
+                      help="serve the REST API over HTTPS with this certificate (PEM)")
+    auth.add_argument("--api-key", default=env("OVSFABRIC_API_KEY"),
+                      help="the private key of --api-cert")
+    auth.add_argument("--tls-cert", default=env("OVSFABRIC_TLS_CERT"),
+                      help="the controller's certificate for OpenFlow and OVSDB over TLS; "
+                           "make them with `ovsfabric certs`")
+    auth.add_argument("--tls-key", default=env("OVSFABRIC_TLS_KEY"))
+    auth.add_argument("--tls-ca", default=env("OVSFABRIC_TLS_CA"),
+                      help="CA that signed the hosts' certificates")
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,37 +68,66 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     # ovsdbapp logs an ERROR per failed connection attempt; the host's status carries it.
     logging.getLogger("ovsdbapp.backend.ovs_idl.idlutils").setLevel(logging.CRITICAL)
+    logging.getLogger("cheroot").setLevel(logging.WARNING)
+
+    from security import tokens
+    from security.tls import TlsIdentity
+
     api_host, api_port = split_host_port(args.api_listen, "--api-listen")
     of_host, of_port = split_host_port(args.openflow_listen, "--openflow-listen")
+    try:
+        token = tokens.load_token(args.token_file)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"ovsfabric: cannot read the token: {exc}")
+    if token is None and not _is_loopback(api_host) and not args.allow_insecure:
+        raise SystemExit(
+            f"ovsfabric: refusing to serve the REST API on {api_host} without a token: set "
+            "OVSFABRIC_TOKEN or --token-file (make one with `ovsfabric token`), or pass "
+            "--allow-insecure if this is really wanted")
+    if bool(args.api_cert) != bool(args.api_key):
+        raise SystemExit("ovsfabric: --api-cert and --api-key go together")
+    tls_parts = (args.tls_cert, args.tls_key, args.tls_ca)
+    if any(tls_parts) and not all(tls_parts):
+        raise SystemExit("ovsfabric: --tls-cert, --tls-key and --tls-ca go together")
+    identity = TlsIdentity(*tls_parts) if all(tls_parts) else None
+    scheme = "ssl" if identity else "tcp"
     advertise = args.advertise or \
-        f"tcp:{'127.0.0.1' if of_host in ('0.0.0.0', '::') else of_host}:{of_port}"
-    if not advertise.startswith(("tcp:", "ssl:")):
-        raise SystemExit(f"ovsfabric: --advertise must be tcp:IP:PORT, not {advertise!r}")
+        f"{scheme}:{'127.0.0.1' if of_host in ('0.0.0.0', '::') else of_host}:{of_port}"
+    if not advertise.startswith(f"{scheme}:"):
+        raise SystemExit(f"ovsfabric: --advertise must be {scheme}:IP:PORT"
+                         f"{' (TLS is configured)' if identity else ''}, not {advertise!r}")
 
-    import waitress
+    from cheroot import wsgi
 
     from api.app import create_app
     from controller.fabric import Fabric
     from controller.runtime import start_openflow
     from model import Store
+    from security.tls import use_for_ovsdb
 
+    if identity:
+        use_for_ovsdb(identity)
     store = Store(args.state)
     fabric = Fabric(store, advertise)
     fabric.start()
-    start_openflow(fabric, of_host, of_port)
-    server = waitress.create_server(create_app(fabric), host=api_host, port=api_port,
-                                    threads=16, ident="ovsfabric")
+    start_openflow(fabric, of_host, of_port, identity)
+    server = wsgi.Server((api_host, api_port), create_app(fabric, token), numthreads=16,
+                         server_name="ovsfabric")
+    if args.api_cert:
+        from cheroot.ssl.builtin import BuiltinSSLAdapter
+        server.ssl_adapter = BuiltinSSLAdapter(args.api_cert, args.api_key)
 
     def shutdown(signum, _frame):
         LOG.info("signal %d: stopping", signum)
-        server.close()
         fabric.stop()
         os._exit(0)  # os-ken's threads are not daemons and have no stop
 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
-    LOG.info("REST API on http://%s:%d, OpenFlow on %s:%d (advertised as %s), state %s",
-             api_host, api_port, of_host, of_port, advertise, args.state)
+    LOG.info("REST API on %s://%s:%d%s, OpenFlow on %s:%d%s (advertised as %s), state %s",
+             "https" if args.api_cert else "http", api_host, api_port,
+             " (token required)" if token else "", of_host, of_port,
+             " over TLS" if identity else "", advertise, args.state)
     sys.stdout.flush()
-    server.run()
+    server.safe_start()
     return 0

@@ -14,26 +14,35 @@ from api.client import FabricClient
 
 class ControllerProcess:
     def __init__(self, state: str, listen_ip: str, api_port: int = 8686,
-                 openflow_port: int = 6653, log_path: str | None = None):
+                 openflow_port: int = 6653, log_path: str | None = None,
+                 extra_args: tuple = (), env: dict | None = None, token: str | None = None,
+                 scheme: str = "http", ca_cert: str | None = None):
         self.state = state
         self.api_listen = f"127.0.0.1:{api_port}"
         self.openflow_listen = f"{listen_ip}:{openflow_port}"
-        self.url = f"http://{self.api_listen}"
+        self.url = f"{scheme}://{self.api_listen}"
         self.log_path = log_path or state + ".log"
         self.proc: subprocess.Popen | None = None
-        self.client = FabricClient(self.url)
+        self.extra_args = list(extra_args)
+        self.env = {**os.environ, **(env or {})}
+        if token:
+            self.env["OVSFABRIC_TOKEN"] = token
+        self.verify = ca_cert or True
+        self.client = FabricClient(self.url, token=token, ca_cert=ca_cert)
 
     def start(self, timeout: float = 20.0) -> None:
         try:
-            requests.get(self.url, timeout=1)
+            requests.get(self.url, timeout=1, verify=self.verify)
             raise RuntimeError(f"something already answers on {self.url}: stop it first")
         except requests.ConnectionError:
             pass
         command = [sys.executable, "-m", "cli.main", "serve", "--api-listen", self.api_listen,
-                   "--openflow-listen", self.openflow_listen, "--state", self.state]
+                   "--openflow-listen", self.openflow_listen, "--state", self.state,
+                   *self.extra_args]
         log = open(self.log_path, "a")
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=root)
+        self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=root,
+                                     env=self.env)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -41,7 +50,7 @@ class ControllerProcess:
                 raise RuntimeError(f"controller exited with {self.proc.returncode}; "
                                    f"see {self.log_path}")
             try:
-                requests.get(self.url + "/v1/hosts", timeout=1)
+                requests.get(self.url + "/v1/openapi.json", timeout=1, verify=self.verify)
                 return
             except requests.ConnectionError:
                 time.sleep(0.05)

@@ -26,6 +26,13 @@ class LabHost:
         self.daemons = OvsDaemons(netns, rundir)
         self.ovsdb = f"unix:{self.daemons.db_sock}"
 
+    def enable_tls(self, cert: str, key: str, ca: str, port: int = 6640) -> str:
+        """Gives the host a TLS identity (ovs-vswitchd uses it towards an ssl: controller)
+        and opens its OVSDB over TLS on the management address; returns that target."""
+        self.vsctl("set-ssl", key, cert, ca)
+        self.daemons.appctl_ovsdb("ovsdb-server/add-remote", f"pssl:{port}:{self.mgmt_ip}")
+        return f"ssl:{self.mgmt_ip}:{port}"
+
     def __repr__(self) -> str:
         return f"LabHost({self.name!r}, netns={self.netns!r}, tunnel_ip={self.tunnel_ip!r})"
 

@@ -35,12 +35,20 @@ class OvsDaemons:
         created = not os.path.exists(self.db)
         if created:  # once: a restart keeps the database
             run(["ovsdb-tool", "create", self.db, SCHEMA])
-        self._start("ovsdb-server", "ovsdb", self.db, f"--remote=punix:{self.db_sock}")
+        # As Open vSwitch's own start script does: TLS keys come from the database's SSL
+        # table (empty until `ovs-vsctl set-ssl`), so TLS can be turned on at run time.
+        self._start("ovsdb-server", "ovsdb", self.db, f"--remote=punix:{self.db_sock}",
+                    "--private-key=db:Open_vSwitch,SSL,private_key",
+                    "--certificate=db:Open_vSwitch,SSL,certificate",
+                    "--ca-cert=db:Open_vSwitch,SSL,ca_cert")
         if created:
             run(["ovs-vsctl", f"--db=unix:{self.db_sock}", "--no-wait", "init"])
 
     def start_vswitchd(self) -> None:
         self._start("ovs-vswitchd", "vswitchd", f"unix:{self.db_sock}")
+
+    def appctl_ovsdb(self, *args) -> str:
+        return run(["ovs-appctl", "-t", self.path("ovsdb.ctl"), *args]).stdout
 
     def stop_ovsdb(self) -> None:
         stop_pidfile(self.path("ovsdb.pid"))
