@@ -34,7 +34,9 @@ def create_app(fabric: Fabric, token: str | None = None) -> Flask:
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
-        return jsonify(error=exc.description or exc.name), exc.code
+        # Keep the exception's own headers (a 405's Allow); the body becomes ours.
+        headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
+        return jsonify(error=exc.description or exc.name), exc.code, headers
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

@@ -67,6 +67,23 @@ class FabricClient:
     def delete_network(self, ref: str) -> None:
         self.request("DELETE", f"/v1/networks/{_seg(ref)}")
 
+    def add_alias(self, ref: str, alias: str) -> dict:
+        """Lets ``alias`` name the network too (idempotent); returns the network."""
+        return self.request("POST", f"/v1/networks/{_seg(ref)}/aliases", {"alias": alias})
+
+    def remove_alias(self, ref: str, alias: str) -> None:
+        self.request("DELETE", f"/v1/networks/{_seg(ref)}/aliases/{_seg(alias)}")
+
+    def reserve_address(self, ref: str, owner: str, ip: str | None = None) -> dict:
+        body = {"owner": owner, **({"ip": ip} if ip else {})}
+        return self.request("POST", f"/v1/networks/{_seg(ref)}/addresses", body)
+
+    def addresses(self, ref: str) -> list[dict]:
+        return self.request("GET", f"/v1/networks/{_seg(ref)}/addresses")
+
+    def release_address(self, ref: str, ip: str) -> None:
+        self.request("DELETE", f"/v1/networks/{_seg(ref)}/addresses/{_seg(ip)}")
+
     def create_endpoint(self, network: str, host: str, **fields) -> dict:
         body = {"network": network, "host": host,
                 **{k: v for k, v in fields.items() if v is not None}}

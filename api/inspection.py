@@ -2,11 +2,14 @@
 and packet traces."""
 from __future__ import annotations
 
+import functools
+
 from flask import request
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from controller.fabric import Fabric
+from controller.switch import SwitchError
 from flows import diff
 from flows.openflow import flow_from_stats
 from flows.pipeline import TABLE_BY_ID, TABLES
@@ -21,6 +24,18 @@ FLOW_QUERY = {"table": "only this table (number or name)",
               "network": "only flows owned by this network or its endpoints (id or name)",
               "endpoint": "only flows owned by this endpoint",
               "audit": "true: compare the installed table with the desired one instead"}
+
+
+def _switch_refusal_is_503(handler):
+    """A switch that answers a request with an OpenFlow error is a switch that cannot serve
+    it, like one that does not answer (503), not a fault of the controller (it was a 500)."""
+    @functools.wraps(handler)
+    def wrapper(*args, **kwargs):
+        try:
+            return handler(*args, **kwargs)
+        except SwitchError as exc:
+            raise Unavailable(str(exc)) from None
+    return wrapper
 
 
 def register(api: Api, fabric: Fabric) -> None:
@@ -46,6 +61,7 @@ def register(api: Api, fabric: Fabric) -> None:
                "flow with its owner and counters; with audit=true, desired against installed",
                tag="inspection", response=(list[FlowView], AuditView), errors=(400, 404, 503),
                query=FLOW_QUERY)
+    @_switch_refusal_is_503
     def host_flows(name):
         if request.args.get("audit", "").lower() in ("1", "true", "yes"):
             return audit(name)
@@ -81,7 +97,8 @@ def register(api: Api, fabric: Fabric) -> None:
 
     @api.route("GET", "/v1/networks/{ref}/flows", summary="The flows of a network and its "
                "endpoints on every connected host", tag="inspection", response=list[FlowView],
-               errors=(404,))
+               errors=(404, 503))
+    @_switch_refusal_is_503
     def network_flows(ref):
         network = store.get_network(ref)
         hosts = connected_hosts(store.snapshot().hosts_of_network(network.id))
@@ -89,7 +106,8 @@ def register(api: Api, fabric: Fabric) -> None:
 
     @api.route("GET", "/v1/endpoints/{endpoint_id}/flows", summary="The flows of an endpoint "
                "on every connected host", tag="inspection", response=list[FlowView],
-               errors=(404,))
+               errors=(404, 503))
+    @_switch_refusal_is_503
     def endpoint_flows(endpoint_id):
         ep = store.get_endpoint(endpoint_id)
         hosts = connected_hosts(store.snapshot().hosts_of_network(ep.network_id))
@@ -98,6 +116,7 @@ def register(api: Api, fabric: Fabric) -> None:
     @api.route("GET", "/v1/hosts/{name}/ports", summary="Port counters, each port named by "
                "its endpoint or tunnel", tag="inspection", response=list[PortView],
                errors=(404, 503))
+    @_switch_refusal_is_503
     def host_ports(name):
         switch = fabric.switch(name)
         names = {p.port_no: p.name.decode(errors="replace") if isinstance(p.name, bytes)
@@ -125,6 +144,7 @@ def register(api: Api, fabric: Fabric) -> None:
 
     @api.route("GET", "/v1/hosts/{name}/tables", summary="Per table: active flows, lookups "
                "and matches", tag="inspection", response=list[TableView], errors=(404, 503))
+    @_switch_refusal_is_503
     def host_tables(name):
         switch = fabric.switch(name)
         stats = [s for reply in switch.request(parser.OFPTableStatsRequest(switch.dp, 0))
@@ -137,6 +157,7 @@ def register(api: Api, fabric: Fabric) -> None:
     @api.route("POST", "/v1/trace", summary="Follow a packet through the live flows of every "
                "host it crosses", tag="inspection", body=TraceRequest, response=TraceView,
                errors=(404, 503))
+    @_switch_refusal_is_503
     def trace_packet(body: TraceRequest):
         snap = store.snapshot()
         src = resolve_endpoint(snap, body.from_)

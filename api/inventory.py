@@ -9,8 +9,8 @@ from flask import request
 from controller.fabric import Fabric
 from model import Endpoint, Network
 
-from .schemas import (AddressReserve, AddressView, EndpointCreate, EndpointView, HostCreate,
-                      HostView, NetworkCreate, NetworkView)
+from .schemas import (AddressReserve, AddressView, AliasCreate, EndpointCreate, EndpointView,
+                      HostCreate, HostView, NetworkCreate, NetworkView)
 from .spec import Api
 
 LOG = logging.getLogger(__name__)
@@ -23,9 +23,10 @@ def host_view(fabric: Fabric, host) -> dict:
             **fabric.host_status(host.name)}
 
 
-def network_view(net: Network) -> dict:
+def network_view(net: Network, aliases=()) -> dict:
     return {"id": net.id, "name": net.name, "subnet": net.subnet, "gateway": net.gateway,
-            "gateway_mac": net.gateway_mac, "vni": net.vni, "mtu": net.mtu}
+            "gateway_mac": net.gateway_mac, "vni": net.vni, "mtu": net.mtu,
+            "aliases": list(aliases)}
 
 
 def address_view(net: Network, ip: str, owner: str) -> dict:
@@ -74,17 +75,32 @@ def register(api: Api, fabric: Fabric) -> None:
     @api.route("GET", "/v1/networks", summary="List networks", tag="networks",
                response=list[NetworkView])
     def list_networks():
-        return [network_view(n) for n in store.snapshot().networks.values()]
+        return [network_view(n, store.aliases_of(n.id))
+                for n in store.snapshot().networks.values()]
 
-    @api.route("GET", "/v1/networks/{ref}", summary="One network, by id or name",
+    @api.route("GET", "/v1/networks/{ref}", summary="One network, by id, name or alias",
                tag="networks", response=NetworkView, errors=(404,))
     def get_network(ref):
-        return network_view(store.get_network(ref))
+        net = store.get_network(ref)
+        return network_view(net, store.aliases_of(net.id))
 
     @api.route("DELETE", "/v1/networks/{ref}", summary="Delete a network (no endpoints left)",
                tag="networks", status=204, errors=(404, 409))
     def delete_network(ref):
         store.delete_network(ref)
+
+    @api.route("POST", "/v1/networks/{ref}/aliases", summary="Give a network another name "
+               "(e.g. a Docker network id); adding it again is fine", tag="networks",
+               body=AliasCreate, response=NetworkView, status=201, errors=(404, 409))
+    def add_alias(ref, body: AliasCreate):
+        net = store.add_alias(ref, body.alias)
+        return network_view(net, store.aliases_of(net.id))
+
+    @api.route("DELETE", "/v1/networks/{ref}/aliases/{alias}", summary="Remove an alias "
+               "(one the network does not have is fine)", tag="networks", status=204,
+               errors=(404, 409))
+    def remove_alias(ref, alias):
+        store.remove_alias(ref, alias)
 
     @api.route("POST", "/v1/networks/{ref}/addresses", summary="Reserve an address for an "
                "owner (cluster-wide IPAM); asking again for one it holds returns it",

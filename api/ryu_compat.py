@@ -16,6 +16,8 @@ from os_ken.lib import ofctl_v1_3 as ofctl
 from controller.fabric import Fabric
 from model import InvalidRequest, NotFound, Unavailable
 
+from .spec import json_object
+
 REPLY_TIMEOUT_S = 5.0
 # What os-ken's ofctl raises on a filter it cannot turn into a request.
 FILTER_ERRORS = (ValueError, TypeError, KeyError, AttributeError, struct.error)
@@ -94,9 +96,9 @@ def register(app: Flask, fabric: Fabric) -> None:
         """The optional JSON body of the flow requests (Ryu's fields: table_id, match, ...)."""
         if not request.get_data():
             return {}
-        body = request.get_json(force=True, silent=True)
-        if not isinstance(body, dict) or not isinstance(body.get("match", {}), dict):
-            raise InvalidRequest("the body must be a JSON object, its match an object")
+        body = json_object()
+        if not isinstance(body.get("match", {}), dict):
+            raise InvalidRequest("the match must be a JSON object")
         return body
 
     @app.get("/stats/switches")

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from ipaddress import IPv4Address
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import Strict as StrictType
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 # Linux interface names: at most 15 bytes, no slash, colon or whitespace.
@@ -13,15 +14,26 @@ OVSDB_PATTERN = r"^(unix:/.+|(tcp|ssl):[0-9.]+:[0-9]{1,5})$"
 MAC_PATTERN = r"^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$"
 
 
+def _text(value):
+    if not isinstance(value, str):
+        raise ValueError("an IPv4 address in a string is expected")
+    return value
+
+
+# Lax pydantic would take false or 3232235777 for an address (and true for a number): a body
+# is held to its documented JSON types. Addresses come as text only, then are parsed.
+IPv4 = Annotated[IPv4Address, StrictType(False), BeforeValidator(_text)]
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
 
 
 class HostCreate(Strict):
     name: str = Field(min_length=1, max_length=64, pattern=NAME_PATTERN)
     ovsdb: str = Field(max_length=256, pattern=OVSDB_PATTERN,
                        description='"unix:PATH" or "tcp:IP:PORT" of the host\'s ovsdb-server')
-    tunnel_ip: IPv4Address
+    tunnel_ip: IPv4
     datapath_type: Literal["system", "netdev"] = "system"
     bridge: str = Field("br-int", pattern=IFNAME_PATTERN)
 
@@ -29,7 +41,7 @@ class HostCreate(Strict):
 class NetworkCreate(Strict):
     name: str = Field(min_length=1, max_length=64, pattern=NAME_PATTERN)
     subnet: str = Field(max_length=18, description="IPv4 CIDR, e.g. 10.0.0.0/24")
-    gateway: Optional[IPv4Address] = None
+    gateway: Optional[IPv4] = None
     vni: Optional[int] = Field(None, ge=1, le=(1 << 24) - 1)
     mtu: Optional[int] = Field(None, ge=576, le=9000)
 
@@ -39,7 +51,7 @@ class EndpointCreate(Strict):
     host: str = Field(min_length=1, max_length=64)
     port: Optional[str] = Field(None, pattern=IFNAME_PATTERN,
                                 description="existing interface on the host to attach")
-    ip: Optional[IPv4Address] = None
+    ip: Optional[IPv4] = None
     mac: Optional[str] = Field(None, pattern=MAC_PATTERN)
     name: Optional[str] = Field(None, min_length=1, max_length=64, pattern=NAME_PATTERN)
 
@@ -69,12 +81,22 @@ class NetworkView(BaseModel):
     gateway_mac: str = Field(description="the MAC the fabric answers ARP with for the gateway")
     vni: int
     mtu: int
+    aliases: list[str] = Field(default_factory=list,
+                               description="other names the network answers to")
+
+
+ALIAS_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
+
+
+class AliasCreate(Strict):
+    alias: str = Field(min_length=1, max_length=200, pattern=ALIAS_PATTERN,
+                       description="another name for the network, e.g. a Docker network id")
 
 
 class AddressReserve(Strict):
     owner: str = Field(min_length=1, max_length=128, pattern=NAME_PATTERN,
                        description="who holds it, e.g. a host name (Docker IPAM)")
-    ip: Optional[IPv4Address] = Field(None, description="this address, or any free one")
+    ip: Optional[IPv4] = Field(None, description="this address, or any free one")
 
 
 class AddressView(BaseModel):

@@ -8,11 +8,13 @@ from typing import Any, Callable, get_args, get_origin
 
 from flask import Flask, jsonify, request
 from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from model import InvalidRequest
 
 ERROR_TEXT = {400: "invalid request", 404: "not found", 409: "conflicts with the current state",
-              413: "body too large", 503: "a switch or host needed is not connected"}
+              413: "body too large",
+              503: "a switch or host needed is not connected, or did not serve the request"}
 
 
 @dataclass
@@ -122,13 +124,28 @@ def _openapi30(node: Any) -> Any:
 
 def parse(schema: type[BaseModel]) -> BaseModel:
     """The request body validated against ``schema``, or a 400 saying what is wrong."""
-    body = request.get_json(force=True, silent=True)
-    if not isinstance(body, dict):
-        raise InvalidRequest("the body must be a JSON object")
+    body = json_object()
     try:
         return schema.model_validate(body)
     except ValidationError as exc:
         raise InvalidRequest("; ".join(_describe(e) for e in exc.errors()[:5])) from None
+
+
+def json_object() -> dict:
+    """The request body as a JSON object, or a 400/413 saying what is wrong with it."""
+    data = request.get_data()
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(data) >= limit:
+        # A streamed (chunked) body has no length to refuse it by: werkzeug cuts it at the
+        # limit instead, and a cut that happens to be a JSON object would be taken.
+        raise RequestEntityTooLarge()
+    try:
+        body = request.get_json(force=True, silent=True)
+    except RecursionError:  # nested deeper than Python's parser recurses; "silent" covers
+        raise InvalidRequest("the body is nested too deeply") from None  # ValueError only
+    if not isinstance(body, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    return body
 
 
 def _describe(error: dict) -> str:

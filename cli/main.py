@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from . import commands, credentials, serve
+from . import commands, credentials, plugin, serve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,6 +17,10 @@ def main(argv: list[str] | None = None) -> int:
                                           help="run the controller (REST, OpenFlow, OVSDB)")
     serve.add_arguments(serve_parser)
     serve_parser.set_defaults(run=serve.run)
+    plugin_parser = subcommands.add_parser(
+        "plugin", help="run the Docker network and IPAM driver of this host")
+    plugin.add_arguments(plugin_parser)
+    plugin_parser.set_defaults(run=plugin.run)
     credentials.add_parsers(subcommands)
     commands.add_commands(subcommands)
     args = parser.parse_args(argv)

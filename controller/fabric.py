@@ -28,6 +28,11 @@ class Fabric:
         self.advertise = advertise
         self.hosts: dict[str, HostSession] = {}
         self.switches: dict[str, SwitchSession] = {}  # by host name
+        # Every connected switch by datapath id, managed or not. A switch can connect before
+        # its host is registered: a controller started on an empty state, hosts registered
+        # again in the same order get the same datapath ids, and OVS, seeing nothing change,
+        # does not reconnect. Registration then takes over the connection already there.
+        self._datapaths: dict[int, object] = {}
         self._ports_versions: dict[str, int] = {}
         self._lock = threading.RLock()
         self._applied = threading.Condition(self._lock)
@@ -61,6 +66,9 @@ class Fabric:
                     self.hosts[host.name] = session
                     session.start()
                 session.set_desired(host_config(snap, host, self.advertise))
+                dp = self._datapaths.get(host.dpid)
+                if host.name not in self.switches and dp is not None:
+                    self._manage(host.name, dp)
             for switch in self.switches.values():
                 switch.kick()
 
@@ -88,30 +96,38 @@ class Fabric:
     # ---- switches ----------------------------------------------------------------------------
 
     def switch_connected(self, dp) -> None:
-        snap = self.store.snapshot()
-        host = next((h for h in snap.hosts.values() if h.dpid == dp.id), None)
-        if host is None:
-            LOG.warning("switch %016x connected but belongs to no registered host: no flows",
-                        dp.id)
-            return
         with self._lock:
-            old = self.switches.get(host.name)
-            if old is not None:
-                old.stop()
-            session = SwitchSession(dp, host.name, lambda: self._desired(host.name),
-                                    self._switch_applied, self.metrics)
-            self.switches[host.name] = session
-        LOG.info("switch %016x of host %s connected", dp.id, host.name)
-        self.metrics.switch_connects.labels(host.name).inc()
+            self._datapaths[dp.id] = dp
+            snap = self.store.snapshot()
+            host = next((h for h in snap.hosts.values() if h.dpid == dp.id), None)
+            if host is None:
+                LOG.warning("switch %016x connected but belongs to no registered host: no "
+                            "flows until a host with this datapath id is registered", dp.id)
+                return
+            self._manage(host.name, dp)
+
+    def _manage(self, host: str, dp) -> None:
+        """Starts the session that keeps ``dp``'s table as host ``host`` needs it."""
+        old = self.switches.get(host)
+        if old is not None:
+            old.stop()
+        session = SwitchSession(dp, host, lambda: self._desired(host),
+                                self._switch_applied, self.metrics)
+        self.switches[host] = session
+        LOG.info("switch %016x of host %s connected", dp.id, host)
+        self.metrics.switch_connects.labels(host).inc()
         session.start()
 
     def switch_disconnected(self, dp) -> None:
         with self._lock:
+            if self._datapaths.get(dp.id) is dp:
+                del self._datapaths[dp.id]
             for name, session in list(self.switches.items()):
                 if session.dp is dp:
                     session.stop()
                     del self.switches[name]
                     LOG.info("switch %016x of host %s disconnected", dp.id, name)
+            self._applied.notify_all()  # requests waiting for it need not wait any more
 
     def session_for(self, dp) -> SwitchSession | None:
         with self._lock:

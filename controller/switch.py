@@ -3,6 +3,8 @@
 On (re)connection the session reads the switch's table and sends only the difference, inside
 one atomic bundle, so traffic never stops and an unchanged table costs no flow mod. After that
 it keeps its own copy of the installed table and sends only differences as the model changes.
+An idle session probes its switch with a barrier and drops a connection that stopped answering,
+so that a switch cut off without a word is reported disconnected and is reconciled on return.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from flows import Flow, diff
 from flows.openflow import add_message, delete_message, flow_from_stats
+from model import Unavailable
 
 LOG = logging.getLogger(__name__)
 REPLY_TIMEOUT_S = 10
@@ -25,10 +28,16 @@ REPLY_TIMEOUT_S = 10
 # (Datapath.set_xid, not thread-safe, also used by os_ken.lib.ofctl) counts up from 0.
 XID_BASE = 0x80000000
 SAFETY_RECHECK_S = 30
+# A connection can die without a word (a cut cable, a host that lost power): nothing tells
+# os-ken, which sends no echo requests. An idle session sends a barrier every PROBE_IDLE_S; a
+# switch that leaves it unanswered for PROBE_TIMEOUT_S is dropped, so that its status says so
+# and requests stop waiting for it. The switch reconnects by itself and is reconciled.
+PROBE_IDLE_S = 2.0
+PROBE_TIMEOUT_S = 5.0
 _bundle_ids = itertools.count(1)
 
 
-class NoReply(Exception):
+class NoReply(Unavailable):
     pass
 
 
@@ -114,14 +123,34 @@ class SwitchSession:
     # ---- the session's thread ------------------------------------------------------------------
 
     def _run(self) -> None:
+        last_converge = 0.0
         while self._alive:
-            # Kicks come with every model or port change; the timeout is only a safety net.
-            self._wake.wait(timeout=SAFETY_RECHECK_S)
+            # Kicks come with every model or port change; an idle session probes its switch
+            # and, now and then, re-checks its table as a safety net.
+            kicked = self._wake.wait(timeout=PROBE_IDLE_S)
             self._wake.clear()
             if not self._alive:
                 return
             try:
-                self._converge()
+                if kicked or time.monotonic() - last_converge > SAFETY_RECHECK_S:
+                    last_converge = time.monotonic()
+                    self._converge()
+                elif not self._answers():
+                    self._drop(f"no reply to a probe within {PROBE_TIMEOUT_S:.0f} s")
+                    return
+                elif self.installed is None:  # not programmed yet (no OVSDB view): retry
+                    self._converge()
+            except NoReply as exc:
+                if not self._alive:
+                    return
+                # A slow switch (a big table being read) still answers a barrier; a dead
+                # connection does not.
+                if not self._answers():
+                    self._drop(str(exc))
+                    return
+                LOG.warning("switch %s: %s; re-reading its table", self.host, exc)
+                self.installed = None
+                self._wake.set()
             except Exception as exc:
                 if not self._alive:
                     return
@@ -130,6 +159,25 @@ class SwitchSession:
                 self.installed = None
                 time.sleep(0.5)
                 self._wake.set()
+
+    def _answers(self) -> bool:
+        try:
+            self.request(parser.OFPBarrierRequest(self.dp), PROBE_TIMEOUT_S)
+            return True
+        except NoReply:
+            return False
+
+    def _drop(self, why: str) -> None:
+        """Closes a connection that no longer answers; os-ken then reports it gone."""
+        if not self._alive:  # stopped meanwhile: the connection is someone else's business
+            return
+        LOG.warning("switch %s: %s: closing its connection (it reconnects and is reconciled)",
+                    self.host, why)
+        self._alive = False
+        try:
+            self.dp.close()
+        except Exception as exc:
+            LOG.warning("switch %s: closing failed: %s", self.host, exc)
 
     def _converge(self) -> None:
         desired = self._desired()
@@ -173,7 +221,7 @@ class SwitchSession:
                                              ofp.OFPG_ANY, 0, 0, parser.OFPMatch())
         return [stat for part in self.request(request) for stat in part.body]
 
-    def request(self, request) -> list:
+    def request(self, request, timeout: float = REPLY_TIMEOUT_S) -> list:
         """Sends a request and returns its reply messages (all parts of a multipart reply).
 
         Thread-safe: the session's thread and API threads share the connection.
@@ -183,7 +231,7 @@ class SwitchSession:
         self._pending[request.xid] = pending
         try:
             self.dp.send_msg(request)
-            if not pending.done.wait(REPLY_TIMEOUT_S) or not self._alive:
+            if not pending.done.wait(timeout) or not self._alive:
                 raise NoReply(f"no reply from switch {self.host}")
             if pending.errors:
                 error = pending.errors[0]

@@ -16,9 +16,10 @@ class ControllerProcess:
     def __init__(self, state: str, listen_ip: str, api_port: int = 8686,
                  openflow_port: int = 6653, log_path: str | None = None,
                  extra_args: tuple = (), env: dict | None = None, token: str | None = None,
-                 scheme: str = "http", ca_cert: str | None = None):
+                 scheme: str = "http", ca_cert: str | None = None, api_ip: str = "127.0.0.1"):
         self.state = state
-        self.api_listen = f"127.0.0.1:{api_port}"
+        # api_ip: e.g. the lab's management address, where plugins in host namespaces reach it
+        self.api_listen = f"{api_ip}:{api_port}"
         self.openflow_listen = f"{listen_ip}:{openflow_port}"
         self.url = f"{scheme}://{self.api_listen}"
         self.log_path = log_path or state + ".log"

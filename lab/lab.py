@@ -14,7 +14,7 @@ import os
 import re
 import shutil
 
-from . import netns
+from . import hostsetup, netns
 from .container import Container
 from .host import LabHost
 from .proc import stop_pidfile
@@ -156,9 +156,7 @@ class Lab:
         netns.add_veth(ul_root, "ul0", h.netns, mtu=UNDERLAY_MTU)
         netns.no_ipv6(ul_root)
         netns.ip("link", "set", ul_root, "master", self.ul_bridge, "up")
-        # ul0 has no address, yet the kernel would answer ARP for br-phy's address on it too.
-        netns.sysctl(h.netns, **{"net.ipv4.conf.ul0.arp_ignore": 1})
-        netns.ip("link", "set", "ul0", "up", netns=h.netns)
+        hostsetup.prepare_underlay_nic(h.netns, "ul0")
         # Management: the switch reaches the controller on the root bridge's address.
         netns.add_veth(mgmt_root, "mgmt0", h.netns)
         netns.no_ipv6(mgmt_root)
@@ -166,18 +164,9 @@ class Lab:
         netns.ip("addr", "add", f"{h.mgmt_ip}/{h.mgmt_prefix_len}", "dev", "mgmt0", netns=h.netns)
         netns.ip("link", "set", "mgmt0", "up", netns=h.netns)
         # Open vSwitch, and br-phy: the host's own NIC setup, not the controller's.
-        h.start_ovsdb()
-        h.vsctl("--no-wait", "set", "Open_vSwitch", ".", f"external_ids:hostname={h.name}",
-                f"external_ids:system-id={h.netns}")  # what ovs-ctl sets on a real host
-        h.start_vswitchd()
-        h.vsctl("add-br", "br-phy",
-                "--", "set", "Bridge", "br-phy", f"datapath_type={h.datapath_type}",
-                "fail_mode=standalone",
-                "--", "add-port", "br-phy", "ul0")
-        # br-phy keeps its own MAC: copying ul0's made every ping come back 3 times.
-        netns.ip("link", "set", "br-phy", "mtu", UNDERLAY_MTU, netns=h.netns)
-        netns.ip("addr", "add", f"{h.tunnel_ip}/{h.prefix_len}", "dev", "br-phy", netns=h.netns)
-        netns.ip("link", "set", "br-phy", "up", netns=h.netns)
+        hostsetup.start_open_vswitch(h.daemons, h.name, h.netns)
+        hostsetup.add_tunnel_bridge(h.daemons, "ul0", h.tunnel_ip, h.prefix_len,
+                                    h.datapath_type, UNDERLAY_MTU)
 
     # --- containers -----------------------------------------------------------------------
 

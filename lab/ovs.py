@@ -16,7 +16,7 @@ class OvsDaemons:
     `<bridge>.mgmt`) lands in rundir rather than in the machine-wide /var/run/openvswitch.
     """
 
-    def __init__(self, netns: str, rundir: str):
+    def __init__(self, netns: str | None, rundir: str):
         self.netns = netns
         self.rundir = rundir
         self.db = os.path.join(rundir, "conf.db")
@@ -26,9 +26,10 @@ class OvsDaemons:
         return os.path.join(self.rundir, name)
 
     def _start(self, daemon: str, name: str, *args) -> None:
-        run(["ip", "netns", "exec", self.netns, daemon, *args,
+        run([daemon, *args,
              f"--pidfile={self.path(name + '.pid')}", f"--log-file={self.path(name + '.log')}",
              f"--unixctl={self.path(name + '.ctl')}", "--detach"],
+            netns=self.netns,  # None: this process's own (a docker-compose host)
             env={"OVS_RUNDIR": self.rundir})  # --detach returns once the daemon is ready
 
     def start_ovsdb(self) -> None:

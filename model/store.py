@@ -68,6 +68,12 @@ CREATE TABLE IF NOT EXISTS reservations (
     owner TEXT NOT NULL,
     PRIMARY KEY (network_id, ip)
 );
+-- Other names a network answers to (e.g. a Docker network id on a host); no flow depends
+-- on them, so they are written without a revision.
+CREATE TABLE IF NOT EXISTS aliases (
+    alias TEXT PRIMARY KEY,
+    network_id TEXT NOT NULL REFERENCES networks(id) ON DELETE CASCADE
+);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('revision', 0);
 """
@@ -103,11 +109,13 @@ class Store:
         return host
 
     def get_network(self, ref: str) -> Network:
-        """A network by id or by name."""
+        """A network by id, name or alias."""
         snap = self._snapshot
         net = snap.networks.get(ref)
         if net is None:
             net = next((n for n in snap.networks.values() if n.name == ref), None)
+        if net is None:
+            net = snap.networks.get(self._aliases.get(ref, ""))
         if net is None:
             raise NotFound(f"network {ref!r} does not exist")
         return net
@@ -160,6 +168,8 @@ class Store:
             snap = self._snapshot
             if any(n.name == name for n in snap.networks.values()):
                 raise Conflict(f"network {name!r} already exists")
+            if name in self._aliases:
+                raise Conflict(f"{name!r} is an alias of another network")
             used_vnis = {n.vni for n in snap.networks.values()}
             if vni is None:
                 vni = lowest_free_vni(used_vnis)
@@ -191,6 +201,7 @@ class Store:
             by_net = dict(snap.endpoints_by_network)
             by_net.pop(network.id, None)
             self._pools.pop(network.id, None)
+            self._aliases = {a: n for a, n in self._aliases.items() if n != network.id}
             reservations = {k: r for k, r in snap.reservations.items() if k[0] != network.id}
             self._publish(replace(snap, networks=networks, endpoints_by_network=by_net,
                                   reservations=reservations))
@@ -243,6 +254,48 @@ class Store:
             reservations = dict(snap.reservations)
             del reservations[(net.id, ip)]
             self._publish(replace(snap, reservations=reservations))
+
+    # ---- aliases -------------------------------------------------------------------------
+
+    def aliases_of(self, network_id: str) -> list[str]:
+        return sorted(a for a, n in self._aliases.items() if n == network_id)
+
+    def add_alias(self, network: str, alias: str) -> Network:
+        """Lets ``alias`` name the network too; adding it again is fine (idempotent)."""
+        with self._lock:
+            net = self.get_network(network)
+            held = self._aliases.get(alias)
+            if held == net.id:
+                return net
+            if held is not None or alias in self._snapshot.networks or any(
+                    n.name == alias for n in self._snapshot.networks.values()):
+                raise Conflict(f"{alias!r} already names another network")
+            self._write_alias("INSERT INTO aliases (alias, network_id) VALUES (?,?)",
+                              (alias, net.id))
+            self._aliases = {**self._aliases, alias: net.id}
+            return net
+
+    def remove_alias(self, network: str, alias: str) -> None:
+        """An alias the network does not have is fine (idempotent)."""
+        with self._lock:
+            net = self.get_network(network)
+            held = self._aliases.get(alias)
+            if held is None:
+                return
+            if held != net.id:
+                raise Conflict(f"{alias!r} is an alias of another network")
+            self._write_alias("DELETE FROM aliases WHERE alias = ?", (alias,))
+            self._aliases = {a: n for a, n in self._aliases.items() if a != alias}
+
+    def _write_alias(self, sql: str, args: tuple) -> None:
+        cur = self._db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            cur.execute(sql, args)
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
 
     # ---- endpoints -----------------------------------------------------------------------
 
@@ -360,6 +413,8 @@ class Store:
             "SELECT seq, id, name, network_id, host, port, ip, mac, ofport FROM endpoints "
             "ORDER BY seq")}
         self._pools = {n.id: AddressPool(n.subnet, n.gateway) for n in networks.values()}
+        # Copied on write, so that readers outside the lock see a whole map.
+        self._aliases = dict(db.execute("SELECT alias, network_id FROM aliases"))
         reservations = {}
         for network_id, ip, owner in db.execute(
                 "SELECT network_id, ip, owner FROM reservations"):

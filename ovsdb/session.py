@@ -78,6 +78,11 @@ class HostSession:
         self._published = False  # the first complete view is published even when empty
         self._wake = threading.Event()
         self._stopped = threading.Event()
+        # Held while the session's thread applies its desired config. stop() takes it to retire
+        # the thread first, so that a deleted host's cleanup is the last thing applied: the
+        # thread, woken by the cleanup's own changes, would otherwise put the old config back.
+        self._apply_lock = threading.Lock()
+        self._retired = False
         self._thread = threading.Thread(target=self._run, name=f"ovsdb-{name}", daemon=True)
         self.last_error: str | None = None
 
@@ -88,6 +93,11 @@ class HostSession:
 
     def stop(self, cleanup: HostConfig | None = None) -> None:
         """Stop the session; with ``cleanup``, first remove what the controller created."""
+        if cleanup is None:
+            self._retired = True
+        else:
+            with self._apply_lock:  # waits for an apply in progress, then there is none
+                self._retired = True
         if cleanup is not None and self.synced:
             try:
                 self._apply(cleanup)
@@ -146,7 +156,10 @@ class HostSession:
             if self._stopped.is_set() or self._desired is None or not self.synced:
                 continue
             try:
-                self._apply(self._desired)
+                with self._apply_lock:
+                    if self._retired:
+                        return
+                    self._apply(self._desired)
                 self.last_error = None
             except Exception as exc:
                 self.last_error = str(exc)

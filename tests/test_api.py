@@ -214,3 +214,48 @@ def test_reservations_survive_restart(tmp_path):
     again = Store(str(tmp_path / "r.db"))
     assert list(again.snapshot().reservations.values()) == [held]
     assert again.reserve_address("n", "h2").ip != held.ip
+
+
+def test_network_aliases(populated):
+    r = populated.post("/v1/networks/red/aliases", json={"alias": "docker:h1:abc123"})
+    assert r.status_code == 201 and r.json["aliases"] == ["docker:h1:abc123"]
+    net_id = r.json["id"]
+    again = populated.post("/v1/networks/red/aliases", json={"alias": "docker:h1:abc123"})
+    assert again.status_code == 201 and again.json["aliases"] == ["docker:h1:abc123"]
+    # The alias names the network wherever a network is named.
+    assert populated.get("/v1/networks/docker:h1:abc123").json["id"] == net_id
+    reserved = populated.post("/v1/networks/docker:h1:abc123/addresses", json={"owner": "h1"})
+    assert reserved.status_code == 201 and reserved.json["network"] == net_id
+    assert populated.get("/v1/networks").json[0]["aliases"] == ["docker:h1:abc123"]
+    # An alias, a name and an id name one network only.
+    populated.post("/v1/networks", json={"name": "blue", "subnet": "10.9.0.0/24"})
+    assert_error(populated.post("/v1/networks/blue/aliases", json={"alias": "docker:h1:abc123"}),
+                 409, "another network")
+    assert_error(populated.post("/v1/networks/blue/aliases", json={"alias": "red"}), 409)
+    assert_error(populated.post("/v1/networks", json={"name": "docker:h1:abc123",
+                                                      "subnet": "10.8.0.0/24"}), 400)
+    populated.post("/v1/networks/blue/aliases", json={"alias": "b2"})
+    assert_error(populated.post("/v1/networks", json={"name": "b2", "subnet": "10.8.0.0/24"}),
+                 409, "alias")
+    assert_error(populated.delete("/v1/networks/red/aliases/b2"), 409, "another network")
+    assert_error(populated.post("/v1/networks/red/aliases", json={"alias": "a/b"}), 400, "alias")
+    assert_error(populated.post("/v1/networks/nope/aliases", json={"alias": "x"}), 404)
+    # Removal is idempotent; deleting a network takes its aliases.
+    assert populated.delete("/v1/networks/red/aliases/docker:h1:abc123").status_code == 204
+    assert populated.delete("/v1/networks/red/aliases/docker:h1:abc123").status_code == 204
+    assert_error(populated.get("/v1/networks/docker:h1:abc123"), 404)
+    assert populated.delete("/v1/networks/blue").status_code == 204
+    assert_error(populated.get("/v1/networks/b2"), 404)
+    assert populated.post("/v1/networks/red/aliases", json={"alias": "b2"}).status_code == 201
+
+
+def test_aliases_survive_restart(tmp_path):
+    store = Store(str(tmp_path / "a.db"))
+    net = store.create_network("n", "10.0.0.0/24")
+    store.add_alias("n", "docker:h1:0123")
+    revision = store.snapshot().revision
+    store.close()
+    again = Store(str(tmp_path / "a.db"))
+    assert again.get_network("docker:h1:0123").id == net.id
+    assert again.aliases_of(net.id) == ["docker:h1:0123"]
+    assert again.snapshot().revision == revision, "aliases do not touch the flow revision"

@@ -1,0 +1,76 @@
+"""The plugin's HTTP side: POST /<Interface>.<Method>, JSON in and out.
+
+Success is 200 with a JSON body; every error is a non-200 with {"Err": message} (Docker reads
+an IPAM 200 carrying an error as success). An unknown method is 404, which Docker takes as
+"not implemented".
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Callable
+
+import requests
+from flask import Flask, Response, request
+from pyroute2.netlink.exceptions import NetlinkError
+from werkzeug.exceptions import HTTPException
+
+from api.client import ApiError
+
+from . import body
+from .controller import Controller
+from .errors import ControllerUnavailable, PluginError
+from .ipam_driver import IpamDriver
+from .network_driver import NetworkDriver
+from .veth import Veths
+
+LOG = logging.getLogger(__name__)
+CONTENT_TYPE = "application/vnd.docker.plugins.v1.2+json"
+IMPLEMENTS = ["NetworkDriver", "IpamDriver"]
+
+
+def create_app(controller: Controller, veths: Veths | None = None) -> Flask:
+    app = Flask("ovsfabric-plugin")
+    app.config["MAX_CONTENT_LENGTH"] = 1 << 20
+    methods = {"Plugin.Activate": lambda _: {"Implements": IMPLEMENTS},
+               **NetworkDriver(controller, veths or Veths()).methods(),
+               **IpamDriver(controller).methods()}
+    for name, handler in methods.items():
+        app.add_url_rule(f"/{name}", name, _view(name, handler), methods=["POST"])
+
+    @app.errorhandler(Exception)
+    def _error(exc: Exception):
+        status, message = _describe(exc, controller.url)
+        expected = isinstance(exc, (PluginError, ApiError, HTTPException))
+        LOG.warning("%s: %d %s", request.path.lstrip("/"), status, message,
+                    exc_info=not expected)
+        return _answer({"Err": message}, status)
+
+    return app
+
+
+def _view(name: str, handler: Callable[[dict], dict]):
+    def view():
+        # Docker sends no Content-Type, and an empty body for Activate and the capabilities.
+        result = handler(body.parse(request.get_data(cache=False)))
+        LOG.debug("%s -> %s", name, result)
+        return _answer(result, 200)
+    return view
+
+
+def _answer(payload: dict, status: int) -> Response:
+    return Response(json.dumps(payload), status, content_type=CONTENT_TYPE)
+
+
+def _describe(exc: Exception, url: str) -> tuple[int, str]:
+    if isinstance(exc, PluginError):
+        return exc.status, str(exc)
+    if isinstance(exc, HTTPException):
+        return exc.code or 500, exc.description or exc.name
+    if isinstance(exc, ApiError):  # what the controller refused, in its words
+        return 500, f"ovsfabric controller: {exc.message}"
+    if isinstance(exc, requests.RequestException):
+        return ControllerUnavailable.status, f"cannot reach the ovsfabric controller at {url}"
+    if isinstance(exc, NetlinkError):
+        return 500, f"netlink: {exc}"
+    return 500, f"internal error: {type(exc).__name__}"

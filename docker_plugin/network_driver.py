@@ -1,0 +1,234 @@
+"""NetworkDriver: Docker networks as fabric networks, endpoints as veth pairs on br-int."""
+from __future__ import annotations
+
+import logging
+
+from api.client import ApiError
+
+from .body import mapping, text
+from .controller import Controller
+from .errors import BadRequest, PluginError
+from .naming import (GENERIC, GLOBAL_SPACE, LOCAL_SPACE, MTU_OPTION, OPTION, Pool, docker_alias,
+                     endpoint_mac, has_docker_network, network_name, strip_prefix, subnet,
+                     veth_names)
+from .veth import Veths
+
+LOG = logging.getLogger(__name__)
+CAPABILITIES = {"Scope": "local", "ConnectivityScope": "global"}
+
+
+class NetworkDriver:
+    def __init__(self, controller: Controller, veths: Veths):
+        self.controller = controller
+        self.host = controller.host
+        self.veths = veths
+
+    def methods(self) -> dict:
+        empty = _empty  # for calls with nothing to do here
+        return {"NetworkDriver.GetCapabilities": lambda body: dict(CAPABILITIES),
+                "NetworkDriver.CreateNetwork": self.create_network,
+                "NetworkDriver.DeleteNetwork": self.delete_network,
+                "NetworkDriver.CreateEndpoint": self.create_endpoint,
+                "NetworkDriver.EndpointOperInfo": self.endpoint_info,
+                "NetworkDriver.DeleteEndpoint": self.delete_endpoint,
+                "NetworkDriver.Join": self.join,
+                "NetworkDriver.Leave": empty,  # the veth goes in DeleteEndpoint, not here
+                "NetworkDriver.DiscoverNew": empty,  # the controller knows the hosts
+                "NetworkDriver.DiscoverDelete": empty,
+                "NetworkDriver.ProgramExternalConnectivity": empty,  # no NAT, no port maps
+                "NetworkDriver.RevokeExternalConnectivity": empty,
+                "NetworkDriver.AllocateNetwork": lambda body: {
+                    "Options": mapping(body, "Options")},
+                "NetworkDriver.FreeNetwork": empty,
+                "NetworkDriver.GwAllocCheck": lambda body: {"SkipIPv4": False,
+                                                            "SkipIPv6": False}}
+
+    # ---- networks ------------------------------------------------------------------------
+
+    def create_network(self, body: dict) -> dict:
+        network_id = text(body, "NetworkID")
+        generic = mapping(mapping(body, "Options"), GENERIC)  # where -o options are
+        name = network_name(generic[OPTION]) if OPTION in generic else None
+        mtu = _mtu(generic.get(MTU_OPTION))
+        if body.get("IPv6Data"):
+            raise BadRequest("IPv6 is not supported")
+        pools = body.get("IPv4Data") or []
+        if not isinstance(pools, list) or len(pools) != 1 or not isinstance(pools[0], dict):
+            raise BadRequest("exactly one IPv4 pool is supported")
+        data = pools[0]
+        pool = Pool(self.host, subnet(data.get("Pool")))
+        gateway = strip_prefix(data.get("Gateway"))
+        ours = data.get("AddressSpace") in (LOCAL_SPACE, GLOBAL_SPACE)
+        alias = docker_alias(self.host, network_id)
+        if self.controller.network(alias) is not None:
+            return {}  # created already (a re-sent request)
+
+        net = self._named_by_ipam(pool, name) if ours else None
+        unnamed_pool, created = ours and net is None, False
+        if net is None:
+            # The fabric network -o names, or one of its own named after the Docker network.
+            net, created = self.controller.ensure_network(name or network_id, str(pool.subnet),
+                                                          gateway, mtu)
+        undo = []
+        try:
+            self._check(net, pool, gateway)
+            if unnamed_pool:
+                self._bind_unnamed_pool(net, pool, data, undo)
+            self.controller.add_alias(net["id"], alias)
+        except BaseException:
+            if created:
+                self.controller.delete_network(net["id"])  # its aliases and addresses too
+            else:
+                for step in reversed(undo):
+                    step()
+            raise
+        LOG.info("docker network %s is fabric network %s (%s)", network_id[:12], net["name"],
+                 net["subnet"])
+        return {}
+
+    def _named_by_ipam(self, pool: Pool, name: str | None) -> dict | None:
+        """The fabric network whose name came as an IPAM option for this network.
+
+        The IPAM's gateway request gave it the alias pool:HOST:SUBNET:NAME; it is the one of
+        those not yet bound to a Docker network of this host."""
+        prefix = pool.named_prefix
+        candidates = [n for n in self.controller.networks()
+                      if any(a.startswith(prefix) for a in n["aliases"])
+                      and not has_docker_network(n, self.host)]
+        if name is not None:
+            match = [n for n in candidates if n["name"] == name]
+            if candidates and not match:
+                raise PluginError(f"the IPAM option {OPTION} names "
+                                  f"{', '.join(n['name'] for n in candidates)}, the driver "
+                                  f"option {name}: give the same name to both")
+            return match[0] if match else None
+        if len(candidates) > 1:
+            raise PluginError(f"several fabric networks with subnet {pool.subnet} are being "
+                              f"created on this host ({', '.join(n['name'] for n in candidates)}"
+                              f"): give -o {OPTION}=NAME as well")
+        return candidates[0] if candidates else None
+
+    def _bind_unnamed_pool(self, net: dict, pool: Pool, data: dict, undo: list) -> None:
+        """Our IPAM's pool was not named: its PoolID becomes an alias of this network, and
+        the --aux-address values it could not reserve before are reserved now."""
+        try:
+            self.controller.add_alias(net["id"], pool.id)
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+            holder = self.controller.network(pool.id)
+            raise PluginError(
+                f"this host already has a Docker network with subnet {pool.subnet} (fabric "
+                f"network {holder['name'] if holder else '?'}) whose pool is not named: give "
+                f"--ipam-opt {OPTION}=NAME to tell them apart") from None
+        undo.append(lambda: self.controller.remove_alias(pool.id))
+        for aux in mapping(data, "AuxAddresses").values():
+            held = self.controller.reserve(net["id"], strip_prefix(aux))
+            undo.append(lambda ip=held["ip"]: self.controller.release(net["id"], ip))
+
+    def _check(self, net: dict, pool: Pool, gateway: str | None) -> None:
+        if net["subnet"] != str(pool.subnet):
+            raise PluginError(f"fabric network {net['name']} has subnet {net['subnet']}, "
+                              f"not {pool.subnet}")
+        if gateway and net["gateway"] != gateway:
+            raise PluginError(f"fabric network {net['name']} has gateway {net['gateway']}, "
+                              f"not {gateway}")
+        if has_docker_network(net, self.host):
+            raise PluginError(f"fabric network {net['name']} is already a Docker network on "
+                              f"this host")
+
+    def delete_network(self, body: dict) -> dict:
+        network_id = text(body, "NetworkID")
+        alias = docker_alias(self.host, network_id)
+        net = self.controller.network(alias)
+        if net is None:
+            return {}  # deleted already
+        if net["name"] == network_id:  # its own: goes with its aliases (409 if endpoints left)
+            self.controller.delete_network(net["id"])
+            return {}
+        self.controller.remove_alias(alias)
+        unnamed_pool = Pool(self.host, subnet(net["subnet"])).id
+        if unnamed_pool in net["aliases"]:
+            self.controller.remove_alias(unnamed_pool)
+        return {}
+
+    # ---- endpoints -----------------------------------------------------------------------
+
+    def create_endpoint(self, body: dict) -> dict:
+        net = self._network(body)
+        endpoint_id = text(body, "EndpointID")
+        iface = mapping(body, "Interface")
+        if iface.get("AddressIPv6"):
+            raise BadRequest("IPv6 is not supported")
+        ip = strip_prefix(iface.get("Address"))
+        given_mac = iface.get("MacAddress") or None
+        host_end, container_end = veth_names(endpoint_id)
+        ep = self.controller.endpoint_named(endpoint_id)
+        mac = given_mac or (ep["mac"] if ep else endpoint_mac(endpoint_id))
+        self.veths.ensure(host_end, container_end, mtu=net["mtu"], mac=mac)
+        if ep is None:
+            try:
+                ep = self.controller.create_endpoint(network=net["id"], port=host_end, ip=ip,
+                                                     mac=mac, name=endpoint_id)
+            except BaseException:
+                self.veths.delete(host_end)
+                raise
+        # Only what Docker left empty may be answered: an echo, even equal, is an error.
+        answer = {}
+        if not given_mac:
+            answer["MacAddress"] = ep["mac"]
+        if not ip:
+            answer["Address"] = f"{ep['ip']}/{ep['prefix_len']}"
+        return {"Interface": answer} if answer else {}
+
+    def join(self, body: dict) -> dict:
+        net = self._network(body)
+        endpoint_id = text(body, "EndpointID")
+        if self.controller.endpoint_named(endpoint_id) is None:
+            raise PluginError(f"endpoint {endpoint_id[:12]} does not exist on this host")
+        _, container_end = veth_names(endpoint_id)
+        if not self.veths.exists(container_end):
+            raise PluginError(f"interface {container_end} of endpoint {endpoint_id[:12]} is "
+                              f"gone")
+        return {"InterfaceName": {"SrcName": container_end, "DstPrefix": "eth"},
+                "Gateway": net["gateway"], "DisableGatewayService": False}
+
+    def endpoint_info(self, body: dict) -> dict:
+        ep = self.controller.endpoint_named(text(body, "EndpointID"))
+        if ep is None:
+            return {"Value": {}}
+        return {"Value": {"ovsfabric.endpoint": ep["id"], "ovsfabric.port": ep["port"]}}
+
+    def delete_endpoint(self, body: dict) -> dict:
+        endpoint_id = text(body, "EndpointID")
+        ep = self.controller.endpoint_named(endpoint_id)
+        if ep is not None:
+            self.controller.delete_endpoint(ep["id"])  # port detached, flows gone
+        # Docker has moved the container end back by now; if the container's namespace
+        # died with it, the pair is gone already.
+        self.veths.delete(veth_names(endpoint_id)[0])
+        return {}
+
+    def _network(self, body: dict) -> dict:
+        network_id = text(body, "NetworkID")
+        net = self.controller.network(docker_alias(self.host, network_id))
+        if net is None:
+            raise PluginError(f"network {network_id[:12]} is not an ovsfabric network of "
+                              f"this host")
+        return net
+
+
+def _empty(body: dict) -> dict:
+    return {}
+
+
+def _mtu(value) -> int | None:
+    if value in (None, ""):
+        return None
+    try:
+        mtu = int(value)
+    except (TypeError, ValueError):
+        raise BadRequest(f"{MTU_OPTION} must be a number, not {value!r}") from None
+    if not 576 <= mtu <= 9000:
+        raise BadRequest(f"{MTU_OPTION} must be 576..9000")
+    return mtu

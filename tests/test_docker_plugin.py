@@ -1,0 +1,521 @@
+"""The Docker plugin's protocol, against the real REST API in-process (hosts disconnected) and
+veths kept in memory: dockerd's call sequences, every edge the digest lists, no root."""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import pytest
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+from api.app import create_app as create_api
+from api.client import FabricClient
+from controller.fabric import Fabric
+from docker_plugin.app import create_app
+from docker_plugin.controller import Controller
+from docker_plugin.naming import endpoint_mac, veth_names
+from model import Store
+from tests.dockerd import Dockerd, PluginCallError, flask_transport
+
+TOKEN = "plugin-test-token"
+OPT = "ovsfabric.network"
+
+
+class FakeVeths:
+    """The veths of one Docker host: name -> {mtu, mac, peer}."""
+
+    def __init__(self):
+        self.links: dict[str, dict] = {}
+        self.lock = threading.Lock()
+
+    def ensure(self, host_end, container_end, mtu, mac):
+        with self.lock:
+            self.links[host_end] = {"mtu": mtu, "mac": None, "peer": container_end}
+            self.links[container_end] = {"mtu": mtu, "mac": mac, "peer": host_end}
+
+    def exists(self, name):
+        return name in self.links
+
+    def delete(self, name):
+        with self.lock:
+            link = self.links.pop(name, None)
+            if link:
+                self.links.pop(link["peer"], None)
+
+
+class QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args):
+        pass
+
+
+@contextmanager
+def serving(app):
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+@pytest.fixture
+def api(tmp_path):
+    """The controller's REST API with hosts h1..h3 registered (not connected)."""
+    store = Store(str(tmp_path / "state.db"))
+    fabric = Fabric(store, "tcp:127.0.0.1:6653")
+    fabric.start()
+    with serving(create_api(fabric, token=TOKEN)) as url:
+        client = FabricClient(url, token=TOKEN)
+        for i in (1, 2, 3):
+            client.create_host(f"h{i}", f"unix:/nonexistent/h{i}", f"192.0.2.{i}")
+        yield client
+    fabric.stop()
+    store.close()
+
+
+class Host:
+    """A Docker host: its plugin (restartable: a new process knows nothing) and its dockerd."""
+
+    def __init__(self, api: FabricClient, name: str):
+        self.api, self.name = api, name
+        self.veths = FakeVeths()
+        self.restart_plugin()
+        self.docker = Dockerd(lambda method, body, **kw: self.transport(method, body, **kw))
+
+    def restart_plugin(self):
+        app = create_app(Controller(self.api.url, self.name, token=TOKEN), self.veths)
+        self.transport = flask_transport(app.test_client())
+
+
+@pytest.fixture
+def hosts(api):
+    return [Host(api, f"h{i}") for i in (1, 2, 3)]
+
+
+def network_named(api, name):
+    return next(n for n in api.networks() if n["name"] == name)
+
+
+# ---- the HTTP contract ---------------------------------------------------------------------
+
+def test_activation_as_dockerd_does_it(hosts):
+    found = hosts[0].docker.activate()
+    assert found["implements"] == ["NetworkDriver", "IpamDriver"]
+    assert found["network"] == {"Scope": "local", "ConnectivityScope": "global"}
+    assert found["ipam"] == {"RequiresMACAddress": False, "RequiresRequestReplay": True}
+    assert set(found["spaces"]) == {"LocalDefaultAddressSpace", "GlobalDefaultAddressSpace"}
+
+
+def test_no_content_type_empty_and_null_bodies(hosts):
+    call = hosts[0].transport
+    for raw in (b"", b"null", b"  \n", b"{}"):
+        status, payload = call("NetworkDriver.GetCapabilities", None, raw=raw)
+        assert (status, payload["Scope"]) == (200, "local"), raw
+    status, payload = call("NetworkDriver.Leave", {"NetworkID": "x", "EndpointID": "y"})
+    assert (status, payload) == (200, {})
+
+
+@pytest.mark.parametrize("method, raw, status, words", [
+    ("NetworkDriver.Nonsense", b"{}", 404, []),
+    ("Plugin.Deactivate", b"", 404, []),
+    ("NetworkDriver.CreateNetwork", b"{not json", 400, ["JSON"]),
+    ("NetworkDriver.CreateNetwork", b"[1, 2]", 400, ["object"]),
+    ("NetworkDriver.CreateNetwork", b'{"NetworkID": 7}', 400, ["NetworkID"]),
+    ("NetworkDriver.CreateNetwork", b'{"NetworkID": "n1", "IPv4Data": []}', 400, ["IPv4 pool"]),
+    ("NetworkDriver.CreateEndpoint", b'{"NetworkID": "nope", "EndpointID": "e1"}', 500,
+     ["not an ovsfabric network"]),
+    ("NetworkDriver.Join", b'{"NetworkID": "nope", "EndpointID": "e1"}', 500, []),
+    ("IpamDriver.RequestPool", b'{"Pool": "10.0.0.0/33"}', 400, ["IPv4 subnet"]),
+    ("IpamDriver.RequestPool", b'{"Pool": "10.0.0.1/24"}', 400, ["host bits"]),
+    ("IpamDriver.RequestPool", b'{"Pool": ""}', 400, ["--subnet"]),
+    ("IpamDriver.RequestPool", b'{"Pool": "fd00::/64", "V6": true}', 400, ["IPv6"]),
+    ("IpamDriver.RequestPool", b'{"Pool": "10.0.0.0/24", "SubPool": "10.0.0.0/25"}', 400,
+     ["--ip-range"]),
+    ("IpamDriver.RequestPool", b'{"Pool": "10.0.0.0/24", "Options": {"ovsfabric.network": '
+     b'"a/b"}}', 400, [OPT]),
+    ("IpamDriver.RequestAddress", b'{"PoolID": "somebody-elses"}', 400, ["PoolID"]),
+    ("IpamDriver.RequestAddress", b'{"PoolID": "pool:h1:10.0.0.0-24"}', 500, ["no Docker"]),
+    ("IpamDriver.RequestAddress", b'{"PoolID": "pool:h1:10.0.0.0-24", "Address": "10.9.0.1"}',
+     400, ["outside"]),
+])
+def test_bad_and_unknown_requests_are_never_200(hosts, method, raw, status, words):
+    got, payload = hosts[0].transport(method, None, raw=raw)
+    assert got == status, payload
+    assert set(payload) == {"Err"}
+    for word in words:
+        assert word in payload["Err"]
+
+
+def test_only_post(hosts):
+    status, payload = hosts[0].transport("Plugin.Activate", None, verb="GET")
+    assert status == 405 and "Err" in payload
+
+
+def test_unreachable_controller_is_503_with_err(hosts):
+    app = create_app(Controller("http://127.0.0.1:9", "h1", token=TOKEN), FakeVeths())
+    status, payload = flask_transport(app.test_client())(
+        "IpamDriver.RequestAddress", {"PoolID": "pool:h1:10.0.0.0-24", "Address": ""})
+    assert status == 503 and "cannot reach" in payload["Err"]
+
+
+# ---- networks across hosts -------------------------------------------------------------------
+
+@pytest.mark.parametrize("forms", [
+    ({"driver_opts": {OPT: "blue"}, "ipam_opts": {OPT: "blue"}},) * 2,
+    ({"driver_opts": {OPT: "blue"}}, {"driver_opts": {OPT: "blue"}}),
+    ({"ipam_opts": {OPT: "blue"}}, {"ipam_opts": {OPT: "blue"}}),
+    ({"driver_opts": {OPT: "blue"}}, {"ipam_opts": {OPT: "blue"}}),
+], ids=["both", "driver-option", "ipam-option", "mixed"])
+def test_one_name_one_fabric_network_on_every_host(api, hosts, forms):
+    nets = [h.docker.network_create("blue", "10.30.0.0/24", **form)
+            for h, form in zip(hosts, forms)]
+    assert len({n.gateway for n in nets}) == 1 and nets[0].gateway == "10.30.0.1/24"
+    blue = network_named(api, "blue")
+    assert [n["name"] for n in api.networks()] == ["blue"]
+    assert {f"docker:h1:{nets[0].id}", f"docker:h2:{nets[1].id}"} <= set(blue["aliases"])
+    # Addresses are handed out cluster-wide: never twice, whichever host asks.
+    containers = [h.docker.run(f"c{i}{h.name}", "blue") for i in range(3) for h in hosts[:2]]
+    addresses = [c.address for c in containers]
+    assert len(set(addresses)) == 6 and all(a.endswith("/24") for a in addresses)
+    eps = api.endpoints(network="blue")
+    assert sorted(f"{e['ip']}/24" for e in eps) == sorted(addresses)
+    assert {e["host"] for e in eps} == {"h1", "h2"}
+
+
+def test_later_hosts_may_leave_the_subnet_out(api, hosts):
+    hosts[0].docker.network_create("blue", "10.30.0.0/24", gateway="10.30.0.254",
+                                   ipam_opts={OPT: "blue"})
+    net = hosts[1].docker.network_create("blue", ipam_opts={OPT: "blue"})
+    assert (net.pool, net.gateway) == ("10.30.0.0/24", "10.30.0.254/24")
+
+
+def test_without_the_option_a_network_of_its_own(api, hosts):
+    one = hosts[0].docker.network_create("n", "10.40.0.0/24")
+    two = hosts[1].docker.network_create("n", "10.40.0.0/24")
+    own = {n["name"]: n for n in api.networks()}
+    assert set(own) == {one.id, two.id}
+    assert own[one.id]["vni"] != own[two.id]["vni"]
+    # The same address may be used in both: they are different networks.
+    a = hosts[0].docker.run("a", "n")
+    b = hosts[1].docker.run("b", "n")
+    assert a.address == b.address == "10.40.0.2/24"
+
+
+def test_mismatches_across_hosts_fail_before_anything_is_created(api, hosts):
+    hosts[0].docker.network_create("blue", "10.30.0.0/24", ipam_opts={OPT: "blue"},
+                                   driver_opts={OPT: "blue"})
+    with pytest.raises(PluginCallError) as err:
+        hosts[1].docker.network_create("blue", "10.31.0.0/24", ipam_opts={OPT: "blue"})
+    assert err.value.method == "IpamDriver.RequestPool" and "10.30.0.0/24" in err.value.err
+    with pytest.raises(PluginCallError) as err:
+        hosts[1].docker.network_create("blue", "10.30.0.0/24", gateway="10.30.0.9",
+                                       ipam_opts={OPT: "blue"})
+    assert err.value.status == 500 and "gateway" in err.value.err
+    with pytest.raises(PluginCallError) as err:
+        hosts[1].docker.network_create("blue", "10.30.0.0/24", gateway="10.30.0.9",
+                                       driver_opts={OPT: "blue"})
+    assert err.value.method == "NetworkDriver.CreateNetwork" and "gateway" in err.value.err
+    assert [n["aliases"] for n in api.networks()] == [
+        sorted(network_named(api, "blue")["aliases"])]
+    assert not any(a.startswith(("docker:h2", "pool:h2")) for a in
+                   network_named(api, "blue")["aliases"]), "rolled back"
+
+
+def test_same_subnet_twice_on_one_host(api, hosts):
+    docker = hosts[0].docker
+    # Named on the IPAM side (or on both): as many as wanted, each its own fabric network.
+    docker.network_create("red", "10.50.0.0/24", ipam_opts={OPT: "red"})
+    docker.network_create("green", "10.50.0.0/24", ipam_opts={OPT: "green"})
+    docker.network_create("blue", "10.50.0.0/24", ipam_opts={OPT: "blue"},
+                          driver_opts={OPT: "blue"})
+    docker.network_create("plain", "10.50.0.0/24")  # unnamed pool: one per subnet and host
+    with pytest.raises(PluginCallError) as err:
+        docker.network_create("plain2", "10.50.0.0/24")
+    assert "--ipam-opt" in err.value.err
+    with pytest.raises(PluginCallError) as err:
+        docker.network_create("red2", "10.50.0.0/24", driver_opts={OPT: "red"})
+    assert "already a Docker network" in err.value.err
+    a, b, c = (docker.run(f"c-{n}", n) for n in ("red", "green", "plain"))
+    assert a.address == b.address == c.address == "10.50.0.2/24"
+    by_name = {n["name"]: n for n in api.networks()}
+    assert {e["network"] for e in api.endpoints()} == {
+        by_name["red"]["id"], by_name["green"]["id"], by_name[docker.networks["plain"].id]["id"]}
+    # The failed creates released what they held: the first plain network still works.
+    assert docker.run("c-plain-2", "plain").address == "10.50.0.3/24"
+
+
+def test_conflicting_names_in_driver_and_ipam_options(hosts):
+    with pytest.raises(PluginCallError) as err:
+        hosts[0].docker.network_create("x", "10.60.0.0/24", ipam_opts={OPT: "one"},
+                                       driver_opts={OPT: "two"})
+    assert "same name" in err.value.err
+
+
+def test_aux_addresses_are_reserved_for_the_host(api, hosts):
+    h1, h2 = hosts[:2]
+    for form in ({"ipam_opts": {OPT: "blue"}}, {"driver_opts": {OPT: "blue"}}):
+        h1.docker.network_create("blue", "10.30.0.0/24", aux={"r": "10.30.0.2"}, **form)
+        assert [(a["ip"], a["owner"]) for a in api.addresses("blue")] == [("10.30.0.2", "h1")]
+        h2.docker.network_create("blue", "10.30.0.0/24", **form)
+        with pytest.raises(PluginCallError) as err:
+            h2.docker.run("c", "blue", ip="10.30.0.2")
+        assert "reserved by 'h1'" in err.value.err
+        assert h2.docker.run("c", "blue").address != "10.30.0.2/24"
+        h2.docker.stop("c")
+        for h in (h1, h2):
+            h.docker.network_rm("blue")
+        assert api.addresses("blue") == [], form
+
+
+def test_mtu_option_for_a_new_network(api, hosts):
+    hosts[0].docker.network_create("n", "10.70.0.0/24",
+                                   driver_opts={OPT: "jumbo",
+                                                "com.docker.network.driver.mtu": "8950"})
+    assert network_named(api, "jumbo")["mtu"] == 8950
+    c = hosts[0].docker.run("c", "n")
+    assert hosts[0].veths.links[c.src_name]["mtu"] == 8950
+
+
+# ---- endpoints ------------------------------------------------------------------------------
+
+def test_endpoint_veth_mtu_mac_and_join_answer(api, hosts):
+    host = hosts[0]
+    host.docker.network_create("blue", "10.30.0.0/24", driver_opts={OPT: "blue"})
+    c = host.docker.run("c", "blue")
+    host_end, container_end = veth_names(c.endpoint_id)
+    assert len(host_end) <= 15 and len(container_end) <= 15
+    # Docker left the MAC empty: the plugin chose one and said so, and nothing else.
+    assert c.created == {"Interface": {"MacAddress": endpoint_mac(c.endpoint_id)}}
+    assert host.veths.links[container_end] == {"mtu": 1450, "mac": c.mac, "peer": host_end}
+    assert host.veths.links[host_end]["mtu"] == 1450
+    [ep] = api.endpoints(host="h1")
+    assert (ep["name"], ep["port"], ep["mac"], f"{ep['ip']}/24") == (
+        c.endpoint_id, host_end, c.mac, c.address)
+    assert c.joined == {"InterfaceName": {"SrcName": container_end, "DstPrefix": "eth"},
+                        "Gateway": "10.30.0.1", "DisableGatewayService": False}
+
+
+def test_a_mac_docker_set_is_used_not_echoed(api, hosts):
+    host = hosts[0]
+    host.docker.network_create("blue", "10.30.0.0/24", driver_opts={OPT: "blue"})
+    c = host.docker.run("c", "blue", mac="02:42:0a:1e:00:63")
+    assert c.created == {}, "an echo of Address or MacAddress makes Docker fail"
+    assert api.endpoints()[0]["mac"] == "02:42:0a:1e:00:63"
+    assert host.veths.links[c.src_name]["mac"] == "02:42:0a:1e:00:63"
+
+
+def test_no_address_from_docker_the_fabric_picks_one(api, hosts):
+    host = hosts[0]
+    net = host.docker.network_create("blue", "10.30.0.0/24", driver_opts={OPT: "blue"})
+    answer = host.transport("NetworkDriver.CreateEndpoint", {
+        "NetworkID": net.id, "EndpointID": "ab" * 32,
+        "Interface": {"Address": "", "AddressIPv6": "", "MacAddress": ""}})
+    assert answer[0] == 200 and answer[1]["Interface"]["Address"] == "10.30.0.2/24"
+
+
+def test_leave_keeps_the_veth_delete_endpoint_removes_it(api, hosts):
+    host = hosts[0]
+    host.docker.network_create("blue", "10.30.0.0/24", driver_opts={OPT: "blue"})
+    c = host.docker.run("c", "blue")
+    seen = {}
+    host.docker.stop("c", after_leave=lambda c: seen.update(
+        veth=host.veths.exists(c.src_name), endpoints=len(api.endpoints())))
+    assert seen == {"veth": True, "endpoints": 1}
+    assert host.veths.links == {} and api.endpoints() == []
+    assert api.addresses("blue") == []
+    ids = {"NetworkID": c.network.id, "EndpointID": c.endpoint_id}
+    for method in ("NetworkDriver.Leave", "NetworkDriver.DeleteEndpoint"):
+        assert host.transport(method, ids) == (200, {}), "idempotent"
+    assert host.transport("IpamDriver.ReleaseAddress", {
+        "PoolID": c.network.pool_id, "Address": c.address.split("/")[0]}) == (200, {})
+
+
+def test_a_failed_endpoint_leaves_no_veth(api, hosts):
+    host = hosts[0]
+    host.docker.network_create("blue", "10.30.0.0/24", driver_opts={OPT: "blue"})
+    taken = hosts[0].docker.run("a", "blue")
+    net = host.docker.networks["blue"]
+    status, payload = host.transport("NetworkDriver.CreateEndpoint", {
+        "NetworkID": net.id, "EndpointID": "cd" * 32,
+        "Interface": {"Address": taken.address, "MacAddress": ""}})
+    assert status == 500 and "already used" in payload["Err"]
+    assert set(host.veths.links) == set(veth_names(taken.endpoint_id))
+
+
+def test_create_endpoint_again_is_answered_the_same(api, hosts):
+    host = hosts[0]
+    net = host.docker.network_create("blue", "10.30.0.0/24", driver_opts={OPT: "blue"})
+    body = {"NetworkID": net.id, "EndpointID": "ef" * 32,
+            "Interface": {"Address": "10.30.0.7/24", "AddressIPv6": "", "MacAddress": ""}}
+    first = host.transport("NetworkDriver.CreateEndpoint", body)
+    assert first[0] == 200 and host.transport("NetworkDriver.CreateEndpoint", body) == first
+    assert len(api.endpoints()) == 1
+
+
+def test_parallel_runs_on_two_hosts(api, hosts):
+    for h in hosts[:2]:
+        h.docker.network_create("blue", "10.30.0.0/28", driver_opts={OPT: "blue"},
+                                ipam_opts={OPT: "blue"})
+    with ThreadPoolExecutor(8) as pool:
+        runs = [pool.submit(h.docker.run, f"c{i}", "blue") for i in range(6) for h in hosts[:2]]
+        containers = [r.result() for r in runs]
+    assert len({c.address for c in containers}) == 12
+    assert len(api.endpoints()) == 12
+    # The /28 has 13 addresses besides the gateway... and one was never handed out twice.
+    with pytest.raises(PluginCallError) as err:
+        [hosts[0].docker.run(f"x{i}", "blue") for i in range(2)]
+    assert err.value.method == "IpamDriver.RequestAddress" and err.value.status != 200
+
+
+# ---- restarts -------------------------------------------------------------------------------
+
+def test_plugin_restart_between_any_two_calls(api, hosts):
+    h1, h2 = hosts[:2]
+    h1.docker.network_create("blue", "10.30.0.0/24", ipam_opts={OPT: "blue"})
+    h1.restart_plugin()
+    h2.docker.network_create("blue", "10.30.0.0/24", driver_opts={OPT: "blue"})
+    h2.restart_plugin()
+    a = h1.docker.run("a", "blue")
+    h1.restart_plugin()
+    b = h2.docker.run("b", "blue")
+    h2.restart_plugin()
+    h1.docker.stop("a")
+    h1.restart_plugin()
+    h2.docker.stop("b")
+    assert api.endpoints() == [] and h1.veths.links == {} and h2.veths.links == {}
+    assert a.address != b.address
+    for h in (h1, h2):
+        h.restart_plugin()
+        h.docker.network_rm("blue")
+    assert network_named(api, "blue")["aliases"] == []
+
+
+def test_daemon_restart_replay_is_already_yours(api, hosts):
+    h1, h2 = hosts[:2]
+    h1.docker.network_create("blue", "10.30.0.0/24", ipam_opts={OPT: "blue"},
+                             aux={"r": "10.30.0.3"})
+    h1.docker.network_create("own", "10.31.0.0/24", gateway="10.31.0.9")
+    h2.docker.network_create("blue", "10.30.0.0/24", driver_opts={OPT: "blue"})
+    c1 = h1.docker.run("c1", "blue")
+    c2 = h1.docker.run("c2", "own")
+    h2.docker.run("c3", "blue")
+    h1.restart_plugin()  # the daemon restarts with the plugin, as on a reboot
+    before = h1.docker.calls[:]
+    answers = h1.docker.restart()
+    assert h1.docker.calls[len(before):].count("IpamDriver.RequestAddress") == 5
+    addresses = [a["Address"] for a in answers if "Address" in a]
+    assert addresses == ["10.30.0.1/24", "10.30.0.3/24", c1.address, "10.31.0.9/24",
+                         c2.address]
+    assert [a["PoolID"] for a in answers if "PoolID" in a] == [
+        n.pool_id for n in h1.docker.networks.values()]
+    # What another host holds is not answered as yours.
+    other = h2.docker.containers["c3"].address.split("/")[0]
+    status, payload = h1.transport("IpamDriver.RequestAddress", {
+        "PoolID": h1.docker.networks["blue"].pool_id, "Address": other, "Options": None})
+    assert status == 500 and "already used" in payload["Err"]
+    assert len(api.endpoints()) == 3
+
+
+# ---- teardown ----------------------------------------------------------------------------------
+
+def test_network_rm_on_every_host(api, hosts):
+    h1, h2 = hosts[:2]
+    h1.docker.network_create("blue", "10.30.0.0/24", driver_opts={OPT: "blue"})
+    h2.docker.network_create("blue", "10.30.0.0/24", ipam_opts={OPT: "blue"})
+    own = h1.docker.network_create("own", "10.31.0.0/24")
+    h1.docker.run("a", "blue")
+    h1.docker.stop("a")
+    for h in (h1, h2):
+        h.docker.network_rm("blue")
+    h1.docker.network_rm("own")
+    # The named network stays (other hosts may come), with nothing of Docker's left; a
+    # network of its own goes.
+    assert [(n["name"], n["aliases"]) for n in api.networks()] == [("blue", [])]
+    assert api.addresses("blue") == []
+    assert h1.transport("NetworkDriver.DeleteNetwork", {"NetworkID": own.id}) == (200, {})
+    assert h1.transport("IpamDriver.ReleasePool", {"PoolID": own.pool_id}) == (200, {})
+
+
+def test_old_engines_delete_the_network_first(api, hosts):
+    docker = hosts[0].docker
+    net = docker.network_create("own", "10.31.0.0/24")
+    docker.post("NetworkDriver.DeleteNetwork", {"NetworkID": net.id})
+    del docker.networks["own"]
+    docker._release_network_addresses(net)
+    assert api.networks() == []
+
+
+# ---- the unix socket ---------------------------------------------------------------------------
+
+@contextmanager
+def plugin_socket(api, path):
+    from docker_plugin.server import create_server
+    server = create_server(create_app(Controller(api.url, "h1", token=TOKEN), FakeVeths()),
+                           str(path))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def test_served_on_a_unix_socket_as_dockerd_calls_it(api, tmp_path):
+    import socket
+    import stat
+
+    from tests.dockerd import unix_transport
+    path = tmp_path / "plugins" / "ovsfabric.sock"
+    path.parent.mkdir()
+    with socket.socket(socket.AF_UNIX) as stale:  # a dead plugin's socket
+        stale.bind(str(path))
+    with plugin_socket(api, path):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o660
+        docker = Dockerd(unix_transport(str(path)))
+        assert docker.activate()["implements"] == ["NetworkDriver", "IpamDriver"]
+        net = docker.network_create("blue", "10.30.0.0/24", driver_opts={OPT: "blue"})
+        assert net.gateway == "10.30.0.1/24"
+        call = unix_transport(str(path))
+        assert call("NetworkDriver.Nope", {})[0] == 404
+        assert call("IpamDriver.RequestPool", None, raw=b"{")[0] == 400
+        with pytest.raises(SystemExit, match="another process"):
+            with plugin_socket(api, path):
+                pass
+
+
+def test_a_file_that_is_not_a_socket_is_left_alone(api, tmp_path):
+    path = tmp_path / "ovsfabric.sock"
+    path.write_text("not a socket")
+    with pytest.raises(SystemExit, match="not a socket"):
+        with plugin_socket(api, path):
+            pass
+    assert path.read_text() == "not a socket"
+
+
+def test_create_network_again_changes_nothing(api, hosts):
+    docker = hosts[0].docker
+    net = docker.network_create("blue", "10.30.0.0/24", driver_opts={OPT: "blue"})
+    before = api.networks()
+    body = {"NetworkID": net.id, "Options": {"com.docker.network.generic": {OPT: "blue"}},
+            "IPv4Data": [{"AddressSpace": docker.space, "Pool": net.pool,
+                          "Gateway": net.gateway}], "IPv6Data": []}
+    assert hosts[0].transport("NetworkDriver.CreateNetwork", body) == (200, {})
+    assert api.networks() == before
+
+
+def test_plugin_command_line_from_the_environment(monkeypatch):
+    from cli import main, plugin
+    seen = []
+    monkeypatch.setattr(plugin, "run", lambda args: seen.append(args) or 0)
+    monkeypatch.setenv("OVSFABRIC_CONTROLLER", "http://192.0.2.1:8686")
+    monkeypatch.setenv("OVSFABRIC_HOST", "h7")
+    monkeypatch.setenv("OVSFABRIC_PLUGIN_SOCKET", "/tmp/x.sock")
+    assert main.main(["plugin"]) == 0
+    assert (seen[0].controller, seen[0].host, seen[0].socket) == (
+        "http://192.0.2.1:8686", "h7", "/tmp/x.sock")
+    monkeypatch.delenv("OVSFABRIC_HOST")
+    with pytest.raises(SystemExit):
+        main.main(["plugin"])
