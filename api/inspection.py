@@ -57,6 +57,11 @@ def register(api: Api, fabric: Fabric) -> None:
     def connected_hosts(names) -> list[str]:
         return [h for h in sorted(names) if h in fabric.switches]
 
+    def flows_across(network_id: str, select) -> list[dict]:
+        """``select`` applied to the live flows of every connected host of the network."""
+        hosts = connected_hosts(store.snapshot().hosts_of_network(network_id))
+        return [flow for host in hosts for flow in select(live_flows(host))]
+
     @api.route("GET", "/v1/hosts/{name}/flows", summary="The switch's live flow table, each "
                "flow with its owner and counters; with audit=true, desired against installed",
                tag="inspection", response=(list[FlowView], AuditView), errors=(400, 404, 503),
@@ -101,8 +106,7 @@ def register(api: Api, fabric: Fabric) -> None:
     @_switch_refusal_is_503
     def network_flows(ref):
         network = store.get_network(ref)
-        hosts = connected_hosts(store.snapshot().hosts_of_network(network.id))
-        return [f for h in hosts for f in owned_by(live_flows(h), network_id=network.id)]
+        return flows_across(network.id, lambda flows: owned_by(flows, network_id=network.id))
 
     @api.route("GET", "/v1/endpoints/{endpoint_id}/flows", summary="The flows of an endpoint "
                "on every connected host", tag="inspection", response=list[FlowView],
@@ -110,8 +114,7 @@ def register(api: Api, fabric: Fabric) -> None:
     @_switch_refusal_is_503
     def endpoint_flows(endpoint_id):
         ep = store.get_endpoint(endpoint_id)
-        hosts = connected_hosts(store.snapshot().hosts_of_network(ep.network_id))
-        return [f for h in hosts for f in owned_by(live_flows(h), endpoint_id=ep.id)]
+        return flows_across(ep.network_id, lambda flows: owned_by(flows, endpoint_id=ep.id))
 
     @api.route("GET", "/v1/hosts/{name}/ports", summary="Port counters, each port named by "
                "its endpoint or tunnel", tag="inspection", response=list[PortView],

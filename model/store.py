@@ -27,7 +27,7 @@ from .addressing import (
     random_mac,
 )
 from .entities import GATEWAY_MAC_PREFIX, Endpoint, Host, Network, Reservation, Snapshot
-from .errors import Conflict, InvalidRequest, NotFound
+from .errors import Conflict, NotFound
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS hosts (

@@ -8,13 +8,10 @@ from __future__ import annotations
 import json
 import re
 import socket
-import threading
-from contextlib import contextmanager
 
 import pytest
 import requests
 from flask import Flask, jsonify, request
-from werkzeug.serving import make_server
 
 from api.app import create_app
 from api.client import FabricClient
@@ -24,19 +21,7 @@ from cli.main import main
 from cli.render import human_bytes, human_count, table
 from controller.fabric import Fabric
 from model import Store
-
-
-@contextmanager
-def serving(app):
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    # A short poll interval: shutdown() waits for one, and every test stops a server.
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join()
+from tests.helpers import serving
 
 
 @pytest.fixture

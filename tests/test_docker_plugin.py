@@ -7,9 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import pytest
-from werkzeug.serving import WSGIRequestHandler, make_server
 
 from api.app import create_app as create_api
+from tests.helpers import serving
 from api.client import FabricClient
 from controller.fabric import Fabric
 from docker_plugin.app import create_app
@@ -44,21 +44,6 @@ class FakeVeths:
                 self.links.pop(link["peer"], None)
 
 
-class QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args):
-        pass
-
-
-@contextmanager
-def serving(app):
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join()
 
 
 @pytest.fixture

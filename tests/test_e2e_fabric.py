@@ -7,6 +7,7 @@ import time
 import pytest
 
 from api.client import ApiError
+from tests.helpers import eventually
 from tests.conftest import flow_table, needs_lab
 
 pytestmark = [pytest.mark.lab, needs_lab]
@@ -127,7 +128,7 @@ def test_endpoint_bound_by_iface_id(fabric, nets):
     assert not a.ping(ep["ip"], count=1, timeout=1)
     fabric.lab.host("h2").vsctl("add-port", "br-int", c.port, "--", "set", "Interface", c.port,
                                 f"external_ids:iface-id={ep['id']}")
-    assert _eventually(lambda: a.ping(ep["ip"], count=1, timeout=1))
+    assert eventually(lambda: a.ping(ep["ip"], count=1, timeout=1))
 
 
 def test_endpoint_removal(fabric, nets):
@@ -184,7 +185,7 @@ def test_kill9_restart_keeps_traffic_and_tables(fabric, nets):
     time.sleep(1.0)
     fabric.controller.start()
     fabric.controller.wait_connected([h.name for h in fabric.lab.hosts])
-    assert _eventually(lambda: all(
+    assert eventually(lambda: all(
         h["flow_mods_sent"] is not None for h in fabric.client.hosts()))
     ping.wait(timeout=30)
     sent, received = a.stop_ping(ping)
@@ -202,7 +203,7 @@ def test_stale_flow_is_removed_on_reconnect(fabric, nets):
     fabric.controller.kill()
     fabric.controller.start()
     fabric.controller.wait_connected(["h2"])
-    assert _eventually(lambda: "cookie=0x77" not in h2.ofctl("dump-flows"))
+    assert eventually(lambda: "cookie=0x77" not in h2.ofctl("dump-flows"))
 
 
 def test_host_deletion_removes_its_tunnels(fabric, nets):
@@ -213,17 +214,8 @@ def test_host_deletion_removes_its_tunnels(fabric, nets):
     for ep in fabric.client.endpoints(host=extra.name):
         fabric.client.delete_endpoint(ep["id"])
     fabric.client.delete_host(extra.name)
-    assert _eventually(lambda: name not in h1.vsctl("list-ports", "br-int").split())
-    assert _eventually(lambda: extra.ofctl("dump-flows").count("actions=") == 0)
+    assert eventually(lambda: name not in h1.vsctl("list-ports", "br-int").split())
+    assert eventually(lambda: extra.ofctl("dump-flows").count("actions=") == 0)
     fabric.client.create_host(extra.name, extra.ovsdb, extra.tunnel_ip, datapath_type="netdev")
     fabric.controller.wait_connected([extra.name])
-    assert _eventually(lambda: name in h1.vsctl("list-ports", "br-int").split())
-
-
-def _eventually(check, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return False
+    assert eventually(lambda: name in h1.vsctl("list-ports", "br-int").split())

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
+from tests.helpers import eventually
 from tests.conftest import needs_lab
 
 pytestmark = [pytest.mark.lab, needs_lab]
@@ -36,7 +36,7 @@ def test_flows_have_owners_and_counters_that_move(fabric, pair):
         return next(f["packets"] for f in fabric.client.request(
             "GET", "/v1/hosts/h1/flows", endpoint=ep_b["id"]) if f["match"] == unicast["match"])
     # OVS pulls datapath counters into its flow table about every 500 ms.
-    assert _eventually(lambda: packets_now() >= before + 3)
+    assert eventually(lambda: packets_now() >= before + 3)
 
 
 def test_flow_filters(fabric, pair):
@@ -146,17 +146,8 @@ def test_audit_is_clean_then_shows_a_flow_deleted_by_hand(fabric, pair):
     fabric.controller.kill()
     fabric.controller.start()
     fabric.controller.wait_connected([h.name for h in fabric.lab.hosts])
-    assert _eventually(lambda: fabric.client.request(
+    assert eventually(lambda: fabric.client.request(
         "GET", "/v1/hosts/h1/flows", audit="true")["in_sync"], timeout=10)
-
-
-def _eventually(check, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_unconnected_or_unknown_host(fabric, pair):

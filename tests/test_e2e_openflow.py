@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from lab.controller import ControllerProcess
+from tests.helpers import eventually
 
 API_PORT, OPENFLOW_PORT = 18760, 16760
 
@@ -135,15 +136,6 @@ def known(controller):
 
 def openflow_connected(controller, host: str) -> bool:
     return controller.client.host(host)["openflow_connected"]
-
-
-def eventually(check, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def log_text(controller) -> str:

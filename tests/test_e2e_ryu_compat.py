@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
+from tests.helpers import eventually
 from tests.conftest import needs_lab
 
 pytestmark = [pytest.mark.lab, needs_lab]
@@ -115,7 +115,7 @@ def test_port_stats_count_the_endpoint_traffic(fabric, pair):
     def port() -> dict | None:
         _, body = stats(fabric, f"/stats/port/{dpid}")
         return next((p for p in body[str(dpid)] if p["port_no"] == ofport), None)
-    assert _eventually(lambda: (port() or {}).get("rx_packets", 0) > 0)
+    assert eventually(lambda: (port() or {}).get("rx_packets", 0) > 0)
     assert port()["tx_packets"] > 0
     status, body = stats(fabric, f"/stats/port/{dpid}/{ofport}")
     assert status == 200 and [p["port_no"] for p in body[str(dpid)]] == [ofport]
@@ -144,12 +144,3 @@ def test_errors(fabric):
                        (f"/stats/port/{h1}/eth0", None)):
         status, answer = stats(fabric, path, body)
         assert status == 400 and "error" in answer, path
-
-
-def _eventually(check, timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return False

@@ -1,0 +1,39 @@
+"""Small helpers shared by the tests."""
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+
+def eventually(check, timeout: float = 5.0, interval: float = 0.05):
+    """Polls ``check`` until it returns something true; returns that value, or None."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(interval)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args):
+        pass
+
+
+@contextmanager
+def serving(app):
+    """Serves a WSGI app on a free loopback port for the duration; yields its URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
+    # A short poll interval: shutdown() waits for one, and every test stops a server.
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join()
