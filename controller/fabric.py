@@ -12,6 +12,7 @@ import time
 
 from flows import HostPorts, compile_host
 from model import Snapshot, Store, Unavailable
+from model.entities import EVERYTHING, Change
 from ovsdb.config import HostConfig, host_config
 from ovsdb.session import HostSession
 
@@ -34,6 +35,7 @@ class Fabric:
         # does not reconnect. Registration then takes over the connection already there.
         self._datapaths: dict[int, object] = {}
         self._ports_versions: dict[str, int] = {}
+        self._snapshot = Snapshot()  # the last one seen: what a change changed is read from it
         self._lock = threading.RLock()
         self._applied = threading.Condition(self._lock)
         self.ofctl_waiters = OfctlWaiters()
@@ -54,23 +56,37 @@ class Fabric:
 
     # ---- model changes ---------------------------------------------------------------------
 
-    def _store_changed(self, snap: Snapshot) -> None:
+    def _store_changed(self, snap: Snapshot, change: Change = EVERYTHING) -> None:
         with self._lock:
-            for name in list(self.hosts):
-                if name not in snap.hosts:
-                    self._forget_host(name)
-            for host in snap.hosts.values():
-                session = self.hosts.get(host.name)
-                if session is None:
-                    session = HostSession(host.name, host.ovsdb, self._ports_changed)
-                    self.hosts[host.name] = session
-                    session.start()
-                session.set_desired(host_config(snap, host, self.advertise))
-                dp = self._datapaths.get(host.dpid)
-                if host.name not in self.switches and dp is not None:
-                    self._manage(host.name, dp)
-            for switch in self.switches.values():
-                switch.kick()
+            previous, self._snapshot = self._snapshot, snap
+            if change.hosts:
+                self._hosts_changed(snap)
+                concerned = set(snap.hosts)
+            else:
+                # Only the hosts where a changed network lives (before or after the change).
+                concerned = set()
+                for network_id in change.networks:
+                    concerned |= previous.hosts_of_network(network_id)
+                    concerned |= snap.hosts_of_network(network_id)
+                concerned &= snap.hosts.keys()
+            for name in concerned:
+                self.hosts[name].set_desired(host_config(snap, snap.hosts[name], self.advertise))
+                switch = self.switches.get(name)
+                if switch is not None:
+                    switch.kick()
+
+    def _hosts_changed(self, snap: Snapshot) -> None:
+        for name in list(self.hosts):
+            if name not in snap.hosts:
+                self._forget_host(name)
+        for host in snap.hosts.values():
+            if host.name not in self.hosts:
+                session = HostSession(host.name, host.ovsdb, self._ports_changed)
+                self.hosts[host.name] = session
+                session.start()
+            dp = self._datapaths.get(host.dpid)
+            if host.name not in self.switches and dp is not None:
+                self._manage(host.name, dp)
 
     def _forget_host(self, name: str) -> None:
         """A deleted host keeps no flows, tunnel ports or controller of ours."""

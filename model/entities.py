@@ -80,6 +80,17 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class Change:
+    """What one write touched, so that only the hosts concerned are looked at again."""
+
+    networks: frozenset = frozenset()  # ids of networks whose endpoints or existence changed
+    hosts: bool = False  # hosts came or went: every host's tunnels change
+
+
+EVERYTHING = Change(hosts=True)
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """An immutable view of the whole desired state at one store revision."""
 

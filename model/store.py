@@ -26,7 +26,8 @@ from .addressing import (
     parse_subnet,
     random_mac,
 )
-from .entities import GATEWAY_MAC_PREFIX, Endpoint, Host, Network, Reservation, Snapshot
+from .entities import (EVERYTHING, GATEWAY_MAC_PREFIX, Change, Endpoint, Host, Network,
+                       Reservation, Snapshot)
 from .errors import Conflict, NotFound
 
 SCHEMA = """
@@ -78,7 +79,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('revision', 0);
 """
 
-Listener = Callable[[Snapshot], None]
+Listener = Callable[[Snapshot, Change], None]
 
 
 class Store:
@@ -99,7 +100,7 @@ class Store:
         return self._snapshot
 
     def subscribe(self, listener: Listener) -> None:
-        """Call ``listener(snapshot)`` after every committed change (keep it quick)."""
+        """Call ``listener(snapshot, change)`` after every committed change (keep it quick)."""
         self._listeners.append(listener)
 
     def get_host(self, name: str) -> Host:
@@ -142,7 +143,7 @@ class Store:
             host = Host(seq, name, ovsdb, tunnel_ip, datapath_type, bridge)
             hosts = dict(snap.hosts)
             hosts[name] = host
-            self._publish(replace(snap, hosts=hosts))
+            self._publish(replace(snap, hosts=hosts), EVERYTHING)
             return host
 
     def delete_host(self, name: str) -> Host:
@@ -154,7 +155,7 @@ class Store:
             self._write("DELETE FROM hosts WHERE name = ?", (name,))
             hosts = dict(snap.hosts)
             del hosts[name]
-            self._publish(replace(snap, hosts=hosts))
+            self._publish(replace(snap, hosts=hosts), EVERYTHING)
             return host
 
     # ---- networks ------------------------------------------------------------------------
@@ -185,7 +186,8 @@ class Store:
             networks[network_id] = network
             by_net = dict(snap.endpoints_by_network)
             by_net[network_id] = ()
-            self._publish(replace(snap, networks=networks, endpoints_by_network=by_net))
+            self._publish(replace(snap, networks=networks, endpoints_by_network=by_net),
+                          Change(frozenset({network_id})))
             return network
 
     def delete_network(self, ref: str) -> Network:
@@ -204,7 +206,7 @@ class Store:
             self._aliases = {a: n for a, n in self._aliases.items() if n != network.id}
             reservations = {k: r for k, r in snap.reservations.items() if k[0] != network.id}
             self._publish(replace(snap, networks=networks, endpoints_by_network=by_net,
-                                  reservations=reservations))
+                                  reservations=reservations), Change(frozenset({network.id})))
             return network
 
     # ---- address reservations ------------------------------------------------------------
@@ -237,7 +239,7 @@ class Store:
                         (net.id, ip, owner))
             pool.take(ip)
             self._publish(replace(snap, reservations={**snap.reservations,
-                                                      (net.id, ip): reservation}))
+                                                      (net.id, ip): reservation}), Change())
             return reservation
 
     def release_address(self, network: str, ip: str) -> None:
@@ -253,7 +255,7 @@ class Store:
             self._pools[net.id].release(ip)
             reservations = dict(snap.reservations)
             del reservations[(net.id, ip)]
-            self._publish(replace(snap, reservations=reservations))
+            self._publish(replace(snap, reservations=reservations), Change())
 
     # ---- aliases -------------------------------------------------------------------------
 
@@ -347,7 +349,7 @@ class Store:
                 reservations = dict(snap.reservations)
                 del reservations[(net.id, ip)]
                 snap = replace(snap, reservations=reservations)
-            self._publish(snap)
+            self._publish(snap, Change(frozenset({net.id})))
             return ep
 
     def delete_endpoint(self, endpoint_id: str) -> Endpoint:
@@ -356,7 +358,8 @@ class Store:
             ep = self.get_endpoint(endpoint_id)
             self._write("DELETE FROM endpoints WHERE id = ?", (endpoint_id,))
             self._pools[ep.network_id].release(ep.ip)
-            self._publish(self._with_endpoint(snap, ep, add=False))
+            self._publish(self._with_endpoint(snap, ep, add=False),
+                          Change(frozenset({ep.network_id})))
             return ep
 
     # ---- internals -----------------------------------------------------------------------
@@ -397,10 +400,10 @@ class Store:
         return replace(snap, endpoints=endpoints, endpoints_by_network=by_net,
                        endpoints_by_host=by_host)
 
-    def _publish(self, snap: Snapshot) -> None:
+    def _publish(self, snap: Snapshot, change: Change) -> None:
         self._snapshot = replace(snap, revision=snap.revision + 1)
         for listener in self._listeners:
-            listener(self._snapshot)
+            listener(self._snapshot, change)
 
     def _load(self) -> None:
         db = self._db
