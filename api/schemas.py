@@ -58,6 +58,14 @@ class EndpointCreate(Strict):
 
 # ---- responses (documented in the OpenAPI document, checked by the tests) -------------------
 
+class ReconcileView(BaseModel):
+    flows_read: int = Field(description="flows read from the switch")
+    added: int = Field(description="flows added or rewritten")
+    deleted: int
+    read_seconds: float = Field(description="reading the switch's table")
+    seconds: float = Field(description="reading, comparing and correcting, barrier included")
+
+
 class HostView(BaseModel):
     name: str
     ovsdb: str
@@ -70,6 +78,8 @@ class HostView(BaseModel):
     dpid: str = Field(description="the datapath id the controller gives the bridge, hex")
     flows: Optional[int] = Field(description="flows the controller keeps on the switch")
     flow_mods_sent: Optional[int] = Field(description="since this controller process started")
+    last_reconcile: Optional[ReconcileView] = Field(
+        None, description="the last full reconciliation of the switch's table (on connect)")
     error: Optional[str] = Field(description="the last OVSDB error, if any")
 
 

@@ -193,6 +193,7 @@ class Fabric:
             "flows": len(switch.installed) if switch and switch.installed is not None else None,
             # Since this controller process started; an unchanged table costs none.
             "flow_mods_sent": switch.flow_mods_sent if switch and switch.reconciles else None,
+            "last_reconcile": switch.last_reconcile if switch else None,
             "error": session.last_error if session else None,
         }
 
