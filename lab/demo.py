@@ -71,6 +71,7 @@ def run_demo(lab: Lab, controller: ControllerProcess) -> None:
             progress(f"container {label}: {ep['ip']} {ep['mac']} on {host.name}")
     print_ping_matrix(containers)
     print_flow_summary(lab, client)
+    print_traces(client, containers)
 
 
 def print_ping_matrix(containers) -> None:
@@ -122,6 +123,18 @@ def print_flow_summary(lab: Lab, client) -> None:
     status = {h["name"]: h for h in client.hosts()}
     print("\nHost status:", ", ".join(f"{n} connected={s['connected']} dpid={s['dpid']}"
                                        for n, s in status.items()))
+
+
+def print_traces(client, containers) -> None:
+    """Why does A (not) reach B: the controller's packet trace through the live flows."""
+    by_label = {label: ep for label, _, ep in containers}
+    print("\nTraces (POST /v1/trace, also `ovsfabric trace`):")
+    for src, dst in (("red-h1", "red-h3"), ("red-h1", "blue-h2")):
+        verdict = client.request("POST", "/v1/trace", {"from": by_label[src]["id"],
+                                                      "to": by_label[dst]["id"]})["verdict"]
+        where = f" on {verdict['host']} at table {verdict['table']} ({verdict['table_name']})" \
+            if verdict["result"] == "dropped" else ""
+        print(f"  {src} -> {dst}: {verdict['result']}{where}: {verdict['reason']}")
 
 
 if __name__ == "__main__":
