@@ -25,6 +25,17 @@ def progress(message: str) -> None:
     print(f"-- {message}", file=sys.stderr, flush=True)
 
 
+def write_results(name: str, results: dict) -> str:
+    """Writes bench/results/<name>.json (not committed: results belong to a machine)."""
+    import json
+    directory = os.path.join(ROOT, "bench", "results")
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"{name}.json")
+    with open(path, "w") as out:
+        json.dump(results, out, indent=2)
+    return path
+
+
 # --- addresses: index i -> the same MAC and IP on both sides ------------------------------
 
 def mac_for(i: int) -> str:

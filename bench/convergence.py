@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import json
 import os
 import random
 import statistics
@@ -27,23 +26,11 @@ sys.path.insert(0, ROOT)
 
 from lab import Lab  # noqa: E402
 from lab.controller import ControllerProcess  # noqa: E402
+from common import SUBNET, ip_for, mac_for, percentile, progress, write_results  # noqa: E402
 
 
-def progress(message: str) -> None:
-    print(f"-- {message}", file=sys.stderr, flush=True)
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
-def mac_for(i: int) -> str:
-    return f"02:be:00:{(i >> 16) & 255:02x}:{(i >> 8) & 255:02x}:{i & 255:02x}"
-
-
-def ip_for(i: int) -> str:
-    return f"10.50.{1 + i // 250}.{1 + i % 250}"
 
 
 def make_container(lab, host: str, i: int, prober):
@@ -126,7 +113,7 @@ def main() -> int:
         for h in lab.hosts:
             client.create_host(h.name, h.ovsdb, h.tunnel_ip, datapath_type="netdev")
         controller.wait_connected([h.name for h in lab.hosts])
-        client.create_network("bench", "10.50.0.0/16")
+        client.create_network("bench", SUBNET)
         prober = lab.add_container("h2", "probe")
         ep = client.create_endpoint("bench", "h2", port=prober.port)
         prober.configure(ep["mac"], ep["ip"], 16, ep["mtu"])
@@ -144,9 +131,7 @@ def main() -> int:
     print(f"bulk: {bulk['endpoints']} endpoints over {bulk['hosts']} hosts in {bulk['seconds']} s "
           f"({bulk['endpoints_per_s']}/s), sample pings {bulk['sample_reached']}")
     print(f"  flows per host: {bulk['flows_per_host']}")
-    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
-    with open(os.path.join(ROOT, "bench", "results", "convergence.json"), "w") as out:
-        json.dump(results, out, indent=2)
+    write_results("convergence", results)
     return 0
 
 

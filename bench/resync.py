@@ -13,7 +13,6 @@ Prints a table and writes bench/results/resync.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -26,10 +25,8 @@ sys.path.insert(0, ROOT)
 from lab import Lab  # noqa: E402
 from lab.controller import ControllerProcess  # noqa: E402
 from model import Store  # noqa: E402
+from common import progress, write_results  # noqa: E402
 
-
-def progress(message: str) -> None:
-    print(f"-- {message}", file=sys.stderr, flush=True)
 
 
 def prepare_state(path: str, lab: Lab, remote_endpoints: int) -> None:
@@ -113,9 +110,7 @@ def main() -> int:
           f" {results['raw_ovs_ofctl_bundle_flows_per_s']} flows/s")
     print(f"resync of the unchanged table: {results['resync_s']} s (reading it "
           f"{results['resync_read_s']} s), flow mods sent: {results['resync_flow_mods']}")
-    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
-    with open(os.path.join(ROOT, "bench", "results", "resync.json"), "w") as out:
-        json.dump(results, out, indent=2)
+    write_results("resync", results)
     return 0
 
 
