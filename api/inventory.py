@@ -152,13 +152,14 @@ def register(api: Api, fabric: Fabric) -> None:
                response=list[EndpointView], errors=(404,),
                query={"network": "only this network (id or name)", "host": "only this host"})
     def list_endpoints():
-        eps = list(store.snapshot().endpoints.values())
+        snap = store.snapshot()
         if "network" in request.args:
-            network_id = store.get_network(request.args["network"]).id
-            eps = [e for e in eps if e.network_id == network_id]
+            eps = snap.network_endpoints(store.get_network(request.args["network"]).id)
+        else:
+            eps = snap.endpoints.values()
         if "host" in request.args:
             eps = [e for e in eps if e.host == request.args["host"]]
-        return [endpoint_view(fabric, e) for e in eps]
+        return [endpoint_view(fabric, e) for e in sorted(eps, key=lambda e: e.seq)]
 
     @api.route("GET", "/v1/endpoints/{endpoint_id}", summary="One endpoint", tag="endpoints",
                response=EndpointView, errors=(404,))

@@ -1,8 +1,9 @@
 """The fabric service: joins the store, the hosts' OVSDB sessions and the switches' sessions.
 
-The store is the truth. Every committed change recomputes each host's OVSDB configuration
-(cheap, and compared before anything is sent) and wakes the switch sessions, which compile
-their host's table and send only the difference.
+The store is the truth. Every committed change recomputes the OVSDB configuration of the
+hosts whose ports it touched (compared before anything is sent), records which compile units
+(networks, endpoints) it touched on each host of the networks concerned, and wakes those hosts'
+switch sessions, which recompile just those units and send only the difference.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import threading
 import time
 
 from flows import HostPorts, compile_host
+from flows.table import concerned_hosts, touched_units
 from model import Snapshot, Store, Unavailable
 from model.entities import EVERYTHING, Change
 from ovsdb.config import HostConfig, host_config
@@ -18,7 +20,7 @@ from ovsdb.session import HostSession
 
 from .metrics import FabricMetrics
 from .ofctl_waiters import OfctlWaiters
-from .switch import Desired, SwitchSession
+from .switch import SwitchSession, Work
 
 LOG = logging.getLogger(__name__)
 
@@ -36,6 +38,9 @@ class Fabric:
         self._datapaths: dict[int, object] = {}
         self._ports_versions: dict[str, int] = {}
         self._snapshot = Snapshot()  # the last one seen: what a change changed is read from it
+        # Per host, the compile units changed since its switch session last took its work;
+        # None: rebuild the whole table.
+        self._dirty: dict[str, set | None] = {}
         self._lock = threading.RLock()
         self._applied = threading.Condition(self._lock)
         self.ofctl_waiters = OfctlWaiters()
@@ -59,18 +64,24 @@ class Fabric:
     def _store_changed(self, snap: Snapshot, change: Change = EVERYTHING) -> None:
         with self._lock:
             previous, self._snapshot = self._snapshot, snap
+            concerned = concerned_hosts(previous, snap, change)
             if change.hosts:
                 self._hosts_changed(snap)
-                concerned = set(snap.hosts)
+                self._dirty = dict.fromkeys(concerned)  # None: rebuild every table
+                with_ports = concerned
             else:
-                # Only the hosts where a changed network lives (before or after the change).
-                concerned = set()
-                for network_id in change.networks:
-                    concerned |= previous.hosts_of_network(network_id)
-                    concerned |= snap.hosts_of_network(network_id)
-                concerned &= snap.hosts.keys()
-            for name in concerned:
+                units = touched_units(change)
+                for name in concerned:
+                    dirty = self._dirty.setdefault(name, set())
+                    if dirty is not None:
+                        dirty |= units
+                # OVSDB has work only on the hosts of endpoints with a port.
+                touched = [previous.endpoints.get(e) or snap.endpoints[e]
+                           for e in change.endpoints]
+                with_ports = {ep.host for ep in touched if ep.port} & concerned
+            for name in with_ports:
                 self.hosts[name].set_desired(host_config(snap, snap.hosts[name], self.advertise))
+            for name in concerned:
                 switch = self.switches.get(name)
                 if switch is not None:
                     switch.kick()
@@ -127,7 +138,7 @@ class Fabric:
         old = self.switches.get(host)
         if old is not None:
             old.stop()
-        session = SwitchSession(dp, host, lambda: self._desired(host),
+        session = SwitchSession(dp, host, lambda: self._take_work(host),
                                 self._switch_applied, self.metrics)
         self.switches[host] = session
         LOG.info("switch %016x of host %s connected", dp.id, host)
@@ -159,20 +170,29 @@ class Fabric:
         return session
 
     def desired_table(self, host: str) -> dict | None:
-        """What the host's table should hold now (None while its OVSDB view is not ready)."""
-        desired = self._desired(host)
-        return desired.flows if desired is not None else None
+        """What the host's table should hold now (None while its OVSDB view is not ready),
+        compiled whole: the reference that audits hold the switches to."""
+        with self._lock:
+            session = self.hosts.get(host)
+            if session is None or not session.synced or not self._ports_versions.get(host):
+                return None
+            snap, ports = self._snapshot, session.ports
+        if host not in snap.hosts:
+            return None
+        return compile_host(snap, host, ports)
 
-    def _desired(self, host: str) -> Desired | None:
+    def _take_work(self, host: str) -> Work | None:
+        """What a switch session needs to bring its table up to date, taken atomically with
+        the units changed since its last call (None while the host's OVSDB view is not
+        ready: acting then could delete flows)."""
         with self._lock:
             session = self.hosts.get(host)
             version = self._ports_versions.get(host, 0)
-        if session is None or not session.synced or version == 0:
-            return None
-        snap = self.store.snapshot()
-        if host not in snap.hosts:
-            return None
-        return Desired(compile_host(snap, host, session.ports), snap.revision, version)
+            if session is None or not session.synced or version == 0 or \
+                    host not in self._snapshot.hosts:
+                return None
+            units = self._dirty.pop(host, set())
+            return Work(self._snapshot, session.ports, version, units)
 
     def _switch_applied(self, switch: SwitchSession) -> None:
         with self._applied:

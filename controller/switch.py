@@ -1,8 +1,9 @@
 """One OpenFlow session per connected switch: keeps its flow table equal to the desired one.
 
-On (re)connection the session reads the switch's table and sends only the difference, inside
-one atomic bundle, so traffic never stops and an unchanged table costs no flow mod. After that
-it keeps its own copy of the installed table and sends only differences as the model changes.
+On (re)connection the session reads the switch's table, compiles the whole desired table and
+sends only the difference, inside one atomic bundle, so traffic never stops and an unchanged
+table costs no flow mod. After that it keeps its own copy of the installed table, recompiles
+only the units each change touched (flows.table) and sends only their difference.
 An idle session probes its switch with a barrier and drops a connection that stopped answering,
 so that a switch cut off without a word is reported disconnected and is reconciled on return.
 """
@@ -18,9 +19,9 @@ from typing import Callable
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from flows import Flow, FlowDiff, diff, wire
+from flows import Flow, FlowDiff, HostPorts, HostTable, diff, host_view, wire
 from flows.openflow import add_message, delete_message, flow_from_stats
-from model import Unavailable
+from model import Snapshot, Unavailable
 
 LOG = logging.getLogger(__name__)
 REPLY_TIMEOUT_S = 10
@@ -54,21 +55,23 @@ class _Pending:
 
 
 @dataclass
-class Desired:
-    """What a switch must hold at one moment, and what it was computed from."""
+class Work:
+    """What a switch session needs to bring its table up to date."""
 
-    flows: dict[tuple, Flow]
-    revision: int
+    snap: Snapshot
+    ports: HostPorts
     ports_version: int
+    units: set | None  # compile units changed since the last call; None: rebuild all
 
 
 class SwitchSession:
-    def __init__(self, datapath, host: str, desired: Callable[[], Desired | None],
+    def __init__(self, datapath, host: str, take_work: Callable[[], Work | None],
                  on_applied: Callable[["SwitchSession"], None], metrics):
         self.dp = datapath
         self.metrics = metrics
         self.host = host
-        self._desired = desired
+        self._take_work = take_work
+        self.table = HostTable()  # the desired table, by compile unit
         self._on_applied = on_applied
         self.installed: dict[tuple, Flow] | None = None
         self.applied_revision = -1
@@ -134,9 +137,11 @@ class SwitchSession:
             if not self._alive:
                 return
             try:
-                if kicked or time.monotonic() - last_converge > SAFETY_RECHECK_S:
-                    last_converge = time.monotonic()
+                if kicked:
                     self._converge()
+                elif time.monotonic() - last_converge > SAFETY_RECHECK_S:
+                    last_converge = time.monotonic()
+                    self._converge(rebuild=True)
                 elif not self._answers():
                     self._drop(f"no reply to a probe within {PROBE_TIMEOUT_S:.0f} s")
                     return
@@ -181,9 +186,9 @@ class SwitchSession:
         except Exception as exc:
             LOG.warning("switch %s: closing failed: %s", self.host, exc)
 
-    def _converge(self) -> None:
-        desired = self._desired()
-        if desired is None:  # the host's OVSDB view is not ready: acting now could delete flows
+    def _converge(self, rebuild: bool = False) -> None:
+        work = self._take_work()
+        if work is None:  # the host's OVSDB view is not ready: acting now could delete flows
             return
         first = self.installed is None
         started = time.monotonic()
@@ -192,15 +197,29 @@ class SwitchSession:
             self.reconciles += 1
             self.metrics.reconciles.labels(self.host).inc()
             read = time.monotonic()
-        changes = diff(desired.flows, self.installed)
+        view = host_view(work.snap, self.host, work.ports)
+        changes = None
+        if not (first or rebuild or work.units is None):
+            changes = self.table.update(work.snap, view, work.units)
+        if changes is None:
+            changes = diff(self.table.rebuild(work.snap, view), self.installed)
+            if rebuild and changes:  # the incremental path missed something: say so, fix it
+                LOG.warning("switch %s: safety check found %d flows to correct", self.host,
+                            len(changes))
         if changes:
             if first and LOG.isEnabledFor(logging.DEBUG):
                 for flow in changes.add:
                     LOG.debug("switch %s: rewriting %s (installed: %s)", self.host, flow,
                               self.installed.get(flow.key))
+            # On failure the thread forgets what is installed: the next pass re-reads the
+            # switch and rebuilds the whole table.
             errors = self._send(changes, bundle=first)
             if errors:
                 raise RuntimeError(f"switch rejected {len(errors)} message(s)")
+            for flow in changes.add:
+                self.installed[flow.key] = flow
+            for flow in changes.delete:
+                self.installed.pop(flow.key, None)
             LOG.info("switch %s: +%d -%d flows in %.1f ms%s", self.host, len(changes.add),
                      len(changes.delete), (time.monotonic() - started) * 1000,
                      " (reconcile)" if first else "")
@@ -214,9 +233,8 @@ class SwitchSession:
             LOG.info("switch %s: reconciled %d flows in %.1f ms (read in %.1f ms), +%d -%d",
                      self.host, len(self.installed), (done - started) * 1000,
                      (read - started) * 1000, len(changes.add), len(changes.delete))
-        self.installed = desired.flows
-        self.applied_revision = desired.revision
-        self.applied_ports_version = desired.ports_version
+        self.applied_revision = work.snap.revision
+        self.applied_ports_version = work.ports_version
         self._on_applied(self)
 
     # ---- OpenFlow requests ---------------------------------------------------------------------

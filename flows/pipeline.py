@@ -3,7 +3,9 @@
 Table 0 (ingress) admits a local port's packets only with the endpoint's own MAC and IP
 (anti-spoofing) and classifies them into their network by writing the network's VNI into the
 metadata; tunnel packets are classified by their VNI and marked in reg0. Table 10 answers ARP
-requests for known addresses. Table 20 forwards by destination MAC within the network, to a
+requests for the host's own addresses and the gateway, sends other requests from local ports
+through the tunnels to the network's hosts (the address's host answers) and drops requests
+that came through a tunnel unanswered. Table 20 forwards by destination MAC within the network, to a
 local port or into the tunnel to the endpoint's host, and floods broadcast and multicast only
 to the network's ports and to the hosts where the network has endpoints; unicast to a MAC no
 endpoint of the network has is dropped.
@@ -33,9 +35,9 @@ FROM_TUNNEL = 1
 
 # Priorities, highest first.
 PRIO_PORT_ALLOW = 200
-PRIO_PORT_DROP = 100
 PRIO_TUNNEL_IN = 50
 PRIO_ARP_REPLY = 100
+PRIO_ARP_TO_OWNER = 10
 PRIO_L2_UNICAST = 100
 PRIO_GATEWAY = 150
 PRIO_FLOOD = 10

@@ -15,7 +15,7 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from flows import Flow, HostPorts
 from flows.openflow import flow_from_stats
-from flows.pipeline import ARP, INGRESS, L2, PRIO_PORT_DROP, decode_cookie
+from flows.pipeline import ARP, INGRESS, L2
 from flowsim import Packet, SimFabric, SimSwitch
 from model import Endpoint, InvalidRequest, NotFound, Snapshot
 
@@ -161,9 +161,9 @@ def _why_dropped(snap, src: Endpoint, packet: Packet, hop: dict) -> str:
     if flow.actions:
         return ("the last flow sent it to a port with no endpoint or connected host behind it "
                 f"({hop['flow']['actions']})")
-    owner = decode_cookie(flow.cookie)
-    if flow.table == INGRESS.id and owner and owner[0] == "endpoint" and \
-            flow.priority == PRIO_PORT_DROP:
+    if flow.table == INGRESS.id and hop["host"] == src.host:
+        # The trace enters at the source's own port, which the ingress table admits only
+        # with the endpoint's addresses.
         return (f"anti-spoofing: endpoint {src.name} may send only from {src.mac} / {src.ip} "
                 f"(the packet has {packet.eth_src} / {packet.ipv4_src or packet.arp_spa})")
     if flow.table == INGRESS.id:
@@ -171,6 +171,9 @@ def _why_dropped(snap, src: Endpoint, packet: Packet, hop: dict) -> str:
     if flow.table == L2.id:
         return (f"no endpoint of network {network.name} has destination MAC {packet.eth_dst}: "
                 "networks are isolated")
+    if flow.table == ARP.id and packet.arp_op == 1:
+        return (f"no endpoint of network {network.name} has address {packet.arp_tpa}: "
+                "ARP requests for unknown addresses are dropped")
     if flow.table == ARP.id:
         return "the ARP table dropped it"
     return "dropped by this flow"

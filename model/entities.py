@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Mapping
+
+from immutables import Map
 
 # Datapath ids are derived from the host's row number so that a switch's id is known before it
 # connects and stays the same across controller restarts. The prefix keeps them apart from ids
@@ -85,6 +88,7 @@ class Change:
 
     networks: frozenset = frozenset()  # ids of networks whose endpoints or existence changed
     hosts: bool = False  # hosts came or went: every host's tunnels change
+    endpoints: frozenset = frozenset()  # ids of endpoints created or deleted
 
 
 EVERYTHING = Change(hosts=True)
@@ -92,26 +96,59 @@ EVERYTHING = Change(hosts=True)
 
 @dataclass(frozen=True)
 class Snapshot:
-    """An immutable view of the whole desired state at one store revision."""
+    """An immutable view of the whole desired state at one store revision.
+
+    Endpoints and their indexes are persistent maps (HAMT): a write makes a new snapshot that
+    shares all but a few nodes with the old one, so its cost does not grow with the fabric.
+    """
 
     revision: int = 0
-    hosts: dict[str, Host] = field(default_factory=dict)
-    networks: dict[str, Network] = field(default_factory=dict)
-    endpoints: dict[str, Endpoint] = field(default_factory=dict)
-    # Derived indexes, kept beside the maps so that the compiler's work per host stays
-    # proportional to the networks present on that host, not to the fabric.
-    endpoints_by_network: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    endpoints_by_host: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    reservations: dict[tuple[str, str], Reservation] = field(default_factory=dict)
+    hosts: Mapping[str, Host] = field(default_factory=dict)
+    networks: Mapping[str, Network] = field(default_factory=dict)
+    endpoints: Map = field(default_factory=Map)  # id -> Endpoint
+    endpoints_by_network: Map = field(default_factory=Map)  # network id -> Map(id -> Endpoint)
+    endpoints_by_host: Map = field(default_factory=Map)  # host -> Map(id -> Endpoint)
+    # network id -> Map(host -> number of the network's endpoints there)
+    network_hosts: Map = field(default_factory=Map)
+    reservations: Mapping[tuple[str, str], Reservation] = field(default_factory=dict)
 
     def network_endpoints(self, network_id: str) -> list[Endpoint]:
-        return [self.endpoints[e] for e in self.endpoints_by_network.get(network_id, ())]
+        """The network's endpoints, in no particular order."""
+        return list(self.endpoints_by_network.get(network_id, EMPTY).values())
 
     def host_endpoints(self, host: str) -> list[Endpoint]:
-        return [self.endpoints[e] for e in self.endpoints_by_host.get(host, ())]
+        """The host's endpoints, in no particular order."""
+        return list(self.endpoints_by_host.get(host, EMPTY).values())
 
     def hosts_of_network(self, network_id: str) -> set[str]:
-        return {ep.host for ep in self.network_endpoints(network_id)}
+        return set(self.network_hosts.get(network_id, EMPTY))
 
     def networks_on_host(self, host: str) -> set[str]:
         return {ep.network_id for ep in self.host_endpoints(host)}
+
+    def with_endpoint(self, ep: Endpoint) -> "Snapshot":
+        by_net = self.endpoints_by_network.get(ep.network_id, EMPTY)
+        by_host = self.endpoints_by_host.get(ep.host, EMPTY)
+        counts = self.network_hosts.get(ep.network_id, EMPTY)
+        return replace(
+            self, endpoints=self.endpoints.set(ep.id, ep),
+            endpoints_by_network=self.endpoints_by_network.set(ep.network_id,
+                                                               by_net.set(ep.id, ep)),
+            endpoints_by_host=self.endpoints_by_host.set(ep.host, by_host.set(ep.id, ep)),
+            network_hosts=self.network_hosts.set(ep.network_id,
+                                                 counts.set(ep.host, counts.get(ep.host, 0) + 1)))
+
+    def without_endpoint(self, ep: Endpoint) -> "Snapshot":
+        counts = self.network_hosts[ep.network_id]
+        left = counts[ep.host] - 1
+        return replace(
+            self, endpoints=self.endpoints.delete(ep.id),
+            endpoints_by_network=self.endpoints_by_network.set(
+                ep.network_id, self.endpoints_by_network[ep.network_id].delete(ep.id)),
+            endpoints_by_host=self.endpoints_by_host.set(
+                ep.host, self.endpoints_by_host[ep.host].delete(ep.id)),
+            network_hosts=self.network_hosts.set(
+                ep.network_id, counts.set(ep.host, left) if left else counts.delete(ep.host)))
+
+
+EMPTY = Map()

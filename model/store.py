@@ -182,11 +182,8 @@ class Store:
                 (network_id, name, str(net), str(gw), vni, mtu))
             network = Network(seq, network_id, name, str(net), str(gw), vni, mtu)
             self._pools[network_id] = AddressPool(network.subnet, network.gateway)
-            networks = dict(snap.networks)
-            networks[network_id] = network
-            by_net = dict(snap.endpoints_by_network)
-            by_net[network_id] = ()
-            self._publish(replace(snap, networks=networks, endpoints_by_network=by_net),
+            self._macs[network_id] = set()
+            self._publish(replace(snap, networks={**snap.networks, network_id: network}),
                           Change(frozenset({network_id})))
             return network
 
@@ -200,13 +197,12 @@ class Store:
                         before=("DELETE FROM reservations WHERE network_id = ?", (network.id,)))
             networks = dict(snap.networks)
             del networks[network.id]
-            by_net = dict(snap.endpoints_by_network)
-            by_net.pop(network.id, None)
             self._pools.pop(network.id, None)
+            self._macs.pop(network.id, None)
             self._aliases = {a: n for a, n in self._aliases.items() if n != network.id}
             reservations = {k: r for k, r in snap.reservations.items() if k[0] != network.id}
-            self._publish(replace(snap, networks=networks, endpoints_by_network=by_net,
-                                  reservations=reservations), Change(frozenset({network.id})))
+            self._publish(replace(snap, networks=networks, reservations=reservations),
+                          Change(frozenset({network.id})))
             return network
 
     # ---- address reservations ------------------------------------------------------------
@@ -321,7 +317,7 @@ class Store:
                     raise Conflict(f"ip {ip} is already used in network {net.name!r}")
             else:
                 ip = pool.allocate()
-            macs = {e.mac for e in snap.network_endpoints(net.id)}
+            macs = self._macs[net.id]
             if mac is not None and mac in macs:
                 raise Conflict(f"mac {mac} is already used in network {net.name!r}")
             if mac is not None and mac.startswith(GATEWAY_MAC_PREFIX):
@@ -344,12 +340,13 @@ class Store:
                         (net.id, ip)) if reserved else None)
             ep = Endpoint(seq, endpoint_id, name, net.id, host, port, ip, mac, ofport)
             pool.take(ip)
-            snap = self._with_endpoint(snap, ep, add=True)
+            macs.add(mac)
+            snap = snap.with_endpoint(ep)
             if reserved:
                 reservations = dict(snap.reservations)
                 del reservations[(net.id, ip)]
                 snap = replace(snap, reservations=reservations)
-            self._publish(snap, Change(frozenset({net.id})))
+            self._publish(snap, Change(frozenset({net.id}), endpoints=frozenset({ep.id})))
             return ep
 
     def delete_endpoint(self, endpoint_id: str) -> Endpoint:
@@ -358,8 +355,9 @@ class Store:
             ep = self.get_endpoint(endpoint_id)
             self._write("DELETE FROM endpoints WHERE id = ?", (endpoint_id,))
             self._pools[ep.network_id].release(ep.ip)
-            self._publish(self._with_endpoint(snap, ep, add=False),
-                          Change(frozenset({ep.network_id})))
+            self._macs[ep.network_id].discard(ep.mac)
+            self._publish(snap.without_endpoint(ep),
+                          Change(frozenset({ep.network_id}), endpoints=frozenset({ep.id})))
             return ep
 
     # ---- internals -----------------------------------------------------------------------
@@ -384,22 +382,6 @@ class Store:
             raise
         return rowid
 
-    @staticmethod
-    def _with_endpoint(snap: Snapshot, ep: Endpoint, add: bool) -> Snapshot:
-        endpoints = dict(snap.endpoints)
-        by_net = dict(snap.endpoints_by_network)
-        by_host = dict(snap.endpoints_by_host)
-        if add:
-            endpoints[ep.id] = ep
-            by_net[ep.network_id] = by_net.get(ep.network_id, ()) + (ep.id,)
-            by_host[ep.host] = by_host.get(ep.host, ()) + (ep.id,)
-        else:
-            del endpoints[ep.id]
-            by_net[ep.network_id] = tuple(e for e in by_net[ep.network_id] if e != ep.id)
-            by_host[ep.host] = tuple(e for e in by_host[ep.host] if e != ep.id)
-        return replace(snap, endpoints=endpoints, endpoints_by_network=by_net,
-                       endpoints_by_host=by_host)
-
     def _publish(self, snap: Snapshot, change: Change) -> None:
         self._snapshot = replace(snap, revision=snap.revision + 1)
         for listener in self._listeners:
@@ -412,9 +394,9 @@ class Store:
             "SELECT seq, name, ovsdb, tunnel_ip, datapath_type, bridge FROM hosts ORDER BY seq")}
         networks = {r[1]: Network(*r) for r in db.execute(
             "SELECT seq, id, name, subnet, gateway, vni, mtu FROM networks ORDER BY seq")}
-        endpoints = {r[1]: Endpoint(*r) for r in db.execute(
+        endpoints = [Endpoint(*r) for r in db.execute(
             "SELECT seq, id, name, network_id, host, port, ip, mac, ofport FROM endpoints "
-            "ORDER BY seq")}
+            "ORDER BY seq")]
         self._pools = {n.id: AddressPool(n.subnet, n.gateway) for n in networks.values()}
         # Copied on write, so that readers outside the lock see a whole map.
         self._aliases = dict(db.execute("SELECT alias, network_id FROM aliases"))
@@ -423,17 +405,14 @@ class Store:
                 "SELECT network_id, ip, owner FROM reservations"):
             reservations[(network_id, ip)] = Reservation(network_id, ip, owner)
             self._pools[network_id].take(ip)
-        by_net: dict[str, list[str]] = {n: [] for n in networks}
-        by_host: dict[str, list[str]] = {}
-        for ep in endpoints.values():
+        self._macs = {n: set() for n in networks}
+        snap = Snapshot(revision=revision, hosts=hosts, networks=networks,
+                        reservations=reservations)
+        for ep in endpoints:
             self._pools[ep.network_id].take(ep.ip)
-            by_net[ep.network_id].append(ep.id)
-            by_host.setdefault(ep.host, []).append(ep.id)
-        self._snapshot = Snapshot(
-            revision=revision, hosts=hosts, networks=networks, endpoints=endpoints,
-            endpoints_by_network={k: tuple(v) for k, v in by_net.items()},
-            endpoints_by_host={k: tuple(v) for k, v in by_host.items()},
-            reservations=reservations)
+            self._macs[ep.network_id].add(ep.mac)
+            snap = snap.with_endpoint(ep)
+        self._snapshot = snap
 
     def close(self) -> None:
         self._db.close()

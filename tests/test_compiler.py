@@ -26,6 +26,12 @@ def store():
     return store
 
 
+def members(snap, network_name):
+    """The network's endpoints in creation order."""
+    return sorted((e for e in snap.endpoints.values()
+                   if snap.networks[e.network_id].name == network_name), key=lambda e: e.seq)
+
+
 def icmp(src, dst):
     return Packet.icmp(src.mac, dst.mac, src.ip, dst.ip)
 
@@ -46,7 +52,7 @@ def test_unicast_reaches_exactly_the_same_network(store):
 def test_arp_is_answered_in_the_fabric_for_known_addresses(store):
     snap = store.snapshot()
     fabric, _ = build(snap)
-    red = [e for e in snap.endpoints.values() if snap.networks[e.network_id].name == "red"]
+    red = members(snap, "red")
     src, dst = red[0], red[2]  # different hosts
     replies = fabric.send(src.id, Packet.arp_request(src.mac, src.ip, dst.ip))
     assert len(replies) == 1
@@ -60,18 +66,27 @@ def test_arp_is_answered_in_the_fabric_for_known_addresses(store):
 def test_broadcast_stays_in_the_network_and_its_hosts(store):
     snap = store.snapshot()
     fabric, _ = build(snap)
-    red = [e for e in snap.endpoints.values() if snap.networks[e.network_id].name == "red"]
+    red = members(snap, "red")
     src = red[0]
-    unknown = Packet.arp_request(src.mac, src.ip, "10.0.0.200")
-    delivered = sorted(name for name, _ in fabric.send(src.id, unknown))
+    broadcast = Packet.icmp(src.mac, "ff:ff:ff:ff:ff:ff", src.ip, "10.0.0.255")
+    delivered = sorted(name for name, _ in fabric.send(src.id, broadcast))
     assert delivered == sorted(e.id for e in red[1:])
     assert {hop[0] for hop in fabric.last_path} == {"h1", "h2"}, "h3 has no red endpoint"
+
+
+def test_arp_for_an_unknown_address_reaches_no_endpoint(store):
+    snap = store.snapshot()
+    fabric, _ = build(snap)
+    red = members(snap, "red")
+    src = red[0]
+    assert fabric.send(src.id, Packet.arp_request(src.mac, src.ip, "10.0.0.200")) == []
+    assert {hop[0] for hop in fabric.last_path} == {"h1", "h2"}, "asked only where red lives"
 
 
 def test_spoofed_mac_or_ip_goes_nowhere(store):
     snap = store.snapshot()
     fabric, _ = build(snap)
-    red = [e for e in snap.endpoints.values() if snap.networks[e.network_id].name == "red"]
+    red = members(snap, "red")
     src, dst = red[0], red[2]
     forged_ip = Packet.icmp(src.mac, dst.mac, "10.0.0.99", dst.ip)
     forged_mac = Packet.icmp("02:00:00:00:00:99", dst.mac, src.ip, dst.ip)

@@ -1,0 +1,113 @@
+"""One host's desired flow table, kept by unit so that a change costs only what it touched.
+
+``rebuild`` compiles every unit of the host (a switch connecting, hosts coming or going, the
+periodic safety check). ``update`` recompiles only the units a store change named, plus those
+that the host's view makes stale: an endpoint whose OpenFlow port changed, every unit of a
+network that appeared on or left the host. It returns the net difference, so that a key
+moving from one unit to another within one update is rewritten, never added then deleted.
+Pure: no I/O; ``update`` always leaves ``flows`` equal to what ``compile_host`` gives.
+"""
+from __future__ import annotations
+
+from model.entities import Change, Snapshot
+
+from .compiler import (HostView, Unit, compile_unit, endpoint_unit, network_unit,
+                       units_of, units_of_network)
+from .flow import Flow, FlowDiff
+
+_ABSENT = object()
+
+
+def concerned_hosts(previous: Snapshot, snap: Snapshot, change: Change) -> set[str]:
+    """The hosts whose tables a change can alter: where a changed network lives, before or
+    after the change (every host when hosts came or went)."""
+    if change.hosts:
+        return set(snap.hosts)
+    hosts: set[str] = set()
+    for network_id in change.networks:
+        hosts |= previous.hosts_of_network(network_id) | snap.hosts_of_network(network_id)
+    return hosts & snap.hosts.keys()
+
+
+def touched_units(change: Change) -> set[Unit]:
+    return ({network_unit(n) for n in change.networks}
+            | {endpoint_unit(e) for e in change.endpoints})
+
+
+class HostTable:
+    def __init__(self) -> None:
+        self.flows: dict[tuple, Flow] = {}
+        self.view: HostView | None = None
+        self._units: dict[Unit, dict[tuple, Flow]] = {}
+        self._network_units: dict[str, set[Unit]] = {}  # network id -> its units here
+        self._unit_network: dict[Unit, str] = {}  # the reverse, for units with flows
+
+    def rebuild(self, snap: Snapshot, view: HostView) -> dict[tuple, Flow]:
+        self.flows, self._units, self._network_units, self._unit_network = {}, {}, {}, {}
+        for unit in units_of(snap, view):
+            self._replace(snap, view, unit, {})
+        self.view = view
+        return self.flows
+
+    def update(self, snap: Snapshot, view: HostView, units: set[Unit]) -> FlowDiff | None:
+        """The difference that ``units`` changing makes; None when only a rebuild will do
+        (never built, or the host's tunnels changed, which touches every remote endpoint)."""
+        old = self.view
+        if old is None or view.tunnels != old.tunnels:
+            return None
+        stale = set(units)
+        for network_id in old.networks.keys() - view.networks.keys():
+            stale |= self._network_units.get(network_id, set())
+        for network_id in view.networks.keys() - old.networks.keys():
+            stale.update(units_of_network(snap, network_id))
+        if view.local != old.local:
+            for endpoint_id in old.local.keys() | view.local.keys():
+                if old.local.get(endpoint_id) != view.local.get(endpoint_id):
+                    stale.add(endpoint_unit(endpoint_id))
+            for network_id in old.networks.keys() & view.networks.keys():
+                if old.networks[network_id] != view.networks[network_id]:
+                    stale.add(network_unit(network_id))
+        before: dict[tuple, object] = {}
+        for unit in stale:
+            self._replace(snap, view, unit, before)
+        self.view = view
+        changes = FlowDiff()
+        for key, was in before.items():
+            now = self.flows.get(key)
+            if now is None:
+                changes.delete.append(was)
+            elif was is _ABSENT or was.body != now.body:
+                changes.add.append(now)
+        return changes
+
+    def _replace(self, snap: Snapshot, view: HostView, unit: Unit,
+                 before: dict[tuple, object]) -> None:
+        """Recompiles ``unit``, recording in ``before`` the prior value of every key touched."""
+        old = self._units.pop(unit, {})
+        new = {f.key: f for f in compile_unit(snap, view, unit)}
+        for key, flow in old.items():
+            if key not in new and self.flows.get(key) is flow:
+                before.setdefault(key, flow)
+                del self.flows[key]
+        for key, flow in new.items():
+            before.setdefault(key, self.flows.get(key, _ABSENT))
+            self.flows[key] = flow
+        if new:
+            self._units[unit] = new
+            network_id = _network_of(snap, unit)
+            if network_id is not None:
+                self._unit_network[unit] = network_id
+                self._network_units.setdefault(network_id, set()).add(unit)
+        else:
+            network_id = self._unit_network.pop(unit, None)
+            if network_id is not None:
+                self._network_units[network_id].discard(unit)
+
+
+def _network_of(snap: Snapshot, unit: Unit) -> str | None:
+    kind, ident = unit
+    if kind == "network":
+        return ident
+    if kind == "endpoint":
+        return snap.endpoints[ident].network_id  # a unit with flows exists in the snapshot
+    return None
