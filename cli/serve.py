@@ -101,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
 
     from api.app import create_app
     from controller.fabric import Fabric
+    from controller.heap import keep_pauses_short
     from controller.runtime import start_openflow
     from model import Store
     from security.tls import use_for_ovsdb
@@ -110,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     store = Store(args.state)
     fabric = Fabric(store, advertise)
     fabric.start()
+    keep_pauses_short()
     start_openflow(fabric, of_host, of_port, identity)
     server = wsgi.Server((api_host, api_port), create_app(fabric, token), numthreads=16,
                          server_name="ovsfabric")

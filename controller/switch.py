@@ -19,7 +19,7 @@ from typing import Callable
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from flows import Flow, FlowDiff, HostPorts, HostTable, diff, host_view, wire
+from flows import Flow, FlowDiff, HostPorts, HostTable, diff, wire
 from flows.openflow import add_message, delete_message, flow_from_stats
 from model import Snapshot, Unavailable
 
@@ -197,7 +197,7 @@ class SwitchSession:
             self.reconciles += 1
             self.metrics.reconciles.labels(self.host).inc()
             read = time.monotonic()
-        view = host_view(work.snap, self.host, work.ports)
+        view = self.table.view_for(work.snap, self.host, work.ports)
         changes = None
         if not (first or rebuild or work.units is None):
             changes = self.table.update(work.snap, view, work.units)

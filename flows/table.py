@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from model.entities import Change, Snapshot
 
-from .compiler import (HostView, Unit, compile_unit, endpoint_unit, network_unit,
+from .compiler import (HostPorts, HostView, host_view, Unit, compile_unit, endpoint_unit, network_unit,
                        units_of, units_of_network)
 from .flow import Flow, FlowDiff
 
@@ -41,6 +41,18 @@ class HostTable:
         self._units: dict[Unit, dict[tuple, Flow]] = {}
         self._network_units: dict[str, set[Unit]] = {}  # network id -> its units here
         self._unit_network: dict[Unit, str] = {}  # the reverse, for units with flows
+        self._view_cache: tuple = (None, None, None)  # host's endpoints, ports, their view
+
+    def view_for(self, snap: Snapshot, host: str, ports: HostPorts) -> HostView:
+        """The host's view, reused while neither its endpoints (a persistent map: the same
+        object until one of them changes) nor its ports changed, so that a change elsewhere
+        in a network costs this host no walk over its own endpoints."""
+        endpoints, cached_ports, view = self._view_cache
+        here = snap.endpoints_by_host.get(host)
+        if view is None or here is not endpoints or ports is not cached_ports:
+            view = host_view(snap, host, ports)
+            self._view_cache = (here, ports, view)
+        return view
 
     def rebuild(self, snap: Snapshot, view: HostView) -> dict[tuple, Flow]:
         self.flows, self._units, self._network_units, self._unit_network = {}, {}, {}, {}
@@ -53,6 +65,8 @@ class HostTable:
         """The difference that ``units`` changing makes; None when only a rebuild will do
         (never built, or the host's tunnels changed, which touches every remote endpoint)."""
         old = self.view
+        if old is view:
+            return self._recompile(snap, view, units)
         if old is None or view.tunnels != old.tunnels:
             return None
         stale = set(units)
@@ -67,10 +81,13 @@ class HostTable:
             for network_id in old.networks.keys() & view.networks.keys():
                 if old.networks[network_id] != view.networks[network_id]:
                     stale.add(network_unit(network_id))
-        before: dict[tuple, object] = {}
-        for unit in stale:
-            self._replace(snap, view, unit, before)
         self.view = view
+        return self._recompile(snap, view, stale)
+
+    def _recompile(self, snap: Snapshot, view: HostView, units: set[Unit]) -> FlowDiff:
+        before: dict[tuple, object] = {}
+        for unit in units:
+            self._replace(snap, view, unit, before)
         changes = FlowDiff()
         for key, was in before.items():
             now = self.flows.get(key)

@@ -8,7 +8,7 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flows import HostPorts, HostTable, compile_host, host_view
+from flows import HostPorts, HostTable, compile_host
 from flows.table import concerned_hosts, touched_units
 from model import Store
 from model.entities import EVERYTHING
@@ -53,7 +53,7 @@ class Harness:
 
     def converge(self, host: str) -> None:
         snap = self.store.snapshot()
-        view = host_view(snap, host, self.ports[host])
+        view = self.tables[host].view_for(snap, host, self.ports[host])
         units = self.dirty.pop(host, set())
         table, installed = self.tables[host], self.installed[host]
         changes = None if units is None else table.update(snap, view, units)
@@ -121,7 +121,7 @@ def test_a_new_endpoint_recompiles_only_its_units():
     ep = h.store.create_endpoint("red", "h2", port="new")
     snap = h.store.snapshot()
     assert set(h.dirty) == set(HOSTS)
-    view = host_view(snap, "h1", h.ports["h1"])
+    view = h.tables["h1"].view_for(snap, "h1", h.ports["h1"])
     changes = h.tables["h1"].update(snap, view, h.dirty.pop("h1"))
     # h1 gets one flow into the tunnel to h2, and the flood lists stay as they are.
     assert [f.cookie & 0xFFFF for f in changes.add] == [ep.seq] and not changes.delete
