@@ -7,7 +7,7 @@ import time
 from flask import request
 
 from controller.fabric import Fabric
-from model import Endpoint, Network
+from model import Endpoint, InvalidRequest, Network
 
 from .schemas import (AddressReserve, AddressView, AliasCreate, EndpointCreate, EndpointView,
                       HostCreate, HostView, NetworkCreate, NetworkView)
@@ -141,11 +141,17 @@ def register(api: Api, fabric: Fabric) -> None:
     @api.route("POST", "/v1/endpoints", summary="Create an endpoint; answers once its flows "
                "are confirmed on every connected host of the network (at most 5 s)",
                tag="endpoints", body=EndpointCreate, response=EndpointView, status=201,
-               errors=(404, 409))
+               errors=(400, 404, 409))
     def create_endpoint(body: EndpointCreate):
         ep = store.create_endpoint(body.network, body.host, body.port,
                                    str(body.ip) if body.ip else None, body.mac, body.name)
         wait_programmed(ep, bind=ep.port is not None)
+        error = fabric.port_error(ep.host, ep.id) if ep.port is not None else None
+        if error is not None:
+            # A port OVS cannot attach (no such device, say): the request changes nothing.
+            store.delete_endpoint(ep.id)
+            raise InvalidRequest(f"port {ep.port!r} on host {ep.host!r} cannot be attached: "
+                                 f"{error}")
         return endpoint_view(fabric, ep)
 
     @api.route("GET", "/v1/endpoints", summary="List endpoints", tag="endpoints",

@@ -194,6 +194,12 @@ class Fabric:
             units = self._dirty.pop(host, set())
             return Work(self._snapshot, session.ports, version, units)
 
+    def port_error(self, host: str, endpoint_id: str) -> str | None:
+        """Why OVS could not attach the endpoint's port, if it said so."""
+        with self._lock:
+            session = self.hosts.get(host)
+        return session.ports.errors.get(endpoint_id) if session is not None else None
+
     def _switch_applied(self, switch: SwitchSession) -> None:
         with self._applied:
             self._applied.notify_all()
@@ -242,7 +248,9 @@ class Fabric:
         if switch.applied_revision < revision:
             return False
         for endpoint_id, ep_host in bound.items():
-            if ep_host == host and endpoint_id not in session.ports.endpoints:
+            ports = session.ports
+            if ep_host == host and endpoint_id not in ports.endpoints and \
+                    endpoint_id not in ports.errors:  # OVS gave up on it: nothing to wait for
                 return False
         return switch.applied_ports_version >= self._ports_versions.get(host, 0)
 

@@ -50,6 +50,8 @@ class HostPorts:
 
     endpoints: Mapping[str, int] = field(default_factory=dict)  # endpoint id -> ofport
     tunnels: Mapping[str, int] = field(default_factory=dict)  # peer host name -> ofport
+    # endpoint id -> why OVS could not attach its port (Interface.error), e.g. no such device
+    errors: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -207,19 +207,22 @@ class HostSession:
         bridge = self._bridge_row()
         endpoints: dict[str, int] = {}
         tunnels: dict[str, int] = {}
+        errors: dict[str, str] = {}
         if bridge is None:
             return HostPorts()
         for port in bridge.ports:
             for iface in port.interfaces:
                 ofport = iface.ofport[0] if iface.ofport else -1
-                if ofport <= 0:
-                    continue
                 ids = iface.external_ids
+                if ofport <= 0:
+                    if iface.error and OWNED_KEY in ids and IFACE_ID_KEY in ids:
+                        errors[ids[IFACE_ID_KEY]] = iface.error[0]
+                    continue
                 if PEER_KEY in ids:
                     tunnels[ids[PEER_KEY]] = ofport
                 elif IFACE_ID_KEY in ids:
                     endpoints[ids[IFACE_ID_KEY]] = ofport
-        return HostPorts(endpoints, tunnels)
+        return HostPorts(endpoints, tunnels, errors)
 
     # ---- converging the database -------------------------------------------------------------
 

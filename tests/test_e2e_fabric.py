@@ -151,6 +151,22 @@ def test_endpoint_removal(fabric, nets):
     fabric.client.delete_endpoint(again["id"])
 
 
+def test_a_port_ovs_cannot_attach_is_refused_and_changes_nothing(fabric, nets):
+    before = fabric.client.endpoints(network="red")
+    started = time.monotonic()
+    with pytest.raises(ApiError) as err:
+        fabric.client.create_endpoint("red", "h2", port="nosuchdev0", ip="10.10.0.250")
+    took = time.monotonic() - started
+    assert err.value.status == 400 and "nosuchdev0" in str(err.value), err.value
+    assert "No such device" in str(err.value), "OVS's own reason is passed on"
+    assert took < 2, f"answered in {took:.2f} s, not after the 5 s programming wait"
+    assert fabric.client.endpoints(network="red") == before
+    eventually(lambda: "nosuchdev0" not in
+               fabric.lab.host("h2").vsctl("list-ports", "br-int").split())
+    again = fabric.client.create_endpoint("red", "h1", ip="10.10.0.250")  # address free again
+    fabric.client.delete_endpoint(again["id"])
+
+
 def test_network_with_endpoints_cannot_be_deleted(fabric, nets):
     with pytest.raises(ApiError) as err:
         fabric.client.delete_network("red")
