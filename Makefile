@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system-deps demo test test-unit test-lab bench clean-lab
+.PHONY: setup system-deps demo test test-unit test-lab bench bench-compare bench-scale clean-lab
 
 system-deps:
 	@bash scripts/install-system-deps.sh
@@ -30,6 +30,15 @@ test-lab: setup
 
 bench: setup
 	$(PY) bench/convergence.py
+
+# ovsfabric and OVN side by side (installs OVN first; about 20 minutes; CI does not run it)
+bench-compare: setup
+	bash scripts/install-bench-deps.sh
+	$(PY) bench/compare.py
+
+# the flow computation at 100 hosts and 10,000 endpoints, simulated (no lab, no root)
+bench-scale: $(STAMP)
+	$(PY) bench/scale.py
 
 clean-lab: $(STAMP)
 	$(PY) -m lab down
