@@ -15,10 +15,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from os_ken.ofproto import ofproto_parser
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from flows import Flow, FlowDiff, diff, wire
+from flows import Flow, FlowDiff, diff, wire, wire_stats
 from flows.openflow import add_message, delete_message, flow_from_stats
 from model import Unavailable
 
@@ -109,6 +110,18 @@ class SwitchSession:
             return False
         pending.parts.append(msg)
         if not (isinstance(msg, parser.OFPMultipartReply) and msg.flags & ofp.OFPMPF_REPLY_MORE):
+            pending.done.set()
+        return True
+
+    def on_flow_stats_bytes(self, data: bytes) -> bool:
+        """Takes one part of a flow-stats reply to this session, unparsed (controller.runtime
+        hands them over before os-ken parses them); False if it is not one of ours."""
+        info = wire_stats.reply_info(data)
+        pending = self._pending.get(info[0]) if info is not None else None
+        if pending is None:
+            return False
+        pending.parts.append(data)
+        if not info[1]:
             pending.done.set()
         return True
 
@@ -222,13 +235,41 @@ class SwitchSession:
     # ---- OpenFlow requests ---------------------------------------------------------------------
 
     def dump_flows(self) -> dict[tuple, Flow]:
-        return {flow.key: flow for flow in map(flow_from_stats, self.flow_stats())}
+        """The switch's table as Flow data, read by flows.wire_stats (os-ken's parser costs
+        ten times more); parts os-ken parsed anyway (no runtime routing) are converted."""
+        table = {}
+        for part in self._flow_stats_parts(ofp.OFPTT_ALL):
+            if isinstance(part, bytes):
+                try:
+                    flows = wire_stats.flows(part)
+                except ValueError as exc:
+                    raise SwitchError(f"switch {self.host}: bad flow-stats reply: {exc}") \
+                        from None
+            else:
+                flows = map(flow_from_stats, part.body)
+            for flow in flows:
+                table[flow.key] = flow
+        return table
 
     def flow_stats(self, table_id: int = ofp.OFPTT_ALL) -> list:
-        """The switch's live flow entries (OFPFlowStats)."""
+        """The switch's live flow entries (OFPFlowStats, counters included): os-ken's parse,
+        for inspection, which wants every detail and reads rarely."""
+        stats = []
+        for part in self._flow_stats_parts(table_id):
+            if isinstance(part, bytes):
+                version, msg_type, length, xid = ofproto_parser.header(part)
+                part = ofproto_parser.msg(self.dp, version, msg_type, length, xid, part)
+                if part is None:  # os-ken logged why
+                    raise SwitchError(f"switch {self.host}: unparseable flow-stats reply")
+            stats.extend(part.body)
+        return stats
+
+    def _flow_stats_parts(self, table_id: int) -> list:
+        """The parts of a flow-stats reply: raw bytes, or OFPFlowStatsReply objects when they
+        reached the session through os-ken's parser."""
         request = parser.OFPFlowStatsRequest(self.dp, 0, table_id, ofp.OFPP_ANY,
                                              ofp.OFPG_ANY, 0, 0, parser.OFPMatch())
-        return [stat for part in self.request(request) for stat in part.body]
+        return self.request(request)
 
     def request(self, request, timeout: float = REPLY_TIMEOUT_S) -> list:
         """Sends a request and returns its reply messages (all parts of a multipart reply).

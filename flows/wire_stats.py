@@ -242,6 +242,28 @@ def reply_info(buf) -> tuple[int, bool] | None:
     return xid, bool(flags & OFPMPF_REPLY_MORE)
 
 
+def well_framed(buf) -> bool:
+    """Whether a flow-stats reply's entries and matches fit in it, each within the next.
+
+    Cheap (two unpacks per entry), for a check before anyone parses: os-ken's parser loops
+    for ever on an entry of length 0.
+    """
+    end = len(buf)
+    if reply_info(buf) is None or _REPLY.unpack_from(buf)[2] != end:
+        return False
+    offset = _REPLY.size
+    while offset < end:
+        if offset + _MIN_ENTRY > end:
+            return False
+        length = _TYPE_LEN.unpack_from(buf, offset)[0]
+        match_len = _TYPE_LEN.unpack_from(buf, offset + _ENTRY.size)[1]
+        if length < _MIN_ENTRY or offset + length > end or match_len < 4 \
+                or _ENTRY.size + (match_len + 7) // 8 * 8 > length:
+            return False
+        offset += length
+    return True
+
+
 def flows(buf: bytes) -> list[Flow]:
     """The flows of one flow-stats reply message (one part of a multipart reply)."""
     if reply_info(buf) is None:

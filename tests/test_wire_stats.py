@@ -268,6 +268,20 @@ def test_broken_framing_raises_value_error(message):
         wire_stats.flows(message)
 
 
+@pytest.mark.parametrize("message,framed", [
+    (reply([GOOD]), True), (reply([]), True), (reply([GOOD] * 3), True),
+    (reply([GOOD])[:-8], False), (reply([GOOD]) + bytes(8), False), (reply([GOOD[:40]]), False),
+    (reply([with_entry_length(GOOD, 0)]), False),
+    (reply([GOOD, with_entry_length(GOOD, len(GOOD) - 8)]), False),
+    (reply([with_entry_length(GOOD, len(GOOD) + 8)]), False),
+    (reply([GOOD[:48] + struct.pack("!HH", 1, 200) + GOOD[52:]]), False),
+    (reply([GOOD[:48] + struct.pack("!HH", 1, 2) + GOOD[52:]]), False),
+    (struct.pack("!BBHI", 4, ofp.OFPT_BARRIER_REPLY, 8, XID), False),
+])
+def test_well_framed(message, framed):
+    assert wire_stats.well_framed(message) is framed
+
+
 @pytest.mark.parametrize("message,expected", [
     (reply([GOOD]), (XID, False)),
     (reply([], xid=5, more=True), (5, True)),
