@@ -295,37 +295,65 @@ class SwitchSession:
         """Sends the flow mods of ``changes`` (adds first, in one atomic bundle when asked)
         and waits for the barrier. Returns the errors the switch reported for them.
 
-        Messages are serialized by flows.wire and written in large buffers: building os-ken
-        objects and sending them one by one costs ~15 times more per flow.
+        Messages are serialized by flows.wire (building os-ken objects costs ~15 times more
+        per flow) and written in batches as they are made, so that the switch decodes one
+        batch while the next is serialized: serializing everything first made the switch
+        wait for all of it.
         """
         self._errors = []
-        mods = [self._encode(wire.flow_mod_add, add_message, f) for f in changes.add]
-        mods += [self._encode(wire.flow_mod_delete_strict, delete_message, f)
-                 for f in changes.delete]
-        if bundle:
-            bundle_id = next(_bundle_ids)
-            flags = ofp.ONF_BF_ATOMIC | ofp.ONF_BF_ORDERED
-            xid = self._next_xid
-            mods = ([wire.bundle_ctrl(bundle_id, ofp.ONF_BCT_OPEN_REQUEST, flags, xid())]
-                    + [wire.bundle_add(m, bundle_id, flags, xid()) for m in mods]
-                    + [wire.bundle_ctrl(bundle_id, ofp.ONF_BCT_COMMIT_REQUEST, flags, xid())])
-        for start in range(0, len(mods), SEND_BATCH):
-            self.dp.send(b"".join(mods[start:start + SEND_BATCH]))
+        into = (next(_bundle_ids), ofp.ONF_BF_ATOMIC | ofp.ONF_BF_ORDERED) if bundle else None
+        batch: list[bytes] = []
+        sent = False
+        try:
+            for message in self._messages(changes, into):
+                batch.append(message)
+                if len(batch) == SEND_BATCH:
+                    self.dp.send(b"".join(batch))
+                    sent, batch = True, []
+        except BaseException:
+            # A flow neither serializer takes, half-way through: the switch must not keep an
+            # open bundle holding half a table.
+            if into is not None and sent:
+                self.dp.send(wire.bundle_ctrl(into[0], ofp.ONF_BCT_DISCARD_REQUEST, into[1],
+                                              self._next_xid()))
+            raise
+        if batch:
+            self.dp.send(b"".join(batch))
         self.flow_mods_sent += len(changes)
         self.metrics.flow_mods.labels(self.host).inc(len(changes))
         self.request(parser.OFPBarrierRequest(self.dp))
         return list(self._errors)
 
+    def _messages(self, changes: FlowDiff, into: tuple | None):
+        """The wire messages of ``changes``, one by one: adds, then deletes; inside bundle
+        ``into`` (id, flags) when given, opened and committed (each message has its xid)."""
+        xid = self._next_xid
+        encode = self._encode
+        if into is None:
+            for flow in changes.add:
+                yield encode(wire.flow_mod_add, add_message, flow, xid())
+            for flow in changes.delete:
+                yield encode(wire.flow_mod_delete_strict, delete_message, flow, xid())
+            return
+        yield wire.bundle_ctrl(into[0], ofp.ONF_BCT_OPEN_REQUEST, into[1], xid())
+        for flow in changes.add:
+            yield encode(wire.bundle_flow_mod_add, add_message, flow, xid(), into)
+        for flow in changes.delete:
+            yield encode(wire.bundle_flow_mod_delete_strict, delete_message, flow, xid(), into)
+        yield wire.bundle_ctrl(into[0], ofp.ONF_BCT_COMMIT_REQUEST, into[1], xid())
+
     def _next_xid(self) -> int:
         return next(self._xids) & 0xFFFFFFFF | XID_BASE  # count() is thread-safe
 
-    def _encode(self, fast, slow, flow: Flow) -> bytes:
-        xid = self._next_xid()
+    def _encode(self, fast, slow, flow: Flow, xid: int, bundle: tuple | None = None) -> bytes:
+        """``fast`` (flows.wire) serializes the flow, inside ``bundle`` (id, flags) if given;
+        what it does not know goes through os-ken (``slow``), slower."""
         try:
-            return fast(flow, xid)
-        except ValueError as exc:  # a flow the fast path does not know: os-ken's, slower
+            return fast(flow, xid) if bundle is None else fast(flow, *bundle, xid)
+        except ValueError as exc:
             LOG.debug("switch %s: os-ken serializes %s (%s)", self.host, flow, exc)
             msg = slow(self.dp, flow)
             msg.set_xid(xid)
             msg.serialize()
-            return bytes(msg.buf)
+            raw = bytes(msg.buf)
+            return raw if bundle is None else wire.bundle_add(raw, *bundle, xid)

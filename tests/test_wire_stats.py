@@ -19,7 +19,7 @@ from os_ken.ofproto import ofproto_parser
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from flows import wire, wire_stats
-from flows.flow import OFPP_IN_PORT, Flow, move, output, set_field
+from flows.flow import OFPP_IN_PORT, Flow, move, output
 from flows.openflow import flow_from_stats
 from tests.simfabric import DP
 from tests.test_wire import TOPOLOGIES, compiled
