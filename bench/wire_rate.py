@@ -10,7 +10,14 @@ The flows are one host's compiled table (flows.compile_host over an in-memory st
   wire add, warm     flow_mod_add again (the same flows to another switch, or after a
                      reconnection)
   wire bundle add    bundle_add(flow_mod_add(...)), cold and warm
+  wire bundled add   bundle_flow_mod_add (one pack, what the reconcile sends), cold and warm
   wire delete        flow_mod_delete_strict, cold
+
+and reading the same flows back from flow-stats replies (as a switch answers, in parts of 64
+KiB at most), in flows per second:
+
+  os-ken read        os-ken's parser, then openflow.flow_from_stats (before)
+  wire_stats read    flows.wire_stats.flows, cold and warm
 
 Every run also checks that both serializers gave the same bytes.
 
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import struct
 import sys
 import time
 
@@ -29,8 +37,10 @@ sys.path.insert(0, ROOT)
 from os_ken.ofproto import ofproto_v1_3 as ofp  # noqa: E402
 from os_ken.ofproto import ofproto_v1_3_parser as parser  # noqa: E402
 
-from flows import HostPorts, compile_host, wire  # noqa: E402
-from flows.openflow import add_message  # noqa: E402
+from os_ken.ofproto import ofproto_parser  # noqa: E402
+
+from flows import HostPorts, compile_host, wire, wire_stats  # noqa: E402
+from flows.openflow import add_message, flow_from_stats  # noqa: E402
 from model import Store  # noqa: E402
 
 HOSTS = 4
@@ -98,6 +108,40 @@ def wire_bundle_add(flows: list) -> list:
     return [bundle(add(flow, xid), 1, FLAGS, xid) for xid, flow in enumerate(flows)]
 
 
+def wire_bundled_add(flows: list) -> list:
+    add = wire.bundle_flow_mod_add
+    return [add(flow, 1, FLAGS, xid) for xid, flow in enumerate(flows)]
+
+
+def stats_replies(flows: list) -> list[bytes]:
+    """Flow-stats reply parts holding the flows, each under 64 KiB, counters zero."""
+    entry, reply = struct.Struct("!HBx8xH10xQ16x"), struct.Struct("!BBHIHH4x")
+    entries = [wire.encode_match(f.match) + wire.encode_instructions(f) for f in flows]
+    entries = [entry.pack(entry.size + len(body), f.table, f.priority, f.cookie) + body
+               for f, body in zip(flows, entries)]
+    parts, part = [], []
+    for i, raw in enumerate(entries):
+        part.append(raw)
+        if sum(map(len, part)) > 60000 or i == len(entries) - 1:
+            body = b"".join(part)
+            more = int(i < len(entries) - 1)
+            parts.append(reply.pack(4, 19, reply.size + len(body), 7, 1, more) + body)
+            part = []
+    return parts
+
+
+def os_ken_read(parts: list) -> list:
+    out = []
+    for part in parts:
+        msg = ofproto_parser.msg(DP, *ofproto_parser.header(part), part)
+        out += [flow_from_stats(stats) for stats in msg.body]
+    return out
+
+
+def wire_stats_read(parts: list) -> list:
+    return [flow for part in parts for flow in wire_stats.flows(part)]
+
+
 def wire_delete(flows: list) -> list:
     delete = wire.flow_mod_delete_strict
     return [delete(flow, xid) for xid, flow in enumerate(flows)]
@@ -114,6 +158,7 @@ def best_rate(fn, flows: list, repeat: int, cold: bool) -> tuple[float, float, l
     for _ in range(repeat):
         if cold:
             wire.clear_caches()
+            wire_stats.clear_caches()
         cpu, wall = time.process_time(), time.perf_counter()
         out = fn(flows)
         best_cpu = min(best_cpu, time.process_time() - cpu)
@@ -144,14 +189,35 @@ def main() -> None:
             if out != expected:
                 sys.exit(f"{name}: the bytes differ from os-ken's")
             rows.append((f"{name}, {'cold' if cold else 'warm'}", *rates))
+    for cold in (True, False):
+        *rates, out = best_rate(wire_bundled_add, flows, opts.repeat, cold=cold)
+        if out != osk_bundle:
+            sys.exit("wire bundled add: the bytes differ from os-ken's")
+        rows.append((f"wire bundled add, {'cold' if cold else 'warm'}", *rates))
     *rates, _ = best_rate(wire_delete, flows, opts.repeat, cold=True)
     rows.append(("wire delete, cold", *rates))
 
+    parts = stats_replies(flows)
+    *rates, read = best_rate(os_ken_read, parts, opts.repeat, cold=False)
+    reading = [("os-ken read", len(flows) / len(parts) * rates[0],
+                len(flows) / len(parts) * rates[1])]
+    for cold in (True, False):
+        *rates, out = best_rate(wire_stats_read, parts, opts.repeat, cold=cold)
+        if out != read:
+            sys.exit("wire_stats read: the flows differ from os-ken's")
+        reading.append((f"wire_stats read, {'cold' if cold else 'warm'}",
+                        len(flows) / len(parts) * rates[0], len(flows) / len(parts) * rates[1]))
+
     osk_cpu = rows[0][1]
-    print(f"{'serializer':<22}{'flows/s CPU':>13}{'µs/flow':>9}{'vs os-ken':>11}"
+    print(f"{'serializer':<25}{'flows/s CPU':>13}{'µs/flow':>9}{'vs os-ken':>11}"
           f"{'flows/s wall':>14}")
     for name, cpu, wall in rows:
-        print(f"{name:<22}{cpu:>13,.0f}{1e6 / cpu:>9.2f}{cpu / osk_cpu:>10.1f}x{wall:>14,.0f}")
+        print(f"{name:<25}{cpu:>13,.0f}{1e6 / cpu:>9.2f}{cpu / osk_cpu:>10.1f}x{wall:>14,.0f}")
+    print(f"\n{'reader':<25}{'flows/s CPU':>13}{'µs/flow':>9}{'vs os-ken':>11}"
+          f"{'flows/s wall':>14}")
+    for name, cpu, wall in reading:
+        print(f"{name:<25}{cpu:>13,.0f}{1e6 / cpu:>9.2f}{cpu / reading[0][1]:>10.1f}x"
+              f"{wall:>14,.0f}")
 
 
 if __name__ == "__main__":

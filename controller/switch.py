@@ -16,10 +16,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from os_ken.ofproto import ofproto_parser
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from flows import Flow, FlowDiff, HostPorts, HostTable, diff, wire
+from flows import Flow, FlowDiff, HostPorts, HostTable, diff, wire, wire_stats
 from flows.openflow import add_message, delete_message, flow_from_stats
 from model import Snapshot, Unavailable
 
@@ -112,6 +113,18 @@ class SwitchSession:
             return False
         pending.parts.append(msg)
         if not (isinstance(msg, parser.OFPMultipartReply) and msg.flags & ofp.OFPMPF_REPLY_MORE):
+            pending.done.set()
+        return True
+
+    def on_flow_stats_bytes(self, data: bytes) -> bool:
+        """Takes one part of a flow-stats reply to this session, unparsed (controller.runtime
+        hands them over before os-ken parses them); False if it is not one of ours."""
+        info = wire_stats.reply_info(data)
+        pending = self._pending.get(info[0]) if info is not None else None
+        if pending is None:
+            return False
+        pending.parts.append(data)
+        if not info[1]:
             pending.done.set()
         return True
 
@@ -240,13 +253,41 @@ class SwitchSession:
     # ---- OpenFlow requests ---------------------------------------------------------------------
 
     def dump_flows(self) -> dict[tuple, Flow]:
-        return {flow.key: flow for flow in map(flow_from_stats, self.flow_stats())}
+        """The switch's table as Flow data, read by flows.wire_stats (os-ken's parser costs
+        ten times more); parts os-ken parsed anyway (no runtime routing) are converted."""
+        table = {}
+        for part in self._flow_stats_parts(ofp.OFPTT_ALL):
+            if isinstance(part, bytes):
+                try:
+                    flows = wire_stats.flows(part)
+                except ValueError as exc:
+                    raise SwitchError(f"switch {self.host}: bad flow-stats reply: {exc}") \
+                        from None
+            else:
+                flows = map(flow_from_stats, part.body)
+            for flow in flows:
+                table[flow.key] = flow
+        return table
 
     def flow_stats(self, table_id: int = ofp.OFPTT_ALL) -> list:
-        """The switch's live flow entries (OFPFlowStats)."""
+        """The switch's live flow entries (OFPFlowStats, counters included): os-ken's parse,
+        for inspection, which wants every detail and reads rarely."""
+        stats = []
+        for part in self._flow_stats_parts(table_id):
+            if isinstance(part, bytes):
+                version, msg_type, length, xid = ofproto_parser.header(part)
+                part = ofproto_parser.msg(self.dp, version, msg_type, length, xid, part)
+                if part is None:  # os-ken logged why
+                    raise SwitchError(f"switch {self.host}: unparseable flow-stats reply")
+            stats.extend(part.body)
+        return stats
+
+    def _flow_stats_parts(self, table_id: int) -> list:
+        """The parts of a flow-stats reply: raw bytes, or OFPFlowStatsReply objects when they
+        reached the session through os-ken's parser."""
         request = parser.OFPFlowStatsRequest(self.dp, 0, table_id, ofp.OFPP_ANY,
                                              ofp.OFPG_ANY, 0, 0, parser.OFPMatch())
-        return [stat for part in self.request(request) for stat in part.body]
+        return self.request(request)
 
     def request(self, request, timeout: float = REPLY_TIMEOUT_S) -> list:
         """Sends a request and returns its reply messages (all parts of a multipart reply).
@@ -272,37 +313,65 @@ class SwitchSession:
         """Sends the flow mods of ``changes`` (adds first, in one atomic bundle when asked)
         and waits for the barrier. Returns the errors the switch reported for them.
 
-        Messages are serialized by flows.wire and written in large buffers: building os-ken
-        objects and sending them one by one costs ~15 times more per flow.
+        Messages are serialized by flows.wire (building os-ken objects costs ~15 times more
+        per flow) and written in batches as they are made, so that the switch decodes one
+        batch while the next is serialized: serializing everything first made the switch
+        wait for all of it.
         """
         self._errors = []
-        mods = [self._encode(wire.flow_mod_add, add_message, f) for f in changes.add]
-        mods += [self._encode(wire.flow_mod_delete_strict, delete_message, f)
-                 for f in changes.delete]
-        if bundle:
-            bundle_id = next(_bundle_ids)
-            flags = ofp.ONF_BF_ATOMIC | ofp.ONF_BF_ORDERED
-            xid = self._next_xid
-            mods = ([wire.bundle_ctrl(bundle_id, ofp.ONF_BCT_OPEN_REQUEST, flags, xid())]
-                    + [wire.bundle_add(m, bundle_id, flags, xid()) for m in mods]
-                    + [wire.bundle_ctrl(bundle_id, ofp.ONF_BCT_COMMIT_REQUEST, flags, xid())])
-        for start in range(0, len(mods), SEND_BATCH):
-            self.dp.send(b"".join(mods[start:start + SEND_BATCH]))
+        into = (next(_bundle_ids), ofp.ONF_BF_ATOMIC | ofp.ONF_BF_ORDERED) if bundle else None
+        batch: list[bytes] = []
+        sent = False
+        try:
+            for message in self._messages(changes, into):
+                batch.append(message)
+                if len(batch) == SEND_BATCH:
+                    self.dp.send(b"".join(batch))
+                    sent, batch = True, []
+        except BaseException:
+            # A flow neither serializer takes, half-way through: the switch must not keep an
+            # open bundle holding half a table.
+            if into is not None and sent:
+                self.dp.send(wire.bundle_ctrl(into[0], ofp.ONF_BCT_DISCARD_REQUEST, into[1],
+                                              self._next_xid()))
+            raise
+        if batch:
+            self.dp.send(b"".join(batch))
         self.flow_mods_sent += len(changes)
         self.metrics.flow_mods.labels(self.host).inc(len(changes))
         self.request(parser.OFPBarrierRequest(self.dp))
         return list(self._errors)
 
+    def _messages(self, changes: FlowDiff, into: tuple | None):
+        """The wire messages of ``changes``, one by one: adds, then deletes; inside bundle
+        ``into`` (id, flags) when given, opened and committed (each message has its xid)."""
+        xid = self._next_xid
+        encode = self._encode
+        if into is None:
+            for flow in changes.add:
+                yield encode(wire.flow_mod_add, add_message, flow, xid())
+            for flow in changes.delete:
+                yield encode(wire.flow_mod_delete_strict, delete_message, flow, xid())
+            return
+        yield wire.bundle_ctrl(into[0], ofp.ONF_BCT_OPEN_REQUEST, into[1], xid())
+        for flow in changes.add:
+            yield encode(wire.bundle_flow_mod_add, add_message, flow, xid(), into)
+        for flow in changes.delete:
+            yield encode(wire.bundle_flow_mod_delete_strict, delete_message, flow, xid(), into)
+        yield wire.bundle_ctrl(into[0], ofp.ONF_BCT_COMMIT_REQUEST, into[1], xid())
+
     def _next_xid(self) -> int:
         return next(self._xids) & 0xFFFFFFFF | XID_BASE  # count() is thread-safe
 
-    def _encode(self, fast, slow, flow: Flow) -> bytes:
-        xid = self._next_xid()
+    def _encode(self, fast, slow, flow: Flow, xid: int, bundle: tuple | None = None) -> bytes:
+        """``fast`` (flows.wire) serializes the flow, inside ``bundle`` (id, flags) if given;
+        what it does not know goes through os-ken (``slow``), slower."""
         try:
-            return fast(flow, xid)
-        except ValueError as exc:  # a flow the fast path does not know: os-ken's, slower
+            return fast(flow, xid) if bundle is None else fast(flow, *bundle, xid)
+        except ValueError as exc:
             LOG.debug("switch %s: os-ken serializes %s (%s)", self.host, flow, exc)
             msg = slow(self.dp, flow)
             msg.set_xid(xid)
             msg.serialize()
-            return bytes(msg.buf)
+            raw = bytes(msg.buf)
+            return raw if bundle is None else wire.bundle_add(raw, *bundle, xid)

@@ -26,6 +26,9 @@ Per-flow work is kept small: each encoded match field (a (name, value) pair of F
 each encoded action (an action tuple) is cached, keyed by the very tuple the Flow holds, so a
 flow costs a few dict look-ups, a sort and a join; whole flow mod bodies are cached per Flow,
 so a flow sent again (to another switch, or after a reconnection) costs a header pack only.
+A first programming misses those caches for every endpoint's address: the usual value forms
+(a str address, an int) take specialised per-field encoders, and a bundled flow mod is packed
+with its bundle header in one call (bundle_flow_mod_add).
 The caches are bounded, and safe to share between switch threads: a dict or lru_cache update
 is atomic under the GIL, and the worst a race can do is encode something twice.
 """
@@ -81,6 +84,8 @@ _WRITE_METADATA = struct.Struct("!HH4xQQ")  # type, len, metadata, mask
 _GOTO_TABLE = struct.Struct("!HHB3x")  # type, len, table_id
 # ofp_header + experimenter, exp_type + bundle_id, 2 pad bytes, flags; the inner message follows.
 _BUNDLE_ADD = struct.Struct("!BBHIIII2xH")
+# A bundle add and the flow mod it carries, packed in one call (their headers are adjacent).
+_BUNDLED_FLOW_MOD = struct.Struct(_BUNDLE_ADD.format + _FLOW_MOD.format[1:])
 # ofp_header + experimenter, exp_type + bundle_id, type, flags; no properties.
 _BUNDLE_CTRL = struct.Struct("!BBHIIIIHH")
 _PADDING = [bytes(n) for n in range(8)]
@@ -234,12 +239,53 @@ def _encode_tlv(name, value) -> bytes:
 _tlvs: dict = {}
 
 
+def _value_encoder(field: _Field):
+    """The usual value form of a field (a str address, an int) to its bytes, with the
+    general _value for anything else (which raises or gives the same bytes). A first
+    programming sees each endpoint's address a few times and nothing else: this is the
+    path its time goes to, so it makes as few calls as it can."""
+    if field.kind == "mac":
+        def encode(value):
+            if type(value) is str:
+                return _macs.get(value) or _mac(value)
+            return _value(field, value)
+    elif field.kind == "ipv4":
+        def encode(value):
+            if type(value) is str:
+                return _ipv4s.get(value) or _ipv4(value)
+            return _value(field, value)
+    else:
+        size = field.size
+
+        def encode(value):
+            if type(value) is int and value >= 0:
+                try:
+                    return value.to_bytes(size, "big")
+                except OverflowError:
+                    pass
+            return _value(field, value)  # raises, or encodes a bool as os-ken does
+    return encode
+
+
+_VALUE_ENCODERS = {name: _value_encoder(field) for name, field in FIELDS.items()}
+_HEADERS = {name: field.header for name, field in FIELDS.items()}
+
+
 def _match_tlv(item) -> bytes:
     try:
         name, value = item
+        header = _HEADERS.get(name)
     except (TypeError, ValueError):
         raise ValueError(f"a match item is (field, value): {item!r}") from None
-    return _remember(_tlvs, item, _encode_tlv(name, value))
+    if header is not None and type(value) is not tuple and not (
+            type(value) is str and "/" in value):  # not masked, not a CIDR prefix
+        tlv = header + _VALUE_ENCODERS[name](value)
+    else:
+        tlv = _encode_tlv(name, value)
+    if len(_tlvs) >= _CACHE_LIMIT:
+        _tlvs.clear()
+    _tlvs[item] = tlv
+    return tlv
 
 
 def encode_match(match: tuple) -> bytes:
@@ -265,8 +311,28 @@ def _u(value, bits: int, what: str) -> int:
     return value
 
 
+def _set_field_encoder(field: _Field):
+    """A set_field of the field, its action header, OXM header and padding made once."""
+    length = (8 + field.size + 7) // 8 * 8
+    prefix = _ACTION_HEADER.pack(OFPAT_SET_FIELD, length) + field.header
+    padding = _PADDING[length - 8 - field.size]
+    value = _VALUE_ENCODERS[field.name]
+
+    def encode(action: tuple) -> bytes:
+        if isinstance(action[2], tuple):  # OFPActionSetField takes no mask
+            raise ValueError(f"set_field {field.name}: no mask allowed: {action[2]!r}")
+        return prefix + value(action[2]) + padding
+    return encode
+
+
+_SET_FIELD_ENCODERS = {name: _set_field_encoder(field) for name, field in FIELDS.items()}
+
+
 def _encode_action(action) -> bytes:
     kind = action[0] if type(action) is tuple and action else None
+    if kind == "set_field" and len(action) == 3 and type(action[1]) is str \
+            and action[1] in _SET_FIELD_ENCODERS:
+        return _SET_FIELD_ENCODERS[action[1]](action)
     if kind == "output" and len(action) == 2:
         # max_len 0, as openflow._action asks (it matters only for the controller port).
         return _OUTPUT.pack(OFPAT_OUTPUT, 16, _u(action[1], 32, "output port"), 0)
@@ -291,7 +357,11 @@ _actions: dict = {}  # action tuple -> encoded action
 
 
 def _action(action) -> bytes:
-    return _remember(_actions, action, _encode_action(action))
+    encoded = _encode_action(action)
+    if len(_actions) >= _CACHE_LIMIT:
+        _actions.clear()
+    _actions[action] = encoded
+    return encoded
 
 
 def encode_instructions(flow: Flow) -> bytes:
@@ -376,6 +446,35 @@ def bundle_add(inner: bytes, bundle_id: int, flags: int, xid: int) -> bytes:
     except struct.error as exc:
         raise ValueError(f"bundle add: {exc}") from None
     return head + inner
+
+
+def bundle_flow_mod_add(flow: Flow, bundle_id: int, flags: int, xid: int) -> bytes:
+    """bundle_add(flow_mod_add(flow, xid), bundle_id, flags, xid), in one pack: the
+    reconcile path sends thousands of these, and the inner message is never needed alone."""
+    try:
+        tail = _add_tail(flow)
+        inner = _FLOW_MOD.size + len(tail)
+        return _BUNDLED_FLOW_MOD.pack(
+            OFP_VERSION, OFPT_EXPERIMENTER, _length(_BUNDLE_ADD.size + inner), xid,
+            ONF_EXPERIMENTER_ID, ONF_ET_BUNDLE_ADD_MESSAGE, bundle_id, flags,
+            OFP_VERSION, OFPT_FLOW_MOD, inner, xid, flow.cookie, 0, flow.table, OFPFC_ADD, 0, 0,
+            flow.priority, OFP_NO_BUFFER, 0, 0, 0) + tail
+    except (TypeError, struct.error) as exc:
+        raise ValueError(f"{flow}: {exc}") from None
+
+
+def bundle_flow_mod_delete_strict(flow: Flow, bundle_id: int, flags: int, xid: int) -> bytes:
+    """bundle_add(flow_mod_delete_strict(flow, xid), bundle_id, flags, xid), in one pack."""
+    try:
+        tail = _delete_tail(flow)
+        inner = _FLOW_MOD.size + len(tail)
+        return _BUNDLED_FLOW_MOD.pack(
+            OFP_VERSION, OFPT_EXPERIMENTER, _length(_BUNDLE_ADD.size + inner), xid,
+            ONF_EXPERIMENTER_ID, ONF_ET_BUNDLE_ADD_MESSAGE, bundle_id, flags,
+            OFP_VERSION, OFPT_FLOW_MOD, inner, xid, 0, 0, flow.table, OFPFC_DELETE_STRICT, 0, 0,
+            flow.priority, OFP_NO_BUFFER, OFPP_ANY, OFPG_ANY, 0) + tail
+    except (TypeError, struct.error) as exc:
+        raise ValueError(f"{flow}: {exc}") from None
 
 
 def bundle_ctrl(bundle_id: int, type_: int, flags: int, xid: int) -> bytes:

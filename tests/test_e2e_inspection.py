@@ -45,7 +45,7 @@ def test_flow_filters(fabric, pair):
     assert table0 and {f["table"] for f in table0} == {0}
     red = fabric.client.request("GET", "/v1/hosts/h1/flows", network="red")
     assert red and ep_c["id"] not in {f["owner"]["id"] for f in red}
-    everywhere = fabric.client.request("GET", f"/v1/networks/red/flows")
+    everywhere = fabric.client.request("GET", "/v1/networks/red/flows")
     assert {f["host"] for f in everywhere} == {"h1", "h2"}
     mine = fabric.client.request("GET", f"/v1/endpoints/{ep_a['id']}/flows")
     assert {f["host"] for f in mine} == {"h1", "h2"}, "ARP and delivery flows on both hosts"

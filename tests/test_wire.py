@@ -67,6 +67,11 @@ def assert_identical(flow: Flow, xid: int = 0x80000001, bundle_id: int = 7,
         os_ken_bundle_add(add_message(DP, flow), bundle_id, flags, xid), flow
     assert wire.bundle_add(delete, bundle_id, flags, xid) == \
         os_ken_bundle_add(delete_message(DP, flow), bundle_id, flags, xid), flow
+    # The one-pack forms the reconcile path uses: the same bytes.
+    assert wire.bundle_flow_mod_add(flow, bundle_id, flags, xid) == \
+        wire.bundle_add(add, bundle_id, flags, xid), flow
+    assert wire.bundle_flow_mod_delete_strict(flow, bundle_id, flags, xid) == \
+        wire.bundle_add(delete, bundle_id, flags, xid), flow
 
 
 # ---- every flow the compiler makes ----------------------------------------------------------
@@ -410,7 +415,8 @@ NOT_ENCODED = [
 def test_what_is_not_encoded_raises_value_error(flow):
     with pytest.raises(ValueError):
         wire.flow_mod_add(flow, 1)
-        wire.flow_mod_delete_strict(flow, 1)
+    with pytest.raises(ValueError):
+        wire.bundle_flow_mod_add(flow, 1, FLAGS, 1)
 
 
 @pytest.mark.parametrize("call", [
@@ -420,9 +426,14 @@ def test_what_is_not_encoded_raises_value_error(flow):
     lambda: wire.bundle_add(wire.barrier(1), 1 << 32, 0, 1),
     lambda: wire.bundle_add(wire.flow_mod_add(Flow.make(0, 1, 0, actions=[
         output(p) for p in range(4093)]), 1), 1, 0, 1),  # fits alone, not wrapped
+    lambda: wire.bundle_flow_mod_add(Flow.make(0, 1, 0, actions=[
+        output(p) for p in range(4093)]), 1, 0, 1),  # fits alone, not wrapped
+    lambda: wire.bundle_flow_mod_add(Flow.make(0, 1, 0), 1 << 32, 0, 1),
+    lambda: wire.bundle_flow_mod_delete_strict(Flow.make(0, 1, 0), 1, 1 << 16, 1),
     lambda: wire.bundle_ctrl(1, 1 << 16, 0, 1),
     lambda: wire.barrier(1 << 32),
-], ids=["add-xid", "delete-xid", "short-inner", "bundle-id", "bundle-too-long", "ctrl-type",
+], ids=["add-xid", "delete-xid", "short-inner", "bundle-id", "bundle-too-long",
+        "bundled-add-too-long", "bundled-add-bundle-id", "bundled-delete-flags", "ctrl-type",
         "barrier-xid"])
 def test_out_of_range_arguments_raise_value_error(call):
     with pytest.raises(ValueError):

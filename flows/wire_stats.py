@@ -1,0 +1,309 @@
+"""Flow-stats multipart replies, from wire bytes straight to Flow data. Pure.
+
+Reading back a 10,000-flow table through os-ken costs about a second, nearly all of it in
+os-ken's parser (an OFPFlowStats, an OFPMatch and action objects per entry, netaddr for every
+address) and in openflow.flow_from_stats. This module reads the same bytes with ``struct``.
+
+Its result is the one flow_from_stats gives for os-ken's parse of the same bytes, Flow for
+Flow (tests/test_wire_stats.py compares them). Where the two could differ it follows os-ken:
+
+- fields are named and typed by os-ken's own OXM table (ofproto_v1_3.oxm_types), so the
+  Nicira fields Open vSwitch answers with get os-ken's names (reg0; eth_src_nxm in a move,
+  which flow_from_stats turns into eth_src);
+- a field with its mask bit set is a (value, mask) pair, whatever the mask; MACs are
+  lower-case xx:xx:xx:xx:xx:xx, IPv4 addresses dotted quads (what netaddr prints);
+- a move keeps its field names and n_bits only, not its offsets (flow_from_stats drops them);
+- write-metadata with a full mask is the plain value, else a (value, mask) pair.
+
+An entry with anything else (a field of another type, an experimenter OXM, another action or
+instruction, an instruction twice) is parsed by os-ken and converted by flow_from_stats, entry
+by entry: the result stays the same, only slower. A reply whose framing is broken raises
+ValueError.
+
+Decoded pieces are cached by their bytes: a match field, an action and a whole entry's match
+and instructions recur across flows and across reads of the same table. The caches are bounded
+and safe to share between threads (a dict update is atomic under the GIL).
+"""
+from __future__ import annotations
+
+import socket
+import struct
+
+from os_ken.lib import type_desc
+from os_ken.ofproto import ofproto_v1_3 as ofp
+from os_ken.ofproto import ofproto_v1_3_parser as parser
+
+from .flow import Flow
+from .openflow import flow_from_stats
+
+OFP_VERSION = 0x04
+OFPT_MULTIPART_REPLY = 19
+OFPMP_FLOW = 1
+OFPMPF_REPLY_MORE = 1
+OFPMT_OXM = 1
+OFPIT_GOTO_TABLE = 1
+OFPIT_WRITE_METADATA = 2
+OFPIT_APPLY_ACTIONS = 4
+OFPAT_OUTPUT = 0
+OFPAT_SET_FIELD = 25
+OFPAT_EXPERIMENTER = 0xFFFF
+NX_EXPERIMENTER_ID = 0x00002320
+NXAST_REG_MOVE = 6
+FULL_MASK_64 = (1 << 64) - 1
+
+# ofp_header + ofp_multipart_reply: version, type, length, xid, multipart type, flags, pad.
+_REPLY = struct.Struct("!BBHIHH4x")
+# ofp_flow_stats up to its match (48 bytes): length, table_id, pad, duration (8), priority,
+# idle and hard timeouts, flags, pad (10), cookie, packet and byte counts (16).
+_ENTRY = struct.Struct("!HBx8xH10xQ16x")
+_MIN_ENTRY = _ENTRY.size + 8  # with the smallest (empty, padded) match
+_TYPE_LEN = struct.Struct("!HH")
+_HEADER = struct.Struct("!I")
+_OUTPUT = struct.Struct("!4xI")  # port
+_WRITE_METADATA = struct.Struct("!8xQQ")  # type, len, pad; metadata, mask
+_GOTO_TABLE = struct.Struct("!B")
+_REG_MOVE = struct.Struct("!IHH4xII")  # experimenter, subtype, n_bits, offsets, src, dst
+
+
+class Unknown(Exception):
+    """Something this parser does not decode: the entry goes to os-ken."""
+
+
+# ---- fields, as os-ken names and types them ---------------------------------------------------
+
+def _int(binary: bytes) -> int:
+    return int.from_bytes(binary, "big")
+
+
+def _mac(binary: bytes) -> str:
+    return binary.hex(":")
+
+
+_DECODERS = {type_desc.MacAddr: _mac, type_desc.IPv4Addr: socket.inet_ntoa}
+
+
+def _field_table() -> tuple[dict, dict]:
+    """(OXM TLV header -> (name, value size, decoder), OXM type -> name) for os-ken's fields
+    of integer, MAC and IPv4 type. Later entries win, as in os-ken's own num_to_field."""
+    by_type = {}
+    for f in ofp.oxm_types:
+        if isinstance(f.num, int):  # experimenter fields have (id, type) numbers
+            by_type[f.num] = f
+    headers, names = {}, {}
+    for num, f in by_type.items():
+        decode = _int if isinstance(f.type, type_desc.IntDescr) else _DECODERS.get(f.type)
+        names[num] = f.name
+        if decode is None:
+            continue
+        size = f.type.size
+        # OXM header: type (class and field, 23 bits), hasmask (1), payload length (8).
+        headers[(num << 9) | size] = (f.name, size, decode, False)
+        headers[(num << 9) | 0x100 | 2 * size] = (f.name, size, decode, True)
+    return headers, names
+
+
+_FIELDS, _NAMES = _field_table()
+
+_CACHE_LIMIT = 1 << 16
+_tlvs: dict = {}  # OXM TLV bytes -> (name, value)
+_actions: dict = {}  # action bytes -> action tuple
+_bodies: dict = {}  # match and instruction bytes -> (match, actions, write_metadata, goto)
+
+
+def _remember(cache: dict, key, value):
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
+def _decode_tlv(tlv: bytes) -> tuple:
+    spec = _FIELDS.get(_HEADER.unpack_from(tlv)[0])
+    if spec is None:
+        raise Unknown
+    name, size, decode, masked = spec
+    if masked:
+        return name, (decode(tlv[4:4 + size]), decode(tlv[4 + size:]))
+    return name, decode(tlv[4:])
+
+
+def _match(buf: bytes, end: int) -> tuple:
+    """The match's fields, sorted by name like flow_from_stats; buf starts at ofp_match."""
+    offset = 4
+    items = []
+    get = _tlvs.get
+    while offset < end:
+        if offset + 4 > end:
+            raise ValueError("truncated OXM field")
+        stop = offset + 4 + buf[offset + 3]
+        if stop > end:
+            raise ValueError("truncated OXM field")
+        tlv = buf[offset:stop]
+        item = get(tlv)
+        if item is None:
+            item = _remember(_tlvs, tlv, _decode_tlv(tlv))
+        items.append(item)
+        offset = stop
+    items.sort()
+    return tuple(items)
+
+
+# ---- actions and instructions -----------------------------------------------------------------
+
+def _oxm_name(field: str) -> str:
+    return field[:-4] if field.endswith("_nxm") else field  # as flow_from_stats spells it
+
+
+def _decode_action(action: bytes) -> tuple:
+    kind, length = _TYPE_LEN.unpack_from(action)
+    if kind == OFPAT_OUTPUT and length == 16:
+        return ("output", _OUTPUT.unpack_from(action)[0])
+    if kind == OFPAT_SET_FIELD and length >= 8:
+        tlv_end = 8 + action[7]
+        if tlv_end > length or any(action[tlv_end:]):  # the rest must be padding
+            raise Unknown
+        name, value = _decode_tlv(action[4:tlv_end])
+        if isinstance(value, tuple):  # OpenFlow 1.3 has no masked set_field: os-ken fails
+            raise Unknown
+        return ("set_field", name, value)
+    if kind == OFPAT_EXPERIMENTER and length == 24:
+        experimenter, subtype, n_bits, src, dst = _REG_MOVE.unpack_from(action, 4)
+        if experimenter == NX_EXPERIMENTER_ID and subtype == NXAST_REG_MOVE:
+            # os-ken names a move's fields by their OXM type alone (no mask bit, no length).
+            src_name, dst_name = _NAMES.get(src >> 9), _NAMES.get(dst >> 9)
+            if src_name is None or dst_name is None or src >> 16 == 0xFFFF \
+                    or dst >> 16 == 0xFFFF:  # unknown or experimenter (64-bit) headers
+                raise Unknown
+            return ("move", _oxm_name(src_name), _oxm_name(dst_name), n_bits)
+    raise Unknown
+
+
+def _action_list(buf: bytes, offset: int, end: int) -> tuple:
+    actions = []
+    get = _actions.get
+    while offset < end:
+        if offset + 4 > end:
+            raise ValueError("truncated action")
+        length = _TYPE_LEN.unpack_from(buf, offset)[1]
+        if length < 8 or length % 8 or offset + length > end:
+            raise ValueError(f"bad action length {length}")
+        raw = buf[offset:offset + length]
+        action = get(raw)
+        if action is None:
+            action = _remember(_actions, raw, _decode_action(raw))
+        actions.append(action)
+        offset += length
+    return tuple(actions)
+
+
+def _body(buf: bytes) -> tuple:
+    """(match, actions, write_metadata, goto) of an entry's match and instructions."""
+    match_type, match_len = _TYPE_LEN.unpack_from(buf)
+    if match_type != OFPMT_OXM:
+        raise Unknown
+    if match_len < 4 or (match_len + 7) // 8 * 8 > len(buf):
+        raise ValueError(f"bad match length {match_len}")
+    match = _match(buf, match_len)
+    offset = (match_len + 7) // 8 * 8
+    actions: tuple = ()
+    write_metadata = goto = None
+    seen = set()
+    while offset < len(buf):
+        if offset + 4 > len(buf):
+            raise ValueError("truncated instruction")
+        kind, length = _TYPE_LEN.unpack_from(buf, offset)
+        if length < 8 or offset + length > len(buf):
+            raise ValueError(f"bad instruction length {length}")
+        if kind in seen:  # flow_from_stats would keep the last: rare enough for os-ken
+            raise Unknown
+        seen.add(kind)
+        if kind == OFPIT_APPLY_ACTIONS:
+            actions = _action_list(buf, offset + 8, offset + length)
+        elif kind == OFPIT_WRITE_METADATA and length == 24:
+            metadata, mask = _WRITE_METADATA.unpack_from(buf, offset)
+            write_metadata = metadata if mask == FULL_MASK_64 else (metadata, mask)
+        elif kind == OFPIT_GOTO_TABLE and length == 8:
+            goto = _GOTO_TABLE.unpack_from(buf, offset + 4)[0]
+        else:
+            raise Unknown
+        offset += length
+    return match, actions, write_metadata, goto
+
+
+# ---- replies ----------------------------------------------------------------------------------
+
+def reply_info(buf) -> tuple[int, bool] | None:
+    """(xid, more parts follow) if buf starts an OpenFlow 1.3 flow-stats reply, else None."""
+    if len(buf) < _REPLY.size:
+        return None
+    version, msg_type, _, xid, mp_type, flags = _REPLY.unpack_from(buf)
+    if version != OFP_VERSION or msg_type != OFPT_MULTIPART_REPLY or mp_type != OFPMP_FLOW:
+        return None
+    return xid, bool(flags & OFPMPF_REPLY_MORE)
+
+
+def well_framed(buf) -> bool:
+    """Whether a flow-stats reply's entries and matches fit in it, each within the next.
+
+    Cheap (two unpacks per entry), for a check before anyone parses: os-ken's parser loops
+    for ever on an entry of length 0.
+    """
+    end = len(buf)
+    if reply_info(buf) is None or _REPLY.unpack_from(buf)[2] != end:
+        return False
+    offset = _REPLY.size
+    while offset < end:
+        if offset + _MIN_ENTRY > end:
+            return False
+        length = _TYPE_LEN.unpack_from(buf, offset)[0]
+        match_len = _TYPE_LEN.unpack_from(buf, offset + _ENTRY.size)[1]
+        if length < _MIN_ENTRY or offset + length > end or match_len < 4 \
+                or _ENTRY.size + (match_len + 7) // 8 * 8 > length:
+            return False
+        offset += length
+    return True
+
+
+def flows(buf: bytes) -> list[Flow]:
+    """The flows of one flow-stats reply message (one part of a multipart reply)."""
+    if reply_info(buf) is None:
+        raise ValueError("not an OpenFlow 1.3 flow-stats reply")
+    end = _REPLY.unpack_from(buf)[2]
+    if end > len(buf):
+        raise ValueError(f"reply of {end} bytes holds only {len(buf)}")
+    result = []
+    offset = _REPLY.size
+    get = _bodies.get
+    unpack_entry = _ENTRY.unpack_from
+    while offset < end:
+        if offset + _MIN_ENTRY > end:
+            raise ValueError(f"truncated flow-stats entry at {offset}")
+        length, table, priority, cookie = unpack_entry(buf, offset)
+        if length < _MIN_ENTRY or offset + length > end:
+            raise ValueError(f"bad flow-stats entry length {length} at {offset}")
+        raw = buf[offset + _ENTRY.size:offset + length]
+        body = get(raw)
+        if body is None:
+            try:
+                body = _remember(_bodies, raw, _body(raw))
+            except Unknown:
+                result.append(_os_ken_entry(buf, offset))
+                offset += length
+                continue
+        result.append(Flow(table, priority, body[0], cookie, *body[1:]))
+        offset += length
+    return result
+
+
+def _os_ken_entry(buf: bytes, offset: int) -> Flow:
+    """One entry the slow way: os-ken's parser, then flow_from_stats."""
+    try:
+        return flow_from_stats(parser.OFPFlowStats.parser(buf, offset))
+    except Exception as exc:  # os-ken fails with struct.error, AssertionError, KeyError...
+        raise ValueError(f"unparseable flow-stats entry at {offset}: {exc!r}") from None
+
+
+def clear_caches() -> None:
+    """Forgets every decoded piece (for benchmarks of the cold path, and tests)."""
+    for cache in (_tlvs, _actions, _bodies):
+        cache.clear()
