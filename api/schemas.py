@@ -63,6 +63,8 @@ class ReconcileView(BaseModel):
     added: int = Field(description="flows added or rewritten")
     deleted: int
     read_seconds: float = Field(description="reading the switch's table")
+    compile_seconds: float = Field(description="compiling the desired table and comparing")
+    send_seconds: float = Field(description="sending the difference, barrier included")
     seconds: float = Field(description="reading, comparing and correcting, barrier included")
 
 

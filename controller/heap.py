@@ -9,6 +9,7 @@ longer walks: a full collection then costs what the last interval allocated.
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import threading
@@ -36,3 +37,28 @@ def keep_pauses_short(interval: float = FREEZE_INTERVAL_S) -> threading.Thread:
     thread = threading.Thread(target=run, name="heap-freezer", daemon=True)
     thread.start()
     return thread
+
+
+_paused = 0
+_paused_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def collection_paused():
+    """No cyclic collection while a whole table is compiled and sent: those allocations make
+    no cycles, and a collection in the middle walks every object of every table (it made
+    compiling 10,000 flows about 1.5 times slower). What was allocated is then frozen, so that
+    the collection the allocations have earned does not walk it all right after. Nests
+    across threads."""
+    global _paused
+    with _paused_lock:
+        _paused += 1
+        gc.disable()
+    try:
+        yield
+    finally:
+        with _paused_lock:
+            _paused -= 1
+            if _paused == 0:
+                gc.freeze()
+                gc.enable()

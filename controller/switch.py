@@ -24,6 +24,8 @@ from flows import Flow, FlowDiff, HostPorts, HostTable, diff, wire, wire_stats
 from flows.openflow import add_message, delete_message, flow_from_stats
 from model import Snapshot, Unavailable
 
+from .heap import collection_paused
+
 LOG = logging.getLogger(__name__)
 REPLY_TIMEOUT_S = 10
 # The session numbers its requests in the upper half of the xid space: os-ken's own counter
@@ -215,10 +217,12 @@ class SwitchSession:
         if not (first or rebuild or work.units is None):
             changes = self.table.update(work.snap, view, work.units)
         if changes is None:
-            changes = diff(self.table.rebuild(work.snap, view), self.installed)
+            with collection_paused():
+                changes = diff(self.table.rebuild(work.snap, view), self.installed)
             if rebuild and changes:  # the incremental path missed something: say so, fix it
                 LOG.warning("switch %s: safety check found %d flows to correct", self.host,
                             len(changes))
+        compiled = time.monotonic()
         if changes:
             if first and LOG.isEnabledFor(logging.DEBUG):
                 for flow in changes.add:
@@ -226,7 +230,11 @@ class SwitchSession:
                               self.installed.get(flow.key))
             # On failure the thread forgets what is installed: the next pass re-reads the
             # switch and rebuilds the whole table.
-            errors = self._send(changes, bundle=first)
+            # A reconnection's difference goes in one atomic bundle, so that traffic never
+            # sees half of it. An empty table has no traffic to protect (its switch drops
+            # everything): flow mods sent plainly are applied while the next are serialized.
+            with collection_paused():
+                errors = self._send(changes, bundle=first)
             if errors:
                 raise RuntimeError(f"switch rejected {len(errors)} message(s)")
             for flow in changes.add:
@@ -242,7 +250,8 @@ class SwitchSession:
             self.last_reconcile = {
                 "flows_read": len(self.installed), "added": len(changes.add),
                 "deleted": len(changes.delete), "read_seconds": round(read - started, 4),
-                "seconds": round(done - started, 4)}
+                "compile_seconds": round(compiled - read, 4),
+                "send_seconds": round(done - compiled, 4), "seconds": round(done - started, 4)}
             LOG.info("switch %s: reconciled %d flows in %.1f ms (read in %.1f ms), +%d -%d",
                      self.host, len(self.installed), (done - started) * 1000,
                      (read - started) * 1000, len(changes.add), len(changes.delete))

@@ -24,7 +24,7 @@ def move(src: str, dst: str, n_bits: int) -> Action:
     return ("move", src, dst, n_bits)
 
 
-@dataclass(frozen=True, slots=True)  # slots: no per-flow __dict__, half the memory
+@dataclass(frozen=True, slots=True)  # slots: no per-flow __dict__
 class Flow:
     table: int
     priority: int
