@@ -26,3 +26,18 @@ def test_garbage_is_collected_before_the_rest_is_frozen():
         assert not any(o is kept for o in gc.get_objects()), "frozen objects are not walked"
     finally:
         gc.unfreeze()
+
+
+def test_collection_stays_paused_until_the_last_pass_ends():
+    from controller.heap import collection_paused
+    gc.unfreeze()
+    try:
+        assert gc.isenabled()
+        with collection_paused():
+            with collection_paused():  # another switch's pass, overlapping
+                assert not gc.isenabled()
+            assert not gc.isenabled(), "still paused while the first pass runs"
+        assert gc.isenabled()
+        assert gc.get_freeze_count() > 0, "what the passes built is frozen"
+    finally:
+        gc.unfreeze()
