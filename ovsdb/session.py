@@ -25,8 +25,18 @@ LOG = logging.getLogger(__name__)
 TXN_TIMEOUT_S = 10
 RETRY_S = 1.0
 SAFETY_RECHECK_S = 30
-INTERFACE_COLUMNS = ["name", "type", "options", "external_ids", "ofport", "ofport_request",
-                     "error", "mtu_request"]
+# Only the columns the session reads or writes: ovs-vswitchd rewrites status and statistics
+# columns every few seconds (Controller.status among them), and each update would make the
+# session re-read every port of the host.
+COLUMNS = {
+    "Open_vSwitch": ["bridges"],
+    "Bridge": ["name", "ports", "controller", "datapath_type", "datapath_id", "fail_mode",
+               "protocols", "other_config"],
+    "Port": ["name", "interfaces"],
+    "Interface": ["name", "type", "options", "external_ids", "ofport", "ofport_request",
+                  "error", "mtu_request"],
+    "Controller": ["target", "max_backoff", "inactivity_probe"],
+}
 # The controller must come back fast after a restart: OVS's default backoff reaches 8 s.
 CONTROLLER_SETTINGS = {"max_backoff": 1000, "inactivity_probe": 5000}
 
@@ -169,9 +179,8 @@ class HostSession:
 
     def _connect(self) -> None:
         helper = idlutils.get_schema_helper(self.target, "Open_vSwitch")
-        for table in ("Open_vSwitch", "Bridge", "Port", "Controller"):
-            helper.register_table(table)
-        helper.register_columns("Interface", INTERFACE_COLUMNS)
+        for table, columns in COLUMNS.items():
+            helper.register_columns(table, columns)
         idl = _WatchedIdl(self.target, helper)
         idl.on_change = self._idl_changed
         conn = connection.Connection(idl, timeout=TXN_TIMEOUT_S)
