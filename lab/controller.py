@@ -53,7 +53,9 @@ class ControllerProcess:
             try:
                 requests.get(self.url + "/v1/openapi.json", timeout=1, verify=self.verify)
                 return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
+                # Not listening yet, or listening but busy starting (reading back the
+                # switches' tables): ask again until the deadline.
                 time.sleep(0.05)
         raise RuntimeError(f"controller did not answer within {timeout} s")
 
