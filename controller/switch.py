@@ -228,11 +228,9 @@ class SwitchSession:
                 for flow in changes.add:
                     LOG.debug("switch %s: rewriting %s (installed: %s)", self.host, flow,
                               self.installed.get(flow.key))
-            # On failure the thread forgets what is installed: the next pass re-reads the
-            # switch and rebuilds the whole table.
             # A reconnection's difference goes in one atomic bundle, so that traffic never
-            # sees half of it. An empty table has no traffic to protect (its switch drops
-            # everything): flow mods sent plainly are applied while the next are serialized.
+            # sees half of it. On failure the thread forgets what is installed: the next pass
+            # re-reads the switch and rebuilds the whole table.
             with collection_paused():
                 errors = self._send(changes, bundle=first)
             if errors:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from model.entities import Change, Snapshot
 
-from .compiler import (HostPorts, HostView, host_view, Unit, compile_unit, endpoint_unit, network_unit,
-                       units_of, units_of_network)
+from .compiler import (HostPorts, HostView, Unit, compile_unit, endpoint_unit, host_view,
+                       network_unit, units_of, units_of_network)
 from .flow import Flow, FlowDiff
 
 _ABSENT = object()
@@ -35,6 +35,8 @@ def touched_units(change: Change) -> set[Unit]:
 
 
 class HostTable:
+    """The desired flows of one host (``flows``), with the units that own them."""
+
     def __init__(self) -> None:
         self.flows: dict[tuple, Flow] = {}
         self.view: HostView | None = None

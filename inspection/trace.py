@@ -161,11 +161,6 @@ def _why_dropped(snap, src: Endpoint, packet: Packet, hop: dict) -> str:
     if flow.actions:
         return ("the last flow sent it to a port with no endpoint or connected host behind it "
                 f"({hop['flow']['actions']})")
-    if flow.table == INGRESS.id and hop["host"] == src.host:
-        # The trace enters at the source's own port, which the ingress table admits only
-        # with the endpoint's addresses.
-        return (f"anti-spoofing: endpoint {src.name} may send only from {src.mac} / {src.ip} "
-                f"(the packet has {packet.eth_src} / {packet.ipv4_src or packet.arp_spa})")
     if flow.table == INGRESS.id:
         return "no flow admits this packet at ingress: unknown port or VNI"
     if flow.table == L2.id:

@@ -93,6 +93,20 @@ def test_trace_arp_is_answered_by_the_fabric(fabric, pair):
     assert result["verdict"]["result"] == "delivered"
     assert result["verdict"]["endpoints"] == [ep_a["id"]]
     assert "answered by the fabric" in result["verdict"]["reason"]
+    # b is on h2: the request went through the tunnel and b's own flow on h2 answered it.
+    answer = [h for h in result["hops"] if h["step"] == "table" and h["table_name"] == "arp"
+              and h["flow"] and h["flow"]["owner"] and h["flow"]["owner"].get("id") == ep_b["id"]]
+    assert [h["host"] for h in answer] == ["h2"]
+    assert any(h["step"] == "tunnel" for h in result["hops"])
+
+
+def test_trace_arp_for_an_unknown_address_says_why_it_is_dropped(fabric, pair):
+    (_, ep_a), _, _ = pair
+    result = fabric.client.request("POST", "/v1/trace",
+                                   {"from": ep_a["name"], "to": "10.30.0.250", "protocol": "arp"})
+    verdict = result["verdict"]
+    assert verdict["result"] == "dropped" and verdict["table_name"] == "arp"
+    assert "10.30.0.250" in verdict["reason"] and "unknown addresses" in verdict["reason"]
 
 
 def _ofproto_trace_tables(host, flow: str) -> tuple[list[tuple[int, int]], str]:
