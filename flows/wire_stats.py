@@ -35,21 +35,13 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from .flow import Flow
 from .openflow import flow_from_stats
+from .wire import (FULL_MASK_64, NX_EXPERIMENTER_ID, NXAST_REG_MOVE, OFP_VERSION,
+                   OFPAT_EXPERIMENTER, OFPAT_OUTPUT, OFPAT_SET_FIELD, OFPIT_APPLY_ACTIONS,
+                   OFPIT_GOTO_TABLE, OFPIT_WRITE_METADATA, OFPMT_OXM)
 
-OFP_VERSION = 0x04
 OFPT_MULTIPART_REPLY = 19
 OFPMP_FLOW = 1
 OFPMPF_REPLY_MORE = 1
-OFPMT_OXM = 1
-OFPIT_GOTO_TABLE = 1
-OFPIT_WRITE_METADATA = 2
-OFPIT_APPLY_ACTIONS = 4
-OFPAT_OUTPUT = 0
-OFPAT_SET_FIELD = 25
-OFPAT_EXPERIMENTER = 0xFFFF
-NX_EXPERIMENTER_ID = 0x00002320
-NXAST_REG_MOVE = 6
-FULL_MASK_64 = (1 << 64) - 1
 
 # ofp_header + ofp_multipart_reply: version, type, length, xid, multipart type, flags, pad.
 _REPLY = struct.Struct("!BBHIHH4x")
