@@ -60,8 +60,9 @@ DP = FakeDatapath()
 
 def compiled_flows(n_flows: int) -> list:
     """At least n_flows flows of host h0, then cut to n_flows."""
-    # h0 holds 5 flows per local endpoint and 2 per endpoint elsewhere: 2.75 per endpoint.
-    n_endpoints = n_flows * 4 // 11 + 1
+    # h0 holds 4 flows per local endpoint and 1 per endpoint elsewhere: with a quarter of
+    # them local, 1.75 per endpoint.
+    n_endpoints = n_flows * 4 // 7 + 1
     store = Store(":memory:")
     for i in range(HOSTS):
         store.create_host(f"h{i}", f"unix:/run/h{i}.sock", f"192.0.2.{i + 1}")
