@@ -23,6 +23,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--socket", default=env("OVSFABRIC_PLUGIN_SOCKET", DEFAULT_SOCKET),
                         metavar="PATH", help="unix socket Docker finds the plugin by "
                         f"(env OVSFABRIC_PLUGIN_SOCKET, default {DEFAULT_SOCKET})")
+    parser.add_argument("--orphan-sweep", type=float, metavar="SECONDS",
+                        default=float(env("OVSFABRIC_ORPHAN_SWEEP", "30")),
+                        help="how often endpoints no container holds are looked for "
+                             "(env OVSFABRIC_ORPHAN_SWEEP, default 30; 0: never)")
+    parser.add_argument("--orphan-grace", type=float, metavar="SECONDS",
+                        default=float(env("OVSFABRIC_ORPHAN_GRACE", "60")),
+                        help="how long an endpoint must look orphaned before it is removed "
+                             "(env OVSFABRIC_ORPHAN_GRACE, default 60)")
     parser.add_argument("--log-level", default=env("OVSFABRIC_LOG_LEVEL", "INFO"))
     auth = parser.add_argument_group("security")
     auth.add_argument("--token-file", metavar="PATH",
@@ -37,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from docker_plugin.app import create_app
     from docker_plugin.controller import Controller
+    from docker_plugin.orphans import OrphanSweep
     from docker_plugin.server import create_server
+    from docker_plugin.veth import Veths
     from security import tokens
 
     try:
@@ -46,7 +56,10 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"ovsfabric plugin: cannot read the token: {exc}") from None
     url = args.controller if "://" in args.controller else "http://" + args.controller
     controller = Controller(url, args.host, token=token, ca_cert=args.ca_cert)
-    server = create_server(create_app(controller), args.socket)
+    veths = Veths()
+    server = create_server(create_app(controller, veths), args.socket)
+    if args.orphan_sweep > 0:
+        OrphanSweep(controller, veths, args.orphan_grace).run_every(args.orphan_sweep)
 
     def shutdown(signum, _frame):
         LOG.info("signal %d: stopping", signum)

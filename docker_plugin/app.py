@@ -19,6 +19,7 @@ from api.client import ApiError
 
 from . import body
 from .controller import Controller
+from .creates import PendingCreates
 from .errors import ControllerUnavailable, PluginError
 from .ipam_driver import IpamDriver
 from .network_driver import NetworkDriver
@@ -32,16 +33,19 @@ IMPLEMENTS = ["NetworkDriver", "IpamDriver"]
 def create_app(controller: Controller, veths: Veths | None = None) -> Flask:
     app = Flask("ovsfabric-plugin")
     app.config["MAX_CONTENT_LENGTH"] = 1 << 20
+    creates = PendingCreates()  # what the IPAM tells CreateNetwork
     methods = {"Plugin.Activate": lambda _: {"Implements": IMPLEMENTS},
-               **NetworkDriver(controller, veths or Veths()).methods(),
-               **IpamDriver(controller).methods()}
+               **NetworkDriver(controller, veths or Veths(), creates).methods(),
+               **IpamDriver(controller, creates).methods()}
     for name, handler in methods.items():
         app.add_url_rule(f"/{name}", name, _view(name, handler), methods=["POST"])
 
     @app.errorhandler(Exception)
     def _error(exc: Exception):
         status, message = _describe(exc, controller.url)
-        expected = isinstance(exc, (PluginError, ApiError, HTTPException))
+        # A traceback only for what nobody foresaw (not for an unreachable controller).
+        expected = isinstance(exc, (PluginError, ApiError, HTTPException,
+                                    requests.RequestException))
         LOG.warning("%s: %d %s", request.path.lstrip("/"), status, message,
                     exc_info=not expected)
         return _answer({"Err": message}, status)

@@ -5,6 +5,8 @@ import threading
 
 from api.client import ApiError, FabricClient
 
+from .naming import aux_owner
+
 
 class Controller:
     def __init__(self, url: str, host: str, token: str | None = None,
@@ -37,19 +39,16 @@ class Controller:
     def networks(self) -> list[dict]:
         return self.client.networks()
 
-    def ensure_network(self, name: str, subnet: str, gateway: str | None = None,
+    def create_network(self, name: str, subnet: str, gateway: str | None = None,
                        mtu: int | None = None) -> tuple[dict, bool]:
-        """The network called ``name``, created when absent; (network, created here)."""
-        net = self.network(name)
-        if net is not None:
-            return net, False
+        """A new fabric network ``name``, or the one another host created meanwhile;
+        (network, created here)."""
         fields = {k: v for k, v in (("gateway", gateway), ("mtu", mtu)) if v is not None}
         try:
             return self.client.create_network(name, subnet, **fields), True
         except ApiError as exc:
             if exc.status != 409:
                 raise
-        # Another host created it meanwhile.
         net = self.network(name)
         if net is None:
             raise ApiError(409, f"network {name!r} could not be created nor found")
@@ -75,8 +74,8 @@ class Controller:
 
     # ---- addresses -----------------------------------------------------------------------
 
-    def reserve(self, network_id: str, ip: str | None = None) -> dict:
-        return self.client.reserve_address(network_id, self.host, ip)
+    def reserve(self, network_id: str, ip: str | None = None, owner: str | None = None) -> dict:
+        return self.client.reserve_address(network_id, owner or self.host, ip)
 
     def release(self, network_id: str, ip: str) -> None:
         try:
@@ -85,12 +84,26 @@ class Controller:
             if exc.status != 404:
                 raise
 
+    def reservations(self, network_id: str, owner: str) -> list[str]:
+        """The addresses ``owner`` holds in the network."""
+        return [r["ip"] for r in self.client.addresses(network_id) if r["owner"] == owner]
+
+    def release_own(self, network_id: str, ip: str) -> None:
+        """Releases ``ip`` if this host or its aux addresses hold it (see naming.aux_owner)."""
+        for r in self.client.addresses(network_id):
+            if r["ip"] == ip and r["owner"] in (self.host, aux_owner(self.host)):
+                self.release(network_id, ip)
+
     # ---- endpoints -----------------------------------------------------------------------
 
     def endpoint_named(self, name: str) -> dict | None:
         """This host's endpoint called ``name`` (a Docker EndpointID), if any."""
         return next((ep for ep in self.client.endpoints(host=self.host) if ep["name"] == name),
                     None)
+
+    def endpoints_of(self, network_id: str) -> list[dict]:
+        """This host's endpoints in a network."""
+        return self.client.endpoints(network=network_id, host=self.host)
 
     def create_endpoint(self, **fields) -> dict:
         """Answers once the port is attached and its flows are confirmed (at most 5 s)."""

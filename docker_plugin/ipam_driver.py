@@ -1,9 +1,10 @@
 """IpamDriver: cluster-wide addresses through the controller's reservations.
 
 Every host asks the controller, so a container address is never handed to two hosts, and
-the gateway is the fabric network's own (the same on every host, never reserved). A pool
-named by ``--ipam-opt ovsfabric.network=NAME`` is in that fabric network from the start; an
-unnamed pool is in the network CreateNetwork binds it to (see naming.py).
+the gateway is the fabric network's own (the same on every host, never reserved). Nothing is
+created here: the fabric network of a new Docker network is made by CreateNetwork, which
+knows every option (see creates.py), and until then its gateway and ``--aux-address`` values
+are only answered, not held.
 """
 from __future__ import annotations
 
@@ -11,14 +12,16 @@ import ipaddress
 
 from .body import mapping, text
 from .controller import Controller
+from .creates import PendingCreates
 from .errors import BadRequest, PluginError
-from .naming import (GATEWAY_REQUEST, GLOBAL_SPACE, LOCAL_SPACE, OPTION, Pool,
-                     has_docker_network, network_name, subnet)
+from .naming import (GATEWAY_REQUEST, GLOBAL_SPACE, IPAM_OPTIONS, LOCAL_SPACE, OPTION, Pool,
+                     docker_network_of, network_name, subnet, unknown_options)
 
 
 class IpamDriver:
-    def __init__(self, controller: Controller):
+    def __init__(self, controller: Controller, creates: PendingCreates):
         self.controller = controller
+        self.creates = creates
 
     def methods(self) -> dict:
         return {"IpamDriver.GetCapabilities": self.capabilities,
@@ -38,10 +41,11 @@ class IpamDriver:
 
     def request_pool(self, body: dict) -> dict:
         if body.get("V6"):
-            raise BadRequest("IPv6 pools are not supported")
+            raise BadRequest("IPv6 is not supported: create the network without --ipv6")
         if body.get("SubPool"):
             raise BadRequest("--ip-range is not supported: the pool is the whole subnet")
         options = mapping(body, "Options")
+        unknown_options(options, IPAM_OPTIONS, "--ipam-opt")
         name = network_name(options[OPTION]) if OPTION in options else None
         net = self.controller.network(name) if name else None
         if body.get("Pool"):
@@ -58,37 +62,32 @@ class IpamDriver:
                 "Data": {}}
 
     def release_pool(self, body: dict) -> dict:
-        pool = Pool.parse(text(body, "PoolID"))
-        if pool.name:
-            self.controller.remove_alias(pool.id)
-            return {}
-        # An unnamed pool's PoolID is the same for every Docker network of the subnet on
-        # this host: it is released with the Docker network that holds it (DeleteNetwork),
-        # not by a network whose creation failed.
-        net = self.controller.network(pool.id)
-        if net is not None and not has_docker_network(net, pool.host):
-            self.controller.remove_alias(pool.id)
+        # A pool holds nothing of its own: the alias an unnamed pool becomes is bound and
+        # removed with its Docker network (CreateNetwork, DeleteNetwork). Releasing here
+        # would take it from a live network whenever a second create of the pool failed.
+        Pool.parse(text(body, "PoolID"))
         return {}
 
     def request_address(self, body: dict) -> dict:
         pool = Pool.parse(text(body, "PoolID"))
         address = _address_in(pool, body.get("Address"))
-        gateway = mapping(body, "Options").get("RequestAddressType") == GATEWAY_REQUEST
-        if pool.name:
-            net = self._named_network(pool, address if gateway else None, bind=gateway)
-        else:
-            net = self.controller.network(pool.id)
-        if gateway:
+        net = self.controller.network(pool.name or pool.id)
+        if mapping(body, "Options").get("RequestAddressType") == GATEWAY_REQUEST:
+            # First call of every create (and of a daemon's replay): CreateNetwork follows.
+            self.creates.note(pool, bound=bool(net and docker_network_of(net, pool.host)))
             held = net["gateway"] if net else address or str(pool.subnet.network_address + 1)
             if address and address != held:
                 raise PluginError(f"the gateway of fabric network {net['name']} is {held}, "
                                   f"not {address}")
             return {"Address": f"{held}/{pool.subnet.prefixlen}", "Data": {}}
-        if net is None:
+        if net is None or docker_network_of(net, pool.host) is None:
             if address is None:
                 raise PluginError(f"no Docker network on this host uses pool {pool.id}")
-            # An --aux-address before CreateNetwork: that call reserves it.
+            # An --aux-address of a create in progress: CreateNetwork reserves it.
             return {"Address": f"{address}/{pool.subnet.prefixlen}", "Data": {}}
+        if net["subnet"] != str(pool.subnet):
+            raise PluginError(f"fabric network {net['name']} has subnet {net['subnet']}, "
+                              f"not {pool.subnet}")
         held = self.controller.reserve(net["id"], address)
         return {"Address": f"{held['ip']}/{held['prefix_len']}", "Data": {}}
 
@@ -96,24 +95,11 @@ class IpamDriver:
         pool = Pool.parse(text(body, "PoolID"))
         address = _address_in(pool, text(body, "Address"))
         net = self.controller.network(pool.name or pool.id)
-        # The gateway is the network's, not a reservation; an unknown pool holds nothing.
+        # The gateway is the network's, not a reservation; an unknown pool holds nothing; an
+        # address another host holds was only answered, by a create of ours that failed.
         if net is not None and address != net["gateway"]:
-            self.controller.release(net["id"], address)
+            self.controller.release_own(net["id"], address)
         return {}
-
-    def _named_network(self, pool: Pool, gateway: str | None, bind: bool) -> dict:
-        if bind:  # the gateway request, first of every network create and of every replay
-            net, _ = self.controller.ensure_network(pool.name, str(pool.subnet), gateway)
-            # CreateNetwork finds the name by this alias when -o does not give it.
-            self.controller.add_alias(net["id"], pool.id)
-        else:
-            net = self.controller.network(pool.name)
-            if net is None:
-                raise PluginError(f"fabric network {pool.name} does not exist (deleted?)")
-        if net["subnet"] != str(pool.subnet):
-            raise PluginError(f"fabric network {pool.name} has subnet {net['subnet']}, "
-                              f"not {pool.subnet}")
-        return net
 
 
 def _address_in(pool: Pool, value) -> str | None:

@@ -1,11 +1,13 @@
 """Names that tie Docker's ids to the controller's objects, so no state is kept here.
 
 - A Docker network on host H is the fabric network with alias ``docker:H:<NetworkID>``.
-- An IPAM pool's PoolID is itself an alias, given to the fabric network the pool is in:
-  ``pool:H:<subnet>:<NAME>`` when ``ovsfabric.network=NAME`` came as an IPAM option,
-  ``pool:H:<subnet>`` otherwise (then CreateNetwork adds it).
+- An IPAM pool's PoolID names the fabric network it is in: ``pool:H:<subnet>:<NAME>`` when
+  ``ovsfabric.network=NAME`` came as an IPAM option; ``pool:H:<subnet>`` otherwise, and then it
+  is an alias that CreateNetwork gives the network (so one such pool per subnet and host).
 - A Docker endpoint is the fabric endpoint named by its EndpointID, on host H.
 - Its veth pair is named from the EndpointID; its MAC, when Docker gives none, too.
+- ``--aux-address`` values are reserved for the owner ``aux.H``, not ``H``: the host's own
+  containers cannot take them either.
 """
 from __future__ import annotations
 
@@ -20,6 +22,10 @@ OPTION = "ovsfabric.network"
 GENERIC = "com.docker.network.generic"
 MTU_OPTION = "com.docker.network.driver.mtu"
 GATEWAY_REQUEST = "com.docker.network.gateway"
+IPV6_OPTION = "com.docker.network.enable_ipv6"
+# Every option a user may give; anything else is refused, so a typo is not a silent default.
+NETWORK_OPTIONS = (OPTION, MTU_OPTION)  # -o
+IPAM_OPTIONS = (OPTION,)  # --ipam-opt
 LOCAL_SPACE, GLOBAL_SPACE = "ovsfabric-local", "ovsfabric-global"
 # The controller's network name rules (api/schemas.py NAME_PATTERN, at most 64).
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -49,9 +55,22 @@ def docker_alias(host: str, network_id: str) -> str:
     return f"docker:{host}:{network_id}"
 
 
-def has_docker_network(net: dict, host: str) -> bool:
-    """Whether a Docker network of ``host`` is this fabric network already."""
-    return any(a.startswith(f"docker:{host}:") for a in net["aliases"])
+def docker_network_of(net: dict, host: str) -> str | None:
+    """The id of the Docker network of ``host`` that this fabric network is, if any."""
+    prefix = f"docker:{host}:"
+    return next((a[len(prefix):] for a in net["aliases"] if a.startswith(prefix)), None)
+
+
+def aux_owner(host: str) -> str:
+    return f"aux.{host}"
+
+
+def unknown_options(given: dict, known: tuple[str, ...], flag: str) -> None:
+    """Refuses options this driver does not know, naming the ones it does."""
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise BadRequest(f"unknown {flag} option{'s' if len(unknown) > 1 else ''} "
+                         f"{', '.join(unknown)}: ovsfabric takes {', '.join(known)}")
 
 
 @dataclass(frozen=True)
@@ -65,11 +84,6 @@ class Pool:
         token = f"pool:{self.host}:{self.subnet.network_address}-{self.subnet.prefixlen}"
         return f"{token}:{self.name}" if self.name else token
 
-    @property
-    def named_prefix(self) -> str:
-        """Prefix of the PoolIDs of every named pool of this host and subnet."""
-        return Pool(self.host, self.subnet).id + ":"
-
     @classmethod
     def parse(cls, pool_id) -> "Pool":
         parts = pool_id.split(":") if isinstance(pool_id, str) else []
@@ -78,6 +92,14 @@ class Pool:
         address, _, length = parts[2].rpartition("-")
         return cls(parts[1], subnet(f"{address}/{length}"),
                    network_name(parts[3]) if len(parts) == 4 else None)
+
+
+def is_docker_endpoint(ep: dict) -> bool:
+    """Whether the plugin made this fabric endpoint (its port is the veth its name gives)."""
+    try:
+        return ep["port"] == veth_names(ep["name"])[0]
+    except BadRequest:
+        return False
 
 
 def veth_names(endpoint_id: str) -> tuple[str, str]:

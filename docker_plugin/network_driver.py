@@ -8,8 +8,11 @@ from api.client import ApiError
 from .body import mapping, text
 from .controller import Controller
 from .errors import BadRequest, PluginError
-from .naming import (GENERIC, GLOBAL_SPACE, LOCAL_SPACE, MTU_OPTION, OPTION, Pool, docker_alias,
-                     endpoint_mac, has_docker_network, network_name, strip_prefix, subnet,
+from .creates import PendingCreates
+from .orphans import remove_orphan
+from .naming import (GENERIC, GLOBAL_SPACE, IPV6_OPTION, LOCAL_SPACE, MTU_OPTION, NETWORK_OPTIONS,
+                     OPTION, Pool, aux_owner, docker_alias, docker_network_of, endpoint_mac,
+                     is_docker_endpoint, network_name, strip_prefix, subnet, unknown_options,
                      veth_names)
 from .veth import Veths
 
@@ -18,10 +21,11 @@ CAPABILITIES = {"Scope": "local", "ConnectivityScope": "global"}
 
 
 class NetworkDriver:
-    def __init__(self, controller: Controller, veths: Veths):
+    def __init__(self, controller: Controller, veths: Veths, creates: PendingCreates):
         self.controller = controller
         self.host = controller.host
         self.veths = veths
+        self.creates = creates
 
     def methods(self) -> dict:
         empty = _empty  # for calls with nothing to do here
@@ -47,33 +51,41 @@ class NetworkDriver:
 
     def create_network(self, body: dict) -> dict:
         network_id = text(body, "NetworkID")
-        generic = mapping(mapping(body, "Options"), GENERIC)  # where -o options are
+        options = mapping(body, "Options")
+        generic = mapping(options, GENERIC)  # where -o options are
+        unknown_options(generic, NETWORK_OPTIONS, "-o")
         name = network_name(generic[OPTION]) if OPTION in generic else None
         mtu = _mtu(generic.get(MTU_OPTION))
-        if body.get("IPv6Data"):
-            raise BadRequest("IPv6 is not supported")
+        if body.get("IPv6Data") or options.get(IPV6_OPTION):
+            raise BadRequest("IPv6 is not supported: create the network without --ipv6")
         pools = body.get("IPv4Data") or []
         if not isinstance(pools, list) or len(pools) != 1 or not isinstance(pools[0], dict):
             raise BadRequest("exactly one IPv4 pool is supported")
         data = pools[0]
-        pool = Pool(self.host, subnet(data.get("Pool")))
-        gateway = strip_prefix(data.get("Gateway"))
-        ours = data.get("AddressSpace") in (LOCAL_SPACE, GLOBAL_SPACE)
+        if data.get("AddressSpace") not in (LOCAL_SPACE, GLOBAL_SPACE):
+            # Docker's own IPAM would hand every host the same addresses.
+            raise BadRequest("the ovsfabric driver needs the ovsfabric IPAM: add "
+                             "--ipam-driver ovsfabric")
         alias = docker_alias(self.host, network_id)
         if self.controller.network(alias) is not None:
             return {}  # created already (a re-sent request)
-
-        net = self._named_by_ipam(pool, name) if ours else None
-        unnamed_pool, created = ours and net is None, False
-        if net is None:
-            # The fabric network -o names, or one of its own named after the Docker network.
-            net, created = self.controller.ensure_network(name or network_id, str(pool.subnet),
+        pool = self.creates.take(subnet(data.get("Pool")), name)
+        gateway = strip_prefix(data.get("Gateway"))
+        fabric_name = name or pool.name or network_id  # unnamed: a network of its own
+        net = self.controller.network(fabric_name)
+        created = net is None
+        if created:
+            net, created = self.controller.create_network(fabric_name, str(pool.subnet),
                                                           gateway, mtu)
         undo = []
         try:
-            self._check(net, pool, gateway)
-            if unnamed_pool:
-                self._bind_unnamed_pool(net, pool, data, undo)
+            self._check(net, pool, gateway, mtu)
+            if pool.name is None:
+                self._bind_unnamed_pool(net, pool, undo)
+            for aux in mapping(data, "AuxAddresses").values():
+                held = self.controller.reserve(net["id"], strip_prefix(aux),
+                                               owner=aux_owner(self.host))
+                undo.append(lambda ip=held["ip"]: self.controller.release(net["id"], ip))
             self.controller.add_alias(net["id"], alias)
         except BaseException:
             if created:
@@ -86,31 +98,9 @@ class NetworkDriver:
                  net["subnet"])
         return {}
 
-    def _named_by_ipam(self, pool: Pool, name: str | None) -> dict | None:
-        """The fabric network whose name came as an IPAM option for this network.
-
-        The IPAM's gateway request gave it the alias pool:HOST:SUBNET:NAME; it is the one of
-        those not yet bound to a Docker network of this host."""
-        prefix = pool.named_prefix
-        candidates = [n for n in self.controller.networks()
-                      if any(a.startswith(prefix) for a in n["aliases"])
-                      and not has_docker_network(n, self.host)]
-        if name is not None:
-            match = [n for n in candidates if n["name"] == name]
-            if candidates and not match:
-                raise PluginError(f"the IPAM option {OPTION} names "
-                                  f"{', '.join(n['name'] for n in candidates)}, the driver "
-                                  f"option {name}: give the same name to both")
-            return match[0] if match else None
-        if len(candidates) > 1:
-            raise PluginError(f"several fabric networks with subnet {pool.subnet} are being "
-                              f"created on this host ({', '.join(n['name'] for n in candidates)}"
-                              f"): give -o {OPTION}=NAME as well")
-        return candidates[0] if candidates else None
-
-    def _bind_unnamed_pool(self, net: dict, pool: Pool, data: dict, undo: list) -> None:
-        """Our IPAM's pool was not named: its PoolID becomes an alias of this network, and
-        the --aux-address values it could not reserve before are reserved now."""
+    def _bind_unnamed_pool(self, net: dict, pool: Pool, undo: list) -> None:
+        """Our IPAM's pool was not named: its PoolID becomes an alias of this network, by
+        which the IPAM finds it."""
         try:
             self.controller.add_alias(net["id"], pool.id)
         except ApiError as exc:
@@ -122,20 +112,19 @@ class NetworkDriver:
                 f"network {holder['name'] if holder else '?'}) whose pool is not named: give "
                 f"--ipam-opt {OPTION}=NAME to tell them apart") from None
         undo.append(lambda: self.controller.remove_alias(pool.id))
-        for aux in mapping(data, "AuxAddresses").values():
-            held = self.controller.reserve(net["id"], strip_prefix(aux))
-            undo.append(lambda ip=held["ip"]: self.controller.release(net["id"], ip))
 
-    def _check(self, net: dict, pool: Pool, gateway: str | None) -> None:
+    def _check(self, net: dict, pool: Pool, gateway: str | None, mtu: int | None) -> None:
         if net["subnet"] != str(pool.subnet):
             raise PluginError(f"fabric network {net['name']} has subnet {net['subnet']}, "
                               f"not {pool.subnet}")
         if gateway and net["gateway"] != gateway:
             raise PluginError(f"fabric network {net['name']} has gateway {net['gateway']}, "
                               f"not {gateway}")
-        if has_docker_network(net, self.host):
-            raise PluginError(f"fabric network {net['name']} is already a Docker network on "
-                              f"this host")
+        if mtu is not None and net["mtu"] != mtu:
+            raise PluginError(f"fabric network {net['name']} has MTU {net['mtu']}, not {mtu}")
+        if (other := docker_network_of(net, self.host)) is not None:
+            raise PluginError(f"fabric network {net['name']} is already Docker network "
+                              f"{other[:12]} on this host")
 
     def delete_network(self, body: dict) -> dict:
         network_id = text(body, "NetworkID")
@@ -143,9 +132,17 @@ class NetworkDriver:
         net = self.controller.network(alias)
         if net is None:
             return {}  # deleted already
-        if net["name"] == network_id:  # its own: goes with its aliases (409 if endpoints left)
+        # Docker removes a network only once no container is on it: an endpoint of ours
+        # still there was orphaned by a DeleteEndpoint that could not reach the controller.
+        for ep in self.controller.endpoints_of(net["id"]):
+            if is_docker_endpoint(ep):
+                remove_orphan(self.controller, self.veths, ep,
+                              "its Docker network is being removed")
+        if net["name"] == network_id:  # its own: goes with its aliases and addresses
             self.controller.delete_network(net["id"])
             return {}
+        for ip in self.controller.reservations(net["id"], aux_owner(self.host)):
+            self.controller.release(net["id"], ip)
         self.controller.remove_alias(alias)
         unnamed_pool = Pool(self.host, subnet(net["subnet"])).id
         if unnamed_pool in net["aliases"]:
@@ -201,12 +198,15 @@ class NetworkDriver:
 
     def delete_endpoint(self, body: dict) -> dict:
         endpoint_id = text(body, "EndpointID")
-        ep = self.controller.endpoint_named(endpoint_id)
-        if ep is not None:
-            self.controller.delete_endpoint(ep["id"])  # port detached, flows gone
-        # Docker has moved the container end back by now; if the container's namespace
-        # died with it, the pair is gone already.
-        self.veths.delete(veth_names(endpoint_id)[0])
+        try:
+            ep = self.controller.endpoint_named(endpoint_id)
+            if ep is not None:
+                self.controller.delete_endpoint(ep["id"])  # port detached, flows gone
+        finally:
+            # Docker has moved the container end back by now (if the container's namespace
+            # died with it, the pair is gone already). Deleted even when the controller is
+            # unreachable: the orphan sweep then knows the endpoint for one no container holds.
+            self.veths.delete(veth_names(endpoint_id)[0])
         return {}
 
     def _network(self, body: dict) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 
 from pyroute2 import IPRoute
+from pyroute2.ethtool import Ethtool
 from pyroute2.netlink.exceptions import NetlinkError
 
 
@@ -23,6 +24,12 @@ class Veths:
                         raise
             ipr.link("set", ifname=container_end, mtu=mtu, address=mac)
             ipr.link("set", ifname=host_end, mtu=mtu, state="up")
+        disable_tx_checksum_offload(container_end)
+
+    def names(self) -> set[str]:
+        """Every link name in this namespace."""
+        with IPRoute() as ipr:
+            return {link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
 
     def exists(self, name: str) -> bool:
         with IPRoute() as ipr:
@@ -36,3 +43,19 @@ class Veths:
             except NetlinkError as exc:
                 if exc.code != errno.ENODEV:
                     raise
+
+
+def disable_tx_checksum_offload(ifname: str) -> None:
+    """``ethtool -K IFNAME tx off``: a veth leaves TCP and UDP checksums for the receiver to
+    fill in, which OVS's userspace datapath never does, so every segment would arrive with a
+    bad checksum (ICMP, checksummed by the stack, still works). The setting stays with the
+    device when Docker moves it into the container."""
+    ethtool = Ethtool()
+    try:
+        wanted = ethtool.get_features(ifname)
+        for name, feature in wanted.features.items():
+            if name.startswith("tx-checksum") and feature.available:
+                feature.enable = False
+        ethtool.set_features(ifname, wanted)
+    finally:
+        ethtool.close()

@@ -311,8 +311,10 @@ class Store:
                 ip = str(parse_ip_in(ipaddress.IPv4Network(net.subnet), ip, "ip"))
                 if ip == net.gateway:
                     raise Conflict(f"ip {ip} is the gateway of network {net.name!r}")
-                # A reserved address is taken over by the endpoint that comes to use it.
+                # A reserved address is taken over by the endpoint its owner (a host) makes.
                 reserved = snap.reservations.get((net.id, ip))
+                if reserved is not None and reserved.owner != host:
+                    raise Conflict(f"ip {ip} is reserved by {reserved.owner!r}")
                 if reserved is None and not pool.is_free(ip):
                     raise Conflict(f"ip {ip} is already used in network {net.name!r}")
             else:

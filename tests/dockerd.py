@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import base64
 import secrets
 import socket
 from dataclasses import dataclass, field
-from urllib.parse import quote
 
 GATEWAY_OPTION = {"RequestAddressType": "com.docker.network.gateway"}
 ACCEPT = "application/vnd.docker.plugins.v1.2+json"
@@ -37,16 +37,19 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock.connect(self.path)
 
 
+def encode(body: dict | None) -> bytes:
+    """As Go's json.Encoder writes it: compact, with a newline at the end; no body: empty."""
+    return b"" if body is None else json.dumps(body, separators=(",", ":")).encode() + b"\n"
+
+
 def unix_transport(path: str):
-    """POSTs as dockerd does: no Content-Type, compact JSON or an empty body, Host = the
-    socket path URL-escaped."""
+    """POSTs as dockerd 20.10 does: no Content-Type, an empty Host header."""
     def call(method: str, body: dict | None, raw: bytes | None = None, verb: str = "POST"):
-        data = raw if raw is not None else (
-            b"" if body is None else json.dumps(body, separators=(",", ":")).encode())
+        data = raw if raw is not None else encode(body)
         conn = UnixHTTPConnection(path)
         try:
             conn.putrequest(verb, f"/{method}", skip_host=True, skip_accept_encoding=True)
-            conn.putheader("Host", quote(path, safe=""))
+            conn.putheader("Host", "")
             conn.putheader("Accept", ACCEPT)
             conn.putheader("Content-Length", str(len(data)))
             conn.endheaders(data)
@@ -63,8 +66,7 @@ def unix_transport(path: str):
 
 def flask_transport(client):
     def call(method: str, body: dict | None, raw: bytes | None = None, verb: str = "POST"):
-        data = raw if raw is not None else (
-            b"" if body is None else json.dumps(body, separators=(",", ":")).encode())
+        data = raw if raw is not None else encode(body)
         response = client.open(f"/{method}", method=verb, data=data,
                                headers={"Accept": ACCEPT})
         try:
@@ -116,6 +118,7 @@ class Dockerd:
         self.networks: dict[str, Network] = {}
         self.containers: dict[str, Container] = {}
         self.calls: list[str] = []
+        self.warnings: list[PluginCallError] = []  # failed calls Docker only logs
 
     def post(self, method: str, body: dict | None = None) -> dict:
         self.calls.append(method)
@@ -123,6 +126,13 @@ class Dockerd:
         if status != 200 or not isinstance(payload, dict):
             raise PluginCallError(method, status, payload)
         return payload
+
+    def post_logged(self, method: str, body: dict) -> None:
+        """A call whose failure Docker logs and goes on (Leave, DeleteEndpoint, Release*)."""
+        try:
+            self.post(method, body)
+        except (PluginCallError, OSError) as exc:
+            self.warnings.append(exc)
 
     def activate(self) -> dict:
         """First use of the plugin: Activate, then what each interface's registration asks."""
@@ -143,7 +153,7 @@ class Dockerd:
         network_id = network_id or secrets.token_hex(32)
         pool = self.post("IpamDriver.RequestPool", {
             "AddressSpace": self.space, "Pool": subnet or "", "SubPool": "",
-            "Options": ipam_opts or None, "V6": False})
+            "Options": dict(ipam_opts or {}), "V6": False})
         net = Network(name, network_id, pool["PoolID"], pool["Pool"], "", {}, ipam_opts)
         try:
             net.gateway = self.post("IpamDriver.RequestAddress", {
@@ -181,17 +191,25 @@ class Dockerd:
     # ---- docker run / stop ------------------------------------------------------------------
 
     def run(self, name: str, network: str, ip: str | None = None, mac: str | None = None,
-            before_join=None) -> Container:
+            before_join=None, ports: tuple[tuple[int, int], ...] = ()) -> Container:
+        """``ports``: (container port, host port) pairs of ``-p``, TCP."""
         net = self.networks[network]
         address = self.post("IpamDriver.RequestAddress", {
             "PoolID": net.pool_id, "Address": ip or "", "Options": None})["Address"]
         endpoint_id = secrets.token_hex(32)
+        exposed = [{"Proto": 6, "Port": port} for port, _ in ports]
+        portmap = [{"Proto": 6, "IP": "", "Port": port, "HostIP": "", "HostPort": host_port,
+                    "HostPortEnd": host_port} for port, host_port in ports]
+        options = {"com.docker.network.endpoint.exposedports": exposed,
+                   "com.docker.network.portmap": portmap}
+        if mac:  # a net.HardwareAddr, which Go encodes as base64
+            options["com.docker.network.endpoint.macaddress"] = base64.b64encode(
+                bytes.fromhex(mac.replace(":", ""))).decode()
         try:
             created = self.post("NetworkDriver.CreateEndpoint", {
                 "NetworkID": net.id, "EndpointID": endpoint_id,
                 "Interface": {"Address": address, "AddressIPv6": "", "MacAddress": mac or ""},
-                "Options": {"com.docker.network.endpoint.exposedports": [],
-                            "com.docker.network.portmap": []}})
+                "Options": options})
         except PluginCallError:
             self.post("IpamDriver.ReleaseAddress",
                       {"PoolID": net.pool_id, "Address": address.split("/")[0]})
@@ -202,13 +220,15 @@ class Dockerd:
         container.created = created
         if before_join is not None:
             before_join(container)
+        ids = {"NetworkID": net.id, "EndpointID": endpoint_id}
+        sandbox_options = {"com.docker.network.endpoint.exposedports": exposed,
+                           "com.docker.network.portmap": portmap}
         try:
             joined = self.post("NetworkDriver.Join", {
-                "NetworkID": net.id, "EndpointID": endpoint_id,
-                "SandboxKey": f"/var/run/docker/netns/{endpoint_id[:12]}", "Options": {}})
+                **ids, "SandboxKey": f"/var/run/docker/netns/{secrets.token_hex(6)}",
+                "Options": sandbox_options})
         except PluginCallError:
-            self.post("NetworkDriver.DeleteEndpoint",
-                      {"NetworkID": net.id, "EndpointID": endpoint_id})
+            self.post("NetworkDriver.DeleteEndpoint", ids)
             self.post("IpamDriver.ReleaseAddress",
                       {"PoolID": net.pool_id, "Address": address.split("/")[0]})
             raise
@@ -217,40 +237,61 @@ class Dockerd:
         container.gateway = joined.get("Gateway")
         self.sandbox.attach(container)
         self.containers[name] = container
-        self.post("NetworkDriver.EndpointOperInfo",
-                  {"NetworkID": net.id, "EndpointID": endpoint_id})
+        self.post("NetworkDriver.ProgramExternalConnectivity",
+                  {**ids, "Options": sandbox_options})
+        for _ in range(2):  # once for the sandbox, once for the container's port info
+            self.post("NetworkDriver.EndpointOperInfo", ids)
         return container
 
     def stop(self, name: str, after_leave=None) -> None:
         container = self.containers.pop(name)
         ids = {"NetworkID": container.network.id, "EndpointID": container.endpoint_id}
-        self.post("NetworkDriver.Leave", ids)
+        self.post_logged("NetworkDriver.RevokeExternalConnectivity", ids)
+        self.post_logged("NetworkDriver.Leave", ids)
         if after_leave is not None:
             after_leave(container)
         self.sandbox.detach(container)  # back to the host, renamed to SrcName, down
-        self.post("NetworkDriver.DeleteEndpoint", ids)
-        self.post("IpamDriver.ReleaseAddress", {"PoolID": container.network.pool_id,
-                                                "Address": container.address.split("/")[0]})
+        self.post_logged("NetworkDriver.DeleteEndpoint", ids)
+        self.post_logged("IpamDriver.ReleaseAddress", {
+            "PoolID": container.network.pool_id, "Address": container.address.split("/")[0]})
 
     # ---- daemon restart ----------------------------------------------------------------------
 
     def restart(self) -> list[dict]:
-        """A new daemon activates the plugin again and, as the IPAM asks for it, replays
-        every pool, gateway, aux and endpoint address it had; returns the answers."""
+        """A graceful stop (live-restore off) tears every container's endpoints down; the new
+        daemon activates the plugin again and replays each network's pool and gateway, no
+        more. Returns the replay's answers."""
+        for name in list(self.containers):
+            self.stop(name)
+        return self._replay([])
+
+    def crash_restart(self) -> list[dict]:
+        """After ``kill -9`` the new daemon replays pools, gateways and the addresses of the
+        containers that died with it, then tears their endpoints down."""
+        dead = list(self.containers.values())
+        answers = self._replay(dead)
+        for container in dead:
+            ids = {"NetworkID": container.network.id, "EndpointID": container.endpoint_id}
+            self.post("NetworkDriver.Leave", ids)
+            self.sandbox.detach(container)
+            self.post("NetworkDriver.DeleteEndpoint", ids)
+            self.post("IpamDriver.ReleaseAddress", {"PoolID": container.network.pool_id,
+                                                    "Address": container.address.split("/")[0]})
+        self.containers.clear()
+        return answers
+
+    def _replay(self, containers: list[Container]) -> list[dict]:
         self.activate()
         answers = []
         for net in self.networks.values():
             pool = self.post("IpamDriver.RequestPool", {
                 "AddressSpace": self.space, "Pool": net.pool, "SubPool": "",
-                "Options": net.ipam_options or None, "V6": False})
+                "Options": dict(net.ipam_options or {}), "V6": False})
             answers.append(pool)
             answers.append(self.post("IpamDriver.RequestAddress", {
                 "PoolID": pool["PoolID"], "Address": net.gateway.split("/")[0],
                 "Options": GATEWAY_OPTION}))
-            for cidr in net.aux.values():
-                answers.append(self.post("IpamDriver.RequestAddress", {
-                    "PoolID": pool["PoolID"], "Address": cidr.split("/")[0], "Options": None}))
-            for container in self.containers.values():
+            for container in containers:
                 if container.network is net:
                     answers.append(self.post("IpamDriver.RequestAddress", {
                         "PoolID": pool["PoolID"], "Address": container.address.split("/")[0],

@@ -8,6 +8,8 @@ from contextlib import contextmanager
 
 import pytest
 
+from api.client import ApiError
+
 from api.app import create_app as create_api
 from tests.helpers import serving
 from api.client import FabricClient
@@ -15,6 +17,7 @@ from controller.fabric import Fabric
 from docker_plugin.app import create_app
 from docker_plugin.controller import Controller
 from docker_plugin.naming import endpoint_mac, veth_names
+from docker_plugin.orphans import OrphanSweep
 from model import Store
 from tests.dockerd import Dockerd, PluginCallError, flask_transport
 
@@ -36,6 +39,9 @@ class FakeVeths:
 
     def exists(self, name):
         return name in self.links
+
+    def names(self):
+        return set(self.links)
 
     def delete(self, name):
         with self.lock:
@@ -70,9 +76,18 @@ class Host:
         self.restart_plugin()
         self.docker = Dockerd(lambda method, body, **kw: self.transport(method, body, **kw))
 
-    def restart_plugin(self):
-        app = create_app(Controller(self.api.url, self.name, token=TOKEN), self.veths)
+    def restart_plugin(self, controller_url: str | None = None):
+        app = create_app(Controller(controller_url or self.api.url, self.name, token=TOKEN),
+                         self.veths)
         self.transport = flask_transport(app.test_client())
+
+    @contextmanager
+    def controller_unreachable(self):
+        self.restart_plugin("http://127.0.0.1:9")
+        try:
+            yield
+        finally:
+            self.restart_plugin()
 
 
 @pytest.fixture
@@ -222,7 +237,7 @@ def test_same_subnet_twice_on_one_host(api, hosts):
     assert "--ipam-opt" in err.value.err
     with pytest.raises(PluginCallError) as err:
         docker.network_create("red2", "10.50.0.0/24", driver_opts={OPT: "red"})
-    assert "already a Docker network" in err.value.err
+    assert "is already Docker network" in err.value.err
     a, b, c = (docker.run(f"c-{n}", n) for n in ("red", "green", "plain"))
     assert a.address == b.address == c.address == "10.50.0.2/24"
     by_name = {n["name"]: n for n in api.networks()}
@@ -232,36 +247,135 @@ def test_same_subnet_twice_on_one_host(api, hosts):
     assert docker.run("c-plain-2", "plain").address == "10.50.0.3/24"
 
 
-def test_conflicting_names_in_driver_and_ipam_options(hosts):
+def fabric_state(api) -> list:
+    """Everything a failed create could have left: networks, aliases, reservations."""
+    return [(n["name"], sorted(n["aliases"]), api.addresses(n["id"])) for n in api.networks()]
+
+
+def test_a_second_docker_network_for_a_named_fabric_network_is_refused(api, hosts):
+    docker = hosts[0].docker
+    red = docker.network_create("red", "10.50.0.0/24", ipam_opts={OPT: "red"},
+                                driver_opts={OPT: "red"}, aux={"r": "10.50.0.9"})
+    before = fabric_state(api)
+    for form in ({"ipam_opts": {OPT: "red"}}, {"driver_opts": {OPT: "red"}},
+                 {"ipam_opts": {OPT: "red"}, "driver_opts": {OPT: "red"}}):
+        with pytest.raises(PluginCallError) as err:
+            docker.network_create("red2", "10.50.0.0/24", **form)
+        assert f"is already Docker network {red.id[:12]}" in err.value.err, form
+        assert fabric_state(api) == before, "the live network keeps its aliases and addresses"
+    assert docker.run("c", "red").address == "10.50.0.2/24"
+
+
+@pytest.mark.parametrize("form", [{"driver_opts": {OPT: "jumbo"}},
+                                  {"driver_opts": {OPT: "jumbo"}, "ipam_opts": {OPT: "jumbo"}},
+                                  {"ipam_opts": {OPT: "jumbo"}}, {}],
+                         ids=["driver-option", "both", "ipam-option", "unnamed"])
+def test_the_mtu_option_makes_the_fabric_network(api, hosts, form):
+    h1, h2 = hosts[:2]
+    opts = {**form.get("driver_opts", {}), "com.docker.network.driver.mtu": "1400"}
+    net = h1.docker.network_create("n", "10.70.0.0/24", ipam_opts=form.get("ipam_opts"),
+                                   driver_opts=opts)
+    fabric = api.network(f"docker:h1:{net.id}")
+    assert fabric["mtu"] == 1400
+    c = h1.docker.run("c", "n")
+    assert h1.veths.links[c.src_name]["mtu"] == 1400
+    if form:  # another host may not disagree
+        with pytest.raises(PluginCallError) as err:
+            h2.docker.network_create("n", "10.70.0.0/24", ipam_opts=form.get("ipam_opts"),
+                                     driver_opts={**opts, "com.docker.network.driver.mtu":
+                                                  "1450"})
+        assert "has MTU 1400, not 1450" in err.value.err
+
+
+def test_failed_creates_leave_nothing_behind(api, hosts):
+    docker = hosts[0].docker
+    docker.activate()
+    # --ipv6: Docker asks for the v4 pool, its gateway and aux, then the v6 pool.
+    v4 = docker.post("IpamDriver.RequestPool", {"AddressSpace": docker.space,
+                                                "Pool": "10.80.0.0/24", "SubPool": "",
+                                                "Options": {OPT: "six"}, "V6": False})
+    docker.post("IpamDriver.RequestAddress", {"PoolID": v4["PoolID"], "Address": "",
+                                              "Options": {"RequestAddressType":
+                                                          "com.docker.network.gateway"}})
+    status, payload = docker.transport("IpamDriver.RequestPool", {
+        "AddressSpace": docker.space, "Pool": "", "SubPool": "", "Options": {OPT: "six"},
+        "V6": True})
+    assert status == 400 and "--ipv6" in payload["Err"]
+    docker.post("IpamDriver.ReleaseAddress", {"PoolID": v4["PoolID"], "Address": "10.80.0.1"})
+    docker.post("IpamDriver.ReleasePool", {"PoolID": v4["PoolID"]})
+    assert api.networks() == []
+    for refused, words in (
+            ({"ipam_opts": {OPT: "one"}, "driver_opts": {OPT: "two"}}, "same name"),
+            ({"driver_opts": {"ovsfabric.netwrok": "blue"}}, "unknown -o option"),
+            ({"ipam_opts": {"ovsfabric.netwrok": "blue"}}, "unknown --ipam-opt option"),
+            ({"driver_opts": {OPT: "m", "com.docker.network.driver.mtu": "9"}}, "576..9000"),
+            ({"driver_opts": {OPT: "bad name!"}}, OPT)):
+        with pytest.raises(PluginCallError) as err:
+            docker.network_create("x", "10.60.0.0/24", aux={"r": "10.60.0.5"}, **refused)
+        assert words in err.value.err, refused
+        assert api.networks() == [], refused
+
+
+def test_unknown_options_are_refused_with_what_is_known(hosts):
     with pytest.raises(PluginCallError) as err:
-        hosts[0].docker.network_create("x", "10.60.0.0/24", ipam_opts={OPT: "one"},
-                                       driver_opts={OPT: "two"})
-    assert "same name" in err.value.err
+        hosts[0].docker.network_create("x", "10.60.0.0/24", driver_opts={
+            "ovsfabric.netwrok": "blue", "color": "red"})
+    assert err.value.err == ("unknown -o options color, ovsfabric.netwrok: ovsfabric takes "
+                             "ovsfabric.network, com.docker.network.driver.mtu")
 
 
-def test_aux_addresses_are_reserved_for_the_host(api, hosts):
+def test_docker_default_ipam_is_refused(api, hosts):
+    docker = hosts[0].docker
+    docker.activate()
+    status, payload = docker.transport("NetworkDriver.CreateNetwork", {
+        "NetworkID": "a" * 64, "Options": {"com.docker.network.generic": {OPT: "blue"}},
+        "IPv4Data": [{"AddressSpace": "LocalDefault", "Pool": "10.8.0.0/24",
+                      "Gateway": "10.8.0.1/24"}], "IPv6Data": []})
+    assert status == 400 and "--ipam-driver ovsfabric" in payload["Err"]
+    assert api.networks() == []
+
+
+def test_plugin_restarted_inside_a_create_refuses_it_and_the_next_attempt_works(api, hosts):
+    h1 = hosts[0]
+    docker = h1.docker
+    docker.activate()
+    pool = docker.post("IpamDriver.RequestPool", {"AddressSpace": docker.space,
+                                                  "Pool": "10.81.0.0/24", "SubPool": "",
+                                                  "Options": {OPT: "late"}, "V6": False})
+    gateway = docker.post("IpamDriver.RequestAddress", {
+        "PoolID": pool["PoolID"], "Address": "",
+        "Options": {"RequestAddressType": "com.docker.network.gateway"}})["Address"]
+    h1.restart_plugin()
+    status, payload = h1.transport("NetworkDriver.CreateNetwork", {
+        "NetworkID": "b" * 64, "Options": {"com.docker.network.generic": {}},
+        "IPv4Data": [{"AddressSpace": docker.space, "Pool": "10.81.0.0/24",
+                      "Gateway": gateway}], "IPv6Data": []})
+    assert status == 500 and "create the network again" in payload["Err"]
+    assert api.networks() == []
+    docker.network_create("late", "10.81.0.0/24", ipam_opts={OPT: "late"})
+    assert [n["name"] for n in api.networks()] == ["late"]
+
+
+def test_aux_addresses_are_reserved_from_every_container(api, hosts):
     h1, h2 = hosts[:2]
     for form in ({"ipam_opts": {OPT: "blue"}}, {"driver_opts": {OPT: "blue"}}):
         h1.docker.network_create("blue", "10.30.0.0/24", aux={"r": "10.30.0.2"}, **form)
-        assert [(a["ip"], a["owner"]) for a in api.addresses("blue")] == [("10.30.0.2", "h1")]
+        assert [(a["ip"], a["owner"]) for a in api.addresses("blue")] == [
+            ("10.30.0.2", "aux.h1")]
         h2.docker.network_create("blue", "10.30.0.0/24", **form)
-        with pytest.raises(PluginCallError) as err:
-            h2.docker.run("c", "blue", ip="10.30.0.2")
-        assert "reserved by 'h1'" in err.value.err
-        assert h2.docker.run("c", "blue").address != "10.30.0.2/24"
-        h2.docker.stop("c")
+        for h in (h1, h2):  # its own host's containers too
+            with pytest.raises(PluginCallError) as err:
+                h.docker.run("c", "blue", ip="10.30.0.2")
+            assert "reserved by 'aux.h1'" in err.value.err
+        with pytest.raises(ApiError) as refused:  # nor through the REST API
+            api.create_endpoint("blue", "h1", ip="10.30.0.2")
+        assert refused.value.status == 409
+        assert h1.docker.run("c", "blue").address != "10.30.0.2/24"
+        h1.docker.stop("c")
+        assert [a["ip"] for a in api.addresses("blue")] == ["10.30.0.2"], "still reserved"
         for h in (h1, h2):
             h.docker.network_rm("blue")
         assert api.addresses("blue") == [], form
-
-
-def test_mtu_option_for_a_new_network(api, hosts):
-    hosts[0].docker.network_create("n", "10.70.0.0/24",
-                                   driver_opts={OPT: "jumbo",
-                                                "com.docker.network.driver.mtu": "8950"})
-    assert network_named(api, "jumbo")["mtu"] == 8950
-    c = hosts[0].docker.run("c", "n")
-    assert hosts[0].veths.links[c.src_name]["mtu"] == 8950
 
 
 # ---- endpoints ------------------------------------------------------------------------------
@@ -378,7 +492,7 @@ def test_plugin_restart_between_any_two_calls(api, hosts):
     assert network_named(api, "blue")["aliases"] == []
 
 
-def test_daemon_restart_replay_is_already_yours(api, hosts):
+def test_daemon_restarts_replays_are_already_yours(api, hosts):
     h1, h2 = hosts[:2]
     h1.docker.network_create("blue", "10.30.0.0/24", ipam_opts={OPT: "blue"},
                              aux={"r": "10.30.0.3"})
@@ -388,20 +502,79 @@ def test_daemon_restart_replay_is_already_yours(api, hosts):
     c2 = h1.docker.run("c2", "own")
     h2.docker.run("c3", "blue")
     h1.restart_plugin()  # the daemon restarts with the plugin, as on a reboot
-    before = h1.docker.calls[:]
-    answers = h1.docker.restart()
-    assert h1.docker.calls[len(before):].count("IpamDriver.RequestAddress") == 5
-    addresses = [a["Address"] for a in answers if "Address" in a]
-    assert addresses == ["10.30.0.1/24", "10.30.0.3/24", c1.address, "10.31.0.9/24",
-                         c2.address]
+    answers = h1.docker.crash_restart()  # after kill -9: the dead containers' addresses too
+    assert [a["Address"] for a in answers if "Address" in a] == [
+        "10.30.0.1/24", c1.address, "10.31.0.9/24", c2.address]
     assert [a["PoolID"] for a in answers if "PoolID" in a] == [
         n.pool_id for n in h1.docker.networks.values()]
+    assert [e["name"] for e in api.endpoints()] == [h2.docker.containers["c3"].endpoint_id]
+    assert [(a["ip"], a["owner"]) for a in api.addresses("blue")] == [("10.30.0.3", "aux.h1")]
+    c1 = h1.docker.run("c1", "blue")
+    answers = h1.docker.restart()  # graceful: endpoints go first, pools and gateways replayed
+    assert [a["Address"] for a in answers if "Address" in a] == ["10.30.0.1/24", "10.31.0.9/24"]
+    assert [e["name"] for e in api.endpoints()] == [h2.docker.containers["c3"].endpoint_id]
     # What another host holds is not answered as yours.
     other = h2.docker.containers["c3"].address.split("/")[0]
     status, payload = h1.transport("IpamDriver.RequestAddress", {
         "PoolID": h1.docker.networks["blue"].pool_id, "Address": other, "Options": None})
     assert status == 500 and "already used" in payload["Err"]
-    assert len(api.endpoints()) == 3
+    # The replays' notes do not stand in the way of a create right after.
+    h1.docker.network_create("next", "10.30.0.0/24", ipam_opts={OPT: "next"})
+    assert network_named(api, "next")["subnet"] == "10.30.0.0/24"
+
+
+# ---- orphans -----------------------------------------------------------------------------
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_endpoints_orphaned_by_an_unreachable_controller_are_swept(api, hosts):
+    h1 = hosts[0]
+    h1.docker.network_create("blue", "10.30.0.0/24", driver_opts={OPT: "blue"})
+    kept, gone = h1.docker.run("kept", "blue"), h1.docker.run("gone", "blue")
+    api.create_endpoint("blue", "h1", name="not-dockers")  # the sweep leaves it alone
+    with h1.controller_unreachable():
+        h1.docker.stop("gone")
+    assert [(w.method, w.status) for w in h1.docker.warnings] == [
+        ("NetworkDriver.DeleteEndpoint", 503), ("IpamDriver.ReleaseAddress", 503)]
+    assert gone.src_name not in h1.veths.links, "the veth went at once"
+    assert any(e["name"] == gone.endpoint_id for e in api.endpoints())
+    # A container being created: its container end is still on the host, as after a stop.
+    starting = h1.docker.run("starting", "blue", before_join=lambda c: None)
+    h1.veths.links[starting.src_name] = {"mtu": 1450, "mac": None,
+                                         "peer": veth_names(starting.endpoint_id)[0]}
+    clock = Clock()
+    sweep = OrphanSweep(Controller(api.url, "h1", token=TOKEN), h1.veths, grace=60, clock=clock)
+    # In a container's namespace, kept's container end is not among the host's links.
+    for link in (kept.src_name, gone.src_name):
+        h1.veths.links.pop(link, None)
+    assert sweep.sweep() == []
+    clock.now += 30
+    h1.veths.links.pop(starting.src_name)  # joined meanwhile
+    assert sweep.sweep() == []
+    clock.now += 31
+    gone_id = next(e["id"] for e in api.endpoints() if e["name"] == gone.endpoint_id)
+    assert sweep.sweep() == [gone_id]
+    names = sorted(e["name"] for e in api.endpoints())
+    assert names == sorted([kept.endpoint_id, starting.endpoint_id, "not-dockers"])
+    assert gone.address.split("/")[0] not in [e["ip"] for e in api.endpoints()]
+
+
+def test_network_rm_removes_endpoints_docker_could_not_delete(api, hosts):
+    h1 = hosts[0]
+    h1.docker.network_create("n", "10.40.0.0/24")
+    c = h1.docker.run("c", "n")
+    with h1.controller_unreachable():
+        h1.docker.stop("c")
+    assert len(api.endpoints()) == 1
+    h1.docker.network_rm("n")  # no 409: the orphan goes first
+    assert api.endpoints() == [] and api.networks() == []
+    assert c.src_name not in h1.veths.links
 
 
 # ---- teardown ----------------------------------------------------------------------------------
