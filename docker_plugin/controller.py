@@ -5,8 +5,6 @@ import threading
 
 from api.client import ApiError, FabricClient
 
-from .naming import aux_owner
-
 
 class Controller:
     def __init__(self, url: str, host: str, token: str | None = None,
@@ -88,11 +86,10 @@ class Controller:
         """The addresses ``owner`` holds in the network."""
         return [r["ip"] for r in self.client.addresses(network_id) if r["owner"] == owner]
 
-    def release_own(self, network_id: str, ip: str) -> None:
-        """Releases ``ip`` if this host or its aux addresses hold it (see naming.aux_owner)."""
-        for r in self.client.addresses(network_id):
-            if r["ip"] == ip and r["owner"] in (self.host, aux_owner(self.host)):
-                self.release(network_id, ip)
+    def release_held(self, network_id: str, ip: str) -> None:
+        """Releases ``ip`` if this host holds it."""
+        if ip in self.reservations(network_id, self.host):
+            self.release(network_id, ip)
 
     # ---- endpoints -----------------------------------------------------------------------
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import ipaddress
 
+from api.client import ApiError
+
 from .body import mapping, text
 from .controller import Controller
 from .creates import PendingCreates
 from .errors import BadRequest, PluginError
 from .naming import (GATEWAY_REQUEST, GLOBAL_SPACE, IPAM_OPTIONS, LOCAL_SPACE, OPTION, Pool,
-                     docker_network_of, network_name, subnet, unknown_options)
+                     aux_owner, docker_network_of, network_name, subnet, unknown_options)
 
 
 class IpamDriver:
@@ -88,17 +90,26 @@ class IpamDriver:
         if net["subnet"] != str(pool.subnet):
             raise PluginError(f"fabric network {net['name']} has subnet {net['subnet']}, "
                               f"not {pool.subnet}")
-        held = self.controller.reserve(net["id"], address)
+        try:
+            held = self.controller.reserve(net["id"], address)
+        except ApiError as exc:
+            if exc.status != 409 or address not in self.controller.reservations(
+                    net["id"], aux_owner(pool.host)):
+                raise
+            # This host's --aux-address, which a daemon restarted after a crash replays.
+            # A container asking for it is refused by CreateEndpoint: it stays reserved.
+            return {"Address": f"{address}/{pool.subnet.prefixlen}", "Data": {}}
         return {"Address": f"{held['ip']}/{held['prefix_len']}", "Data": {}}
 
     def release_address(self, body: dict) -> dict:
         pool = Pool.parse(text(body, "PoolID"))
         address = _address_in(pool, text(body, "Address"))
         net = self.controller.network(pool.name or pool.id)
-        # The gateway is the network's, not a reservation; an unknown pool holds nothing; an
-        # address another host holds was only answered, by a create of ours that failed.
+        # Only what this host's containers hold: the gateway is the network's, --aux-address
+        # values go with the Docker network (DeleteNetwork), and an address another host
+        # holds was only answered, to a create of ours that failed.
         if net is not None and address != net["gateway"]:
-            self.controller.release_own(net["id"], address)
+            self.controller.release_held(net["id"], address)
         return {}
 
 

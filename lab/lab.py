@@ -14,7 +14,7 @@ import os
 import re
 import shutil
 
-from . import hostsetup, netns
+from . import dockerd, hostsetup, netns
 from .container import Container
 from .host import LabHost
 from .proc import stop_pidfile
@@ -32,7 +32,9 @@ def default_workdir(prefix: str) -> str:
 def cleanup(prefix: str, workdir: str | None = None) -> None:
     """Remove everything a lab with this prefix may have left, even from a killed run."""
     workdir = os.path.abspath(workdir or default_workdir(prefix))
-    # Daemons first, by the PIDs in their pidfiles.
+    # Daemons first, by the PIDs in their pidfiles; dockerds before the OVS their containers
+    # are plugged into.
+    dockerd.stop_leftovers(workdir)
     if os.path.isdir(workdir):
         for entry in sorted(os.scandir(workdir), key=lambda e: e.name):
             if entry.is_dir():
@@ -47,6 +49,8 @@ def cleanup(prefix: str, workdir: str | None = None) -> None:
         netns.ip("link", "del", name, check=False)  # veths may already be going with their netns
     if left := netns.wait_links_gone(prefix):
         raise RuntimeError(f"links left behind: {left}")
+    # Named by --cgroup-parent; the kernel's, so they outlive the daemons and namespaces.
+    dockerd.remove_cgroups(prefix)
     if os.path.isfile(os.path.join(workdir, MARKER)):
         shutil.rmtree(workdir)
     elif os.path.isdir(workdir) and not os.listdir(workdir):

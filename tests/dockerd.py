@@ -259,15 +259,15 @@ class Dockerd:
 
     def restart(self) -> list[dict]:
         """A graceful stop (live-restore off) tears every container's endpoints down; the new
-        daemon activates the plugin again and replays each network's pool and gateway, no
-        more. Returns the replay's answers."""
+        daemon activates the plugin again and replays each network's pool, gateway and aux
+        addresses, no more. Returns the replay's answers."""
         for name in list(self.containers):
             self.stop(name)
         return self._replay([])
 
     def crash_restart(self) -> list[dict]:
-        """After ``kill -9`` the new daemon replays pools, gateways and the addresses of the
-        containers that died with it, then tears their endpoints down."""
+        """After ``kill -9`` the new daemon replays pools, gateways, aux addresses and the
+        addresses of the containers that died with it, then tears their endpoints down."""
         dead = list(self.containers.values())
         answers = self._replay(dead)
         for container in dead:
@@ -291,6 +291,9 @@ class Dockerd:
             answers.append(self.post("IpamDriver.RequestAddress", {
                 "PoolID": pool["PoolID"], "Address": net.gateway.split("/")[0],
                 "Options": GATEWAY_OPTION}))
+            for cidr in net.aux.values():
+                answers.append(self.post("IpamDriver.RequestAddress", {
+                    "PoolID": pool["PoolID"], "Address": cidr.split("/")[0], "Options": None}))
             for container in containers:
                 if container.network is net:
                     answers.append(self.post("IpamDriver.RequestAddress", {

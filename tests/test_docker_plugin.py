@@ -504,14 +504,15 @@ def test_daemon_restarts_replays_are_already_yours(api, hosts):
     h1.restart_plugin()  # the daemon restarts with the plugin, as on a reboot
     answers = h1.docker.crash_restart()  # after kill -9: the dead containers' addresses too
     assert [a["Address"] for a in answers if "Address" in a] == [
-        "10.30.0.1/24", c1.address, "10.31.0.9/24", c2.address]
+        "10.30.0.1/24", "10.30.0.3/24", c1.address, "10.31.0.9/24", c2.address]
     assert [a["PoolID"] for a in answers if "PoolID" in a] == [
         n.pool_id for n in h1.docker.networks.values()]
     assert [e["name"] for e in api.endpoints()] == [h2.docker.containers["c3"].endpoint_id]
     assert [(a["ip"], a["owner"]) for a in api.addresses("blue")] == [("10.30.0.3", "aux.h1")]
     c1 = h1.docker.run("c1", "blue")
     answers = h1.docker.restart()  # graceful: endpoints go first, pools and gateways replayed
-    assert [a["Address"] for a in answers if "Address" in a] == ["10.30.0.1/24", "10.31.0.9/24"]
+    assert [a["Address"] for a in answers if "Address" in a] == [
+        "10.30.0.1/24", "10.30.0.3/24", "10.31.0.9/24"]
     assert [e["name"] for e in api.endpoints()] == [h2.docker.containers["c3"].endpoint_id]
     # What another host holds is not answered as yours.
     other = h2.docker.containers["c3"].address.split("/")[0]

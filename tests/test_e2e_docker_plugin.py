@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from lab import netns
+from lab.plugin import PluginProcess
 from lab.proc import run
 from tests.conftest import API_PORT, MGMT, OPENFLOW_PORT, UNDERLAY, needs_lab
 from tests.dockerd import Container, Dockerd, PluginCallError, unix_transport
@@ -29,46 +30,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOKEN = "docker-plugin-e2e-token"
 OPT = "ovsfabric.network"
 SUBNET = "10.77.0.0/24"
-
-
-class PluginProcess:
-    """`ovsfabric plugin` in a lab host's namespace, as on a Docker host."""
-
-    def __init__(self, host, url: str, workdir: str):
-        self.host = host
-        self.url = url
-        self.socket = os.path.join(workdir, f"{host.name}-plugin.sock")
-        self.log_path = os.path.join(workdir, f"{host.name}-plugin.log")
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 20.0) -> None:
-        log = open(self.log_path, "a")
-        # `ip netns exec` execs: the PID is the plugin's own.
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.host.netns, sys.executable, "-m", "cli.main", "plugin",
-             "--controller", self.url, "--host", self.host.name, "--socket", self.socket],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "OVSFABRIC_TOKEN": TOKEN})
-        log.close()
-        call = unix_transport(self.socket)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"plugin exited with {self.proc.returncode}: "
-                                   f"{open(self.log_path).read()[-2000:]}")
-            try:
-                if call("Plugin.Activate", None)[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"plugin did not answer within {timeout} s")
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout=10)
-        self.proc = None
 
 
 class LabSandbox:
@@ -108,7 +69,9 @@ class LabSandbox:
 class DockerHost:
     def __init__(self, lab, host, url, workdir):
         self.host = host
-        self.plugin = PluginProcess(host, url, workdir)
+        self.plugin = PluginProcess(host, url, os.path.join(workdir, f"{host.name}-plugin.sock"),
+                                    os.path.join(workdir, f"{host.name}-plugin.log"),
+                                    token=TOKEN)
         self.sandbox = LabSandbox(lab, host)
         self.docker = Dockerd(unix_transport(self.plugin.socket), self.sandbox)
 
