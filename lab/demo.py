@@ -1,7 +1,8 @@
 """`make demo`: three hosts, two networks with overlapping subnets, six containers.
 
 Brings up the namespace lab and the controller, creates everything over REST, prints who
-reaches whom and what the flow tables hold, then removes all of it.
+reaches whom and what the flow tables hold; then, where Debian's docker.io is installed, two
+real dockerds use the Docker plugin for a network across two hosts. Removes all of it.
 """
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ import argparse
 import collections
 import concurrent.futures
 import os
+import secrets
 import sys
 import tempfile
 
 from flows.pipeline import TABLE_BY_ID, decode_cookie
 
 from .controller import ControllerProcess
+from .dockerd import DOCKERD
+from .dockerhost import DockerHost, tcp_message, udp_message
 from .lab import Lab
 
 NETWORKS = [("red", "10.20.0.0/24"), ("blue", "10.20.0.0/24")]  # the same subnet on purpose
@@ -37,12 +41,22 @@ def main() -> int:
     lab = Lab(args.hosts, prefix="ovfdemo")
     progress(f"building {args.hosts} hosts (namespaces, each with ovsdb-server + ovs-vswitchd)")
     lab.up()
+    # On the management address, where the Docker plugins in the hosts reach it: with a token.
+    token = secrets.token_urlsafe(24)
     controller = ControllerProcess(os.path.join(workdir, "ovsfabric.db"), lab.controller_ip,
-                                   api_port=args.api_port)
+                                   api_port=args.api_port, token=token,
+                                   api_ip=lab.controller_ip)
     try:
         progress(f"starting the controller (log: {controller.log_path})")
         controller.start()
         run_demo(lab, controller)
+        if os.path.exists(DOCKERD):
+            run_docker_demo(lab, controller, token)
+        else:
+            print("\nDocker: install Debian's docker.io (make setup does) to see two real "
+                  "dockerds use the plugin here")
+        if args.keep:
+            print(f"\nkept: API {controller.url}, token {token}")
     finally:
         if not args.keep:
             progress("cleaning up")
@@ -135,6 +149,46 @@ def print_traces(client, containers) -> None:
         where = f" on {verdict['host']} at table {verdict['table']} ({verdict['table_name']})" \
             if verdict["result"] == "dropped" else ""
         print(f"  {src} -> {dst}: {verdict['result']}{where}: {verdict['reason']}")
+
+
+def run_docker_demo(lab: Lab, controller: ControllerProcess, token: str) -> None:
+    """The README's Docker commands on two hosts, each with its own dockerd and plugin."""
+    hosts = [DockerHost(host, controller.url, lab.workdir, token=token)
+             for host in lab.hosts[:2]]
+    try:
+        for dh in hosts:
+            progress(f"starting the Docker plugin and dockerd on {dh.name}")
+            dh.start()
+        create = ["network", "create", "-d", "ovsfabric", "--ipam-driver", "ovsfabric",
+                  "--subnet", "10.30.0.0/24", "-o", "ovsfabric.network=docker-green",
+                  "--ipam-opt", "ovsfabric.network=docker-green", "green"]
+        print(f"\nDocker, on {hosts[0].name} and {hosts[1].name}: docker {' '.join(create)}")
+        for dh in hosts:
+            dh.docker(*create)
+        web, db = hosts
+        web_ip, db_ip = web.run("web", "green"), db.run("db", "green")
+        print(f"  docker run --network green: web {web_ip} on {web.name}, db {db_ip} on "
+              f"{db.name}")
+        net = controller.client.network("docker-green")
+        bound = sorted(a.split(":")[1] for a in net["aliases"] if a.startswith("docker:"))
+        print(f"  one fabric network {net['name']} (VNI {net['vni']}), the Docker network "
+              f"of {' and '.join(bound)}")
+        got = tcp_message(web, "web", db, "db", db_ip, "hello-over-tcp")
+        print(f"  web -> db, TCP (nc): db received {got!r}")
+        got = udp_message(db, "db", web, "web", web_ip, "hello-over-udp")
+        print(f"  db -> web, UDP: web received {got!r}")
+        refused = web.refused("network", "create", "-d", "ovsfabric", "--ipam-driver",
+                              "ovsfabric", "--subnet", "10.31.0.0/24", "-o",
+                              "ovsfabric.netwrok=blue", "typo")
+        print(f"  a misspelt option is refused: {refused.splitlines()[-1]}")
+        for dh in hosts:
+            dh.docker("rm", "-f", *dh.docker("ps", "-aq").split())
+            dh.docker("network", "rm", "green")
+        print(f"  after rm -f and network rm: {len(controller.client.endpoints())} endpoints "
+              f"left in the controller")
+    finally:
+        for dh in hosts:
+            dh.stop()
 
 
 if __name__ == "__main__":
