@@ -184,8 +184,9 @@ def run_docker_demo(lab: Lab, controller: ControllerProcess, token: str) -> None
         for dh in hosts:
             dh.docker("rm", "-f", *dh.docker("ps", "-aq").split())
             dh.docker("network", "rm", "green")
-        print(f"  after rm -f and network rm: {len(controller.client.endpoints())} endpoints "
-              f"left in the controller")
+        left = controller.client.endpoints(network=net["id"])
+        print(f"  after rm -f and network rm: {len(left)} endpoints left in "
+              f"{net['name']}, aliases {controller.client.network(net['id'])['aliases']}")
     finally:
         for dh in hosts:
             dh.stop()
