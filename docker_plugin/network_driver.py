@@ -7,13 +7,13 @@ from api.client import ApiError
 
 from .body import mapping, text
 from .controller import Controller
-from .errors import BadRequest, PluginError
 from .creates import PendingCreates
-from .orphans import remove_orphan
+from .errors import BadRequest, PluginError
 from .naming import (GENERIC, GLOBAL_SPACE, IPV6_OPTION, LOCAL_SPACE, MTU_OPTION, NETWORK_OPTIONS,
                      OPTION, Pool, aux_owner, docker_alias, docker_network_of, endpoint_mac,
                      is_docker_endpoint, network_name, strip_prefix, subnet, unknown_options,
                      veth_names)
+from .orphans import remove_orphan
 from .veth import Veths
 
 LOG = logging.getLogger(__name__)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -11,8 +10,10 @@ import requests
 
 from api.client import FabricClient
 
+from .proc import ChildProcess
 
-class ControllerProcess:
+
+class ControllerProcess(ChildProcess):
     def __init__(self, state: str, listen_ip: str, api_port: int = 8686,
                  openflow_port: int = 6653, log_path: str | None = None,
                  extra_args: tuple = (), env: dict | None = None, token: str | None = None,
@@ -59,15 +60,12 @@ class ControllerProcess:
                 time.sleep(0.05)
         raise RuntimeError(f"controller did not answer within {timeout} s")
 
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Stops the controller by its own PID (SIGKILL by default: a crash)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout=10)
-        self.proc = None
-
-    def stop(self) -> None:
-        self.kill(signal.SIGTERM)
+    def register(self, hosts, timeout: float = 20.0) -> None:
+        """Registers lab hosts (userspace datapath) and waits until they are connected."""
+        for host in hosts:
+            self.client.create_host(host.name, host.ovsdb, host.tunnel_ip,
+                                    datapath_type="netdev")
+        self.wait_connected([h.name for h in hosts], timeout)
 
     def wait_connected(self, hosts: list[str], timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout

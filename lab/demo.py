@@ -67,9 +67,7 @@ def main() -> int:
 
 def run_demo(lab: Lab, controller: ControllerProcess) -> None:
     client = controller.client
-    for host in lab.hosts:
-        client.create_host(host.name, host.ovsdb, host.tunnel_ip, datapath_type="netdev")
-    controller.wait_connected([h.name for h in lab.hosts])
+    controller.register(lab.hosts)
     progress("hosts registered and connected (OVSDB and OpenFlow)")
     for name, subnet in NETWORKS:
         net = client.create_network(name, subnet)

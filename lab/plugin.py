@@ -3,16 +3,17 @@ from __future__ import annotations
 
 import http.client
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
 
+from .proc import ChildProcess
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-class PluginProcess:
+class PluginProcess(ChildProcess):
     def __init__(self, host, url: str, socket_path: str, log_path: str, token: str | None = None,
                  extra_args: tuple = ()):
         self.host = host
@@ -21,7 +22,6 @@ class PluginProcess:
         self.log_path = log_path
         self.token = token
         self.extra_args = list(extra_args)
-        self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 20.0) -> None:
         env = dict(os.environ)
@@ -61,12 +61,3 @@ class PluginProcess:
     def log(self) -> str:
         with open(self.log_path) as f:
             return f.read()
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout=10)
-        self.proc = None
-
-    def stop(self) -> None:
-        self.kill(signal.SIGTERM)

@@ -94,3 +94,19 @@ def stop_pidfile(path, timeout: float = 5.0) -> int | None:
         return None
     stop_pid(pid, timeout)
     return pid
+
+
+class ChildProcess:
+    """A program this process started (``self.proc``), stopped by its own PID."""
+
+    proc: subprocess.Popen | None = None
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """SIGKILL by default: a crash."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def stop(self) -> None:
+        self.kill(signal.SIGTERM)

@@ -64,10 +64,7 @@ def fabric(lab, tmp_path_factory):
     controller = ControllerProcess(state, lab.controller_ip, API_PORT, OPENFLOW_PORT)
     controller.start()
     try:
-        for host in lab.hosts:
-            controller.client.create_host(host.name, host.ovsdb, host.tunnel_ip,
-                                          datapath_type="netdev")
-        controller.wait_connected([h.name for h in lab.hosts])
+        controller.register(lab.hosts)
         fab = Fabric(lab, controller)
         yield fab
         if controller.proc is not None:

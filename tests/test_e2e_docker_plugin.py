@@ -21,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from lab import netns
+from lab.dockerd import LabDockerd
+from lab.dockerhost import IDLE, IMAGE
 from lab.plugin import PluginProcess
 from lab.proc import run
 from tests.conftest import API_PORT, MGMT, OPENFLOW_PORT, UNDERLAY, needs_lab
@@ -95,10 +97,7 @@ def env(lab, tmp_path_factory):
     controller.start()
     hosts = {}
     try:
-        for host in lab.hosts:
-            controller.client.create_host(host.name, host.ovsdb, host.tunnel_ip,
-                                          datapath_type="netdev")
-        controller.wait_connected([h.name for h in lab.hosts])
+        controller.register(lab.hosts)
         for host in lab.hosts[:2]:
             hosts[host.name] = DockerHost(lab, host, controller.url, workdir)
             hosts[host.name].plugin.start()
@@ -263,14 +262,17 @@ def test_network_rm_on_every_host(env):
 def test_compose_host_entrypoint_on_a_bare_namespace(env, lab):
     """compose/host_entrypoint.py does on a fresh "machine" (a namespace with a management
     and an underlay NIC, as a compose container has) what the lab does for its hosts, registers
-    it, and becomes the plugin: a container there reaches one on h1."""
+    it, and becomes the plugin, which a real dockerd there uses: its container reaches one on
+    h1 (ping and TCP)."""
     api, hosts = env
     h9 = types.SimpleNamespace(name="h9", netns=f"{lab.prefix}-h9",
                                rundir=os.path.join(lab.workdir, "h9"))
     mgmt_ip = str(ipaddress.ip_network(MGMT)[19])
     tunnel_ip = str(ipaddress.ip_network(UNDERLAY)[19])
-    plugin_socket = os.path.join(h9.rundir, "plugin.sock")
+    docker9 = LabDockerd(h9, lab.workdir)
+    plugin_socket = docker9.plugin_socket()
     os.makedirs(h9.rundir)
+    os.makedirs(docker9.plugin_dir)
     netns.add(h9.netns)
     entry = None
     try:
@@ -310,18 +312,31 @@ def test_compose_host_entrypoint_on_a_bare_namespace(env, lab):
         mac = netns.ip("-br", "link", "show", "br-phy", netns=h9.netns).stdout.split()[2]
         h1.appctl("tnl/neigh/set", "br-phy", tunnel_ip, mac)
 
-        d9 = Dockerd(unix_transport(plugin_socket), LabSandbox(lab, h9))
-        d9.network_create("green", "10.79.0.0/24", driver_opts={OPT: "green"})
+        docker9.start()
+        docker9.import_busybox_image(IMAGE)
+        docker9.docker("network", "create", "-d", "ovsfabric", "--ipam-driver", "ovsfabric",
+                       "--subnet", "10.79.0.0/24", "-o", f"{OPT}=green", "green")
         hosts["h1"].docker.network_create("green", "10.79.0.0/24", ipam_opts={OPT: "green"})
-        g9 = d9.run("g9", "green")
+        docker9.docker("run", "-d", "--name", "g9", "--network", "green", IMAGE, *IDLE)
         g1 = hosts["h1"].docker.run("g1", "green")
-        assert d9.sandbox.ping(g9, g1.address.split("/")[0], count=5)
-        d9.stop("g9")
+        g1_ip = g1.address.split("/")[0]
+        docker9.docker("exec", "g9", "ping", "-c", "3", "-W", "2", g1_ip)  # fails if no reply
+        listener = subprocess.Popen(["ip", "netns", "exec", hosts["h1"].sandbox.netns(g1),
+                                     "busybox", "nc", "-l", "-p", "7000"],
+                                    stdout=subprocess.PIPE, text=True)
+        try:
+            time.sleep(0.3)
+            docker9.docker("exec", "g9", "sh", "-c", f"echo compose-tcp | nc -w 2 {g1_ip} 7000")
+            assert listener.communicate(timeout=10)[0].strip() == "compose-tcp"
+        finally:
+            listener.kill()
+        docker9.docker("rm", "-f", "g9")
         hosts["h1"].docker.stop("g1")
-        d9.network_rm("green")
+        docker9.docker("network", "rm", "green")
         hosts["h1"].docker.network_rm("green")
         api.delete_host("h9")
     finally:
+        docker9.stop()
         netns.delete(h9.netns)  # stops the plugin and the OVS daemons inside
         for root_end in (f"{lab.prefix}-m9", f"{lab.prefix}-u9"):
             netns.ip("link", "del", root_end, check=False)

@@ -40,10 +40,7 @@ def env(lab, tmp_path_factory):
     controller.start()
     hosts = []
     try:
-        for host in lab.hosts:
-            controller.client.create_host(host.name, host.ovsdb, host.tunnel_ip,
-                                          datapath_type="netdev")
-        controller.wait_connected([h.name for h in lab.hosts])
+        controller.register(lab.hosts)
         for host in lab.hosts[:2]:
             hosts.append(DockerHost(host, controller.url, lab.workdir, token=TOKEN,
                                     plugin_args=SWEEP))
