@@ -16,6 +16,9 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+from model.addressing import normalize_mac
+from model.errors import InvalidRequest
+
 from .errors import BadRequest
 
 OPTION = "ovsfabric.network"
@@ -130,3 +133,15 @@ def strip_prefix(cidr) -> str | None:
         return str(ipaddress.IPv4Interface(cidr).ip)
     except ValueError:
         raise BadRequest(f"address {cidr!r} is not an IPv4 address") from None
+
+
+def mac_address(value) -> str | None:
+    """Docker's MacAddress ('' or None: none given), checked before anything is made."""
+    if not value:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"MacAddress {value!r} is not a string")
+    try:
+        return normalize_mac(value)
+    except InvalidRequest as exc:
+        raise BadRequest(str(exc)) from None

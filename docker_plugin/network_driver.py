@@ -11,8 +11,8 @@ from .creates import PendingCreates
 from .errors import BadRequest, PluginError
 from .naming import (GENERIC, GLOBAL_SPACE, IPV6_OPTION, LOCAL_SPACE, MTU_OPTION, NETWORK_OPTIONS,
                      OPTION, Pool, aux_owner, docker_alias, docker_network_of, endpoint_mac,
-                     is_docker_endpoint, network_name, strip_prefix, subnet, unknown_options,
-                     veth_names)
+                     is_docker_endpoint, mac_address, network_name, strip_prefix, subnet,
+                     unknown_options, veth_names)
 from .orphans import remove_orphan
 from .veth import Veths
 
@@ -158,7 +158,7 @@ class NetworkDriver:
         if iface.get("AddressIPv6"):
             raise BadRequest("IPv6 is not supported")
         ip = strip_prefix(iface.get("Address"))
-        given_mac = iface.get("MacAddress") or None
+        given_mac = mac_address(iface.get("MacAddress"))
         host_end, container_end = veth_names(endpoint_id)
         ep = self.controller.endpoint_named(endpoint_id)
         mac = given_mac or (ep["mac"] if ep else endpoint_mac(endpoint_id))

@@ -406,6 +406,19 @@ def test_a_mac_docker_set_is_used_not_echoed(api, hosts):
     assert host.veths.links[c.src_name]["mac"] == "02:42:0a:1e:00:63"
 
 
+@pytest.mark.parametrize("mac, says", [("zz", "six colon-separated octets"),
+                                       (5, "not a string"),
+                                       ("01:00:5e:00:00:01", "multicast")])
+def test_a_bad_mac_from_docker_is_400_and_nothing_is_made(api, hosts, mac, says):
+    h1 = hosts[0]
+    net = h1.docker.network_create("blue", "10.30.0.0/24", driver_opts={OPT: "blue"})
+    status, payload = h1.transport("NetworkDriver.CreateEndpoint", {
+        "NetworkID": net.id, "EndpointID": "e" * 64,
+        "Interface": {"Address": "10.30.0.7/24", "AddressIPv6": "", "MacAddress": mac}})
+    assert status == 400 and says in payload["Err"]
+    assert api.endpoints() == [] and h1.veths.links == {}
+
+
 def test_no_address_from_docker_the_fabric_picks_one(api, hosts):
     host = hosts[0]
     net = host.docker.network_create("blue", "10.30.0.0/24", driver_opts={OPT: "blue"})
