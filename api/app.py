@@ -20,10 +20,12 @@ MAX_BODY_BYTES = 64 * 1024
 
 # The API's own documentation holds no state: readable without the token.
 OPEN_PATHS = ("/docs", "/v1/openapi.json")
+# Metric labels come from this set only: a client inventing methods cannot grow /metrics.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def create_app(fabric: Fabric, token: str | None = None) -> Flask:
-    app = Flask("ovsfabric")
+    app = Flask("ovsfabric", static_folder=None)  # no /static: nothing is served from disk
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     api = Api(app)
     app.extensions["ovsfabric.api"] = api
@@ -56,7 +58,8 @@ def create_app(fabric: Fabric, token: str | None = None) -> Flask:
     @app.after_request
     def _count(response):
         route = request.url_rule.rule if request.url_rule else "unmatched"
-        fabric.metrics.http_requests.labels(route, request.method, response.status_code).inc()
+        method = request.method if request.method in KNOWN_METHODS else "other"
+        fabric.metrics.http_requests.labels(route, method, response.status_code).inc()
         return response
 
     @app.get("/metrics")

@@ -31,7 +31,7 @@ IMPLEMENTS = ["NetworkDriver", "IpamDriver"]
 
 
 def create_app(controller: Controller, veths: Veths | None = None) -> Flask:
-    app = Flask("ovsfabric-plugin")
+    app = Flask("ovsfabric-plugin", static_folder=None)  # no /static route
     app.config["MAX_CONTENT_LENGTH"] = 1 << 20
     creates = PendingCreates()  # what the IPAM tells CreateNetwork
     methods = {"Plugin.Activate": lambda _: {"Implements": IMPLEMENTS},

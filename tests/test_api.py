@@ -259,3 +259,18 @@ def test_aliases_survive_restart(tmp_path):
     assert again.get_network("docker:h1:0123").id == net.id
     assert again.aliases_of(net.id) == ["docker:h1:0123"]
     assert again.snapshot().revision == revision, "aliases do not touch the flow revision"
+
+
+def test_no_static_files_are_served(client, tmp_path, monkeypatch):
+    (tmp_path / "secret.txt").write_text("x")
+    monkeypatch.chdir(tmp_path)
+    response = client.get("/static/secret.txt")
+    assert response.status_code == 404 and "error" in response.get_json()
+
+
+def test_made_up_methods_share_one_metric_label(client):
+    for i in range(50):
+        assert client.open("/v1/networks", method=f"BREW{i}").status_code == 405
+    text = client.get("/metrics").data.decode()
+    assert "BREW" not in text
+    assert 'method="other",route="unmatched",status="405"} 50.0' in text
