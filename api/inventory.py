@@ -7,7 +7,7 @@ import time
 from flask import request
 
 from controller.fabric import Fabric
-from model import Endpoint, InvalidRequest, Network
+from model import Endpoint, InvalidRequest, Network, NotFound, Snapshot
 
 from .schemas import (AddressReserve, AddressView, AliasCreate, EndpointCreate, EndpointView,
                       HostCreate, HostView, NetworkCreate, NetworkView)
@@ -34,8 +34,10 @@ def address_view(net: Network, ip: str, owner: str) -> dict:
             "owner": owner}
 
 
-def endpoint_view(fabric: Fabric, ep: Endpoint) -> dict:
-    net = fabric.store.snapshot().networks[ep.network_id]
+def endpoint_view(snap: Snapshot, ep: Endpoint) -> dict:
+    """``snap`` holds ``ep``: its network is read from the same snapshot, which a concurrent
+    delete of both cannot change under the view."""
+    net = snap.networks[ep.network_id]
     return {"id": ep.id, "name": ep.name, "network": net.id, "host": ep.host, "port": ep.port,
             "ip": ep.ip, "prefix_len": net.prefix_len, "mac": ep.mac, "gateway": net.gateway,
             "mtu": net.mtu}
@@ -145,6 +147,7 @@ def register(api: Api, fabric: Fabric) -> None:
     def create_endpoint(body: EndpointCreate):
         ep = store.create_endpoint(body.network, body.host, body.port,
                                    str(body.ip) if body.ip else None, body.mac, body.name)
+        created = store.snapshot()
         wait_programmed(ep, bind=ep.port is not None)
         error = fabric.port_error(ep.host, ep.id) if ep.port is not None else None
         if error is not None:
@@ -152,7 +155,7 @@ def register(api: Api, fabric: Fabric) -> None:
             store.delete_endpoint(ep.id)
             raise InvalidRequest(f"port {ep.port!r} on host {ep.host!r} cannot be attached: "
                                  f"{error}")
-        return endpoint_view(fabric, ep)
+        return endpoint_view(created, ep)
 
     @api.route("GET", "/v1/endpoints", summary="List endpoints", tag="endpoints",
                response=list[EndpointView], errors=(404,),
@@ -165,12 +168,16 @@ def register(api: Api, fabric: Fabric) -> None:
             eps = snap.endpoints.values()
         if "host" in request.args:
             eps = [e for e in eps if e.host == request.args["host"]]
-        return [endpoint_view(fabric, e) for e in sorted(eps, key=lambda e: e.seq)]
+        return [endpoint_view(snap, e) for e in sorted(eps, key=lambda e: e.seq)]
 
     @api.route("GET", "/v1/endpoints/{endpoint_id}", summary="One endpoint", tag="endpoints",
                response=EndpointView, errors=(404,))
     def get_endpoint(endpoint_id):
-        return endpoint_view(fabric, store.get_endpoint(endpoint_id))
+        snap = store.snapshot()
+        ep = snap.endpoints.get(endpoint_id)
+        if ep is None:
+            raise NotFound(f"endpoint {endpoint_id!r} does not exist")
+        return endpoint_view(snap, ep)
 
     @api.route("DELETE", "/v1/endpoints/{endpoint_id}", summary="Delete an endpoint: port "
                "detached, flows gone on every host, address free", tag="endpoints", status=204,

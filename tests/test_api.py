@@ -14,6 +14,7 @@ def client(tmp_path):
     fabric = Fabric(store, "tcp:127.0.0.1:6653")
     fabric.start()
     app = create_app(fabric)
+    app.store = store  # for tests that step between snapshots
     yield app.test_client()
     fabric.stop()
     store.close()
@@ -274,3 +275,18 @@ def test_made_up_methods_share_one_metric_label(client):
     text = client.get("/metrics").data.decode()
     assert "BREW" not in text
     assert 'method="other",route="unmatched",status="405"} 50.0' in text
+
+
+def test_a_listing_is_read_from_one_snapshot(populated, monkeypatch):
+    """An endpoint and then its network deleted while the list is being built: the list is
+    the one of the snapshot it started from, never a 500."""
+    ep = populated.post("/v1/endpoints", json={"network": "red", "host": "h1"}).json
+    store = populated.application.store
+    before = store.snapshot()
+    assert populated.delete(f"/v1/endpoints/{ep['id']}").status_code == 204
+    assert populated.delete("/v1/networks/red").status_code == 204
+    after = store.snapshot()
+    answers = iter([before])
+    monkeypatch.setattr(store, "snapshot", lambda: next(answers, after))
+    response = populated.get("/v1/endpoints")
+    assert response.status_code == 200 and [e["id"] for e in response.json] == [ep["id"]]
