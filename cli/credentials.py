@@ -25,7 +25,13 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
 def make_token(args) -> int:
     token = tokens.new_token()
     if args.file:
-        tokens.write_token_file(args.file, token)
+        if os.path.islink(args.file):
+            raise SystemExit(f"ovsfabric token: {args.file} is a symbolic link: not followed")
+        try:
+            tokens.write_token_file(args.file, token)
+        except OSError as exc:
+            raise SystemExit(f"ovsfabric token: cannot write {args.file}: {exc.strerror}") \
+                from None
         print(f"token written to {args.file}")
     else:
         print(token)

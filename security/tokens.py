@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 import secrets
+import stat
+
+LOG = logging.getLogger(__name__)
 
 TOKEN_ENV = "OVSFABRIC_TOKEN"
 TOKEN_FILE_ENV = "OVSFABRIC_TOKEN_FILE"
@@ -14,9 +18,11 @@ def new_token() -> str:
 
 
 def write_token_file(path: str, token: str) -> None:
-    """Writes the token readable by its owner only."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Writes the token readable by its owner only, an existing file included; a symlink is
+    refused (OSError), so the token cannot be written through one into another file."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as out:
+        os.fchmod(out.fileno(), 0o600)  # O_CREAT's mode applies to new files only
         out.write(token + "\n")
 
 
@@ -25,6 +31,9 @@ def load_token(token_file: str | None = None) -> str | None:
     path = token_file or os.environ.get(TOKEN_FILE_ENV)
     if path:
         with open(path) as source:
+            if os.fstat(source.fileno()).st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+                LOG.warning("token file %s can be read by others than its owner: "
+                            "chmod 600 it", path)
             token = source.read().strip()
         if not token:
             raise ValueError(f"token file {path} is empty")

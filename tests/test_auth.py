@@ -121,3 +121,20 @@ def test_certs_are_signed_by_the_ca(tmp_path):
     cert.verify_directly_issued_by(ca)
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert "h1" in names.get_values_for_type(x509.DNSName)
+
+
+def test_token_file_is_made_private_and_no_symlink_is_followed(tmp_path, caplog):
+    loose = tmp_path / "loose"
+    loose.write_text("old\n")
+    loose.chmod(0o644)
+    with caplog.at_level("WARNING"):
+        assert tokens.load_token(str(loose)) == "old"
+    assert "can be read by others" in caplog.text
+    tokens.write_token_file(str(loose), "new")
+    assert loose.stat().st_mode & 0o777 == 0o600 and loose.read_text() == "new\n"
+    victim = tmp_path / "victim"
+    victim.write_text("keep\n")
+    (tmp_path / "link").symlink_to(victim)
+    with pytest.raises(OSError):
+        tokens.write_token_file(str(tmp_path / "link"), "evil")
+    assert victim.read_text() == "keep\n"
