@@ -4,8 +4,10 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 from typing import Annotated, Literal, Optional
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic import Strict as StrictType
+
+from model.addressing import not_unicast
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 # Linux interface names: at most 15 bytes, no slash, colon or whitespace.
@@ -25,17 +27,47 @@ def _text(value):
 IPv4 = Annotated[IPv4Address, StrictType(False), BeforeValidator(_text)]
 
 
+def _unicast(address: IPv4Address) -> IPv4Address:
+    kind = "broadcast" if address == IPv4Address("255.255.255.255") else not_unicast(address)
+    if kind is not None:
+        raise ValueError(f"{address} is {kind}: a unicast address is needed")
+    return address
+
+
+def _ovsdb_target(target: str) -> str:
+    if target.startswith(("tcp:", "ssl:")):
+        _, ip, port = target.split(":")
+        try:
+            IPv4Address(ip)
+        except ValueError:
+            raise ValueError(f"{ip} in {target} is not an IPv4 address") from None
+        if not 1 <= int(port) <= 65535:
+            raise ValueError(f"port {port} in {target} is not 1 to 65535")
+    return target
+
+
+def _not_a_path(name: str) -> str:
+    if name in (".", ".."):
+        raise ValueError(f"{name!r} is not an interface name")
+    return name
+
+
+UnicastIPv4 = Annotated[IPv4, AfterValidator(_unicast)]
+IfName = Annotated[str, Field(pattern=IFNAME_PATTERN), AfterValidator(_not_a_path)]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
 
 
 class HostCreate(Strict):
     name: str = Field(min_length=1, max_length=64, pattern=NAME_PATTERN)
-    ovsdb: str = Field(max_length=256, pattern=OVSDB_PATTERN,
-                       description='"unix:PATH" or "tcp:IP:PORT" of the host\'s ovsdb-server')
-    tunnel_ip: IPv4
+    ovsdb: Annotated[str, AfterValidator(_ovsdb_target)] = Field(
+        max_length=256, pattern=OVSDB_PATTERN,
+        description='"unix:PATH" or "tcp:IP:PORT" of the host\'s ovsdb-server')
+    tunnel_ip: UnicastIPv4
     datapath_type: Literal["system", "netdev"] = "system"
-    bridge: str = Field("br-int", pattern=IFNAME_PATTERN)
+    bridge: IfName = "br-int"
 
 
 class NetworkCreate(Strict):
@@ -49,8 +81,7 @@ class NetworkCreate(Strict):
 class EndpointCreate(Strict):
     network: str = Field(min_length=1, max_length=64, description="network id or name")
     host: str = Field(min_length=1, max_length=64)
-    port: Optional[str] = Field(None, pattern=IFNAME_PATTERN,
-                                description="existing interface on the host to attach")
+    port: Optional[IfName] = Field(None, description="existing interface on the host to attach")
     ip: Optional[IPv4] = None
     mac: Optional[str] = Field(None, pattern=MAC_PATTERN)
     name: Optional[str] = Field(None, min_length=1, max_length=64, pattern=NAME_PATTERN)

@@ -14,13 +14,31 @@ DEFAULT_UNDERLAY_MTU = 1500
 DEFAULT_MTU = DEFAULT_UNDERLAY_MTU - VXLAN_OVERHEAD
 
 
+THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")
+
+
+def not_unicast(value) -> str | None:
+    """Why an address or subnet cannot carry hosts' unicast traffic, or None."""
+    for kind, test in (("multicast", "is_multicast"), ("loopback", "is_loopback"),
+                       ("link-local", "is_link_local"), ("reserved", "is_reserved")):
+        if getattr(value, test):
+            return kind
+    inside = value.subnet_of(THIS_NETWORK) if isinstance(value, ipaddress.IPv4Network) \
+        else value in THIS_NETWORK
+    return "\"this network\" (0.0.0.0/8)" if inside else None
+
+
 def parse_subnet(text: str) -> ipaddress.IPv4Network:
     try:
         net = ipaddress.IPv4Network(text, strict=True)
     except ValueError as exc:
         raise InvalidRequest(f"subnet {text!r} is not an IPv4 CIDR with no host bits: {exc}") from None
-    if net.prefixlen > 30:
-        raise InvalidRequest(f"subnet {text} is too small: a /30 or larger is needed")
+    if str(net) != text:
+        raise InvalidRequest(f"subnet {text!r} is not in canonical notation: write {net}")
+    if not 8 <= net.prefixlen <= 30:
+        raise InvalidRequest(f"subnet {text} must be a /8 to a /30")
+    if (kind := not_unicast(net)) is not None:
+        raise InvalidRequest(f"subnet {text} is {kind}: a unicast subnet is needed")
     return net
 
 

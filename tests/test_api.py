@@ -56,6 +56,14 @@ def test_host_defaults_and_status(populated):
     ({"name": "", "ovsdb": "unix:/x", "tunnel_ip": "192.0.2.9"}, ["name"]),
     ({"ovsdb": "unix:/x", "tunnel_ip": "192.0.2.9"}, ["name", "Field required"]),
     ({"name": "h9", "ovsdb": "unix:/x", "tunnel_ip": "192.0.2.9", "colour": "red"}, ["colour"]),
+    ({"name": "h9", "ovsdb": "unix:/x", "tunnel_ip": "0.0.0.0"}, ["this network"]),
+    ({"name": "h9", "ovsdb": "unix:/x", "tunnel_ip": "255.255.255.255"}, ["broadcast"]),
+    ({"name": "h9", "ovsdb": "unix:/x", "tunnel_ip": "224.0.0.1"}, ["multicast"]),
+    ({"name": "h9", "ovsdb": "unix:/x", "tunnel_ip": "127.0.0.1"}, ["loopback"]),
+    ({"name": "h9", "ovsdb": "tcp:999.1.1.1:6640", "tunnel_ip": "192.0.2.9"}, ["999.1.1.1"]),
+    ({"name": "h9", "ovsdb": "tcp:192.0.2.9:99999", "tunnel_ip": "192.0.2.9"}, ["1 to 65535"]),
+    ({"name": "h9", "ovsdb": "tcp:192.0.2.9:0", "tunnel_ip": "192.0.2.9"}, ["1 to 65535"]),
+    ({"name": "h9", "ovsdb": "unix:/x", "tunnel_ip": "192.0.2.9", "bridge": ".."}, ["bridge"]),
 ])
 def test_bad_host_requests_are_400(populated, body, words):
     assert_error(populated.post("/v1/hosts", json=body), 400, *words)
@@ -91,6 +99,13 @@ def test_network_defaults_and_lookup(populated):
 
 @pytest.mark.parametrize("body, status, words", [
     ({"name": "n", "subnet": "10.0.0.1/24"}, 400, ["host bits"]),
+    ({"name": "n", "subnet": "0.0.0.0/0"}, 400, ["/8 to a /30"]),
+    ({"name": "n", "subnet": "224.0.0.0/24"}, 400, ["multicast"]),
+    ({"name": "n", "subnet": "127.0.0.0/8"}, 400, ["loopback"]),
+    ({"name": "n", "subnet": "169.254.0.0/16"}, 400, ["link-local"]),
+    ({"name": "n", "subnet": "240.0.0.0/24"}, 400, ["reserved"]),
+    ({"name": "n", "subnet": "0.1.0.0/16"}, 400, ["this network"]),
+    ({"name": "n", "subnet": "10.2.5.0/024"}, 400, ["canonical", "10.2.5.0/24"]),
     ({"name": "n", "subnet": "fd00::/64"}, 400, ["IPv4"]),
     ({"name": "n", "subnet": "10.2.0.0/24", "gateway": "10.3.0.1"}, 400, ["outside"]),
     ({"name": "n", "subnet": "10.2.0.0/24", "vni": 0}, 400, ["vni"]),
