@@ -28,7 +28,7 @@ from .addressing import (
 )
 from .entities import (EVERYTHING, GATEWAY_MAC_PREFIX, Change, Endpoint, Host, Network,
                        Reservation, Snapshot)
-from .errors import Conflict, NotFound
+from .errors import Conflict, InvalidRequest, NotFound
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS hosts (
@@ -304,7 +304,10 @@ class Store:
         with self._lock:
             snap = self._snapshot
             net = self.get_network(network)
-            self.get_host(host)
+            bridge = self.get_host(host).bridge
+            if port == bridge:  # OVS would take the bridge's own interface for an endpoint's
+                raise InvalidRequest(f"port {port!r} is the own interface of bridge {bridge} "
+                                     f"on host {host!r}, not an endpoint's")
             pool = self._pools[net.id]
             reserved = None
             if ip is not None:

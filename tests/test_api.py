@@ -305,3 +305,9 @@ def test_a_listing_is_read_from_one_snapshot(populated, monkeypatch):
     monkeypatch.setattr(store, "snapshot", lambda: next(answers, after))
     response = populated.get("/v1/endpoints")
     assert response.status_code == 200 and [e["id"] for e in response.json] == [ep["id"]]
+
+
+def test_the_bridge_itself_is_no_endpoint_port(populated):
+    r = populated.post("/v1/endpoints", json={"network": "red", "host": "h1", "port": "br-int"})
+    assert_error(r, 400, "own interface of bridge br-int")
+    assert populated.get("/v1/endpoints").json == []
