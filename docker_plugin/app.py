@@ -12,7 +12,6 @@ from typing import Callable
 
 import requests
 from flask import Flask, Response, request
-from pyroute2.netlink.exceptions import NetlinkError
 from werkzeug.exceptions import HTTPException
 
 from api.client import ApiError
@@ -20,7 +19,7 @@ from api.client import ApiError
 from . import body
 from .controller import Controller
 from .creates import PendingCreates
-from .errors import ControllerUnavailable, PluginError
+from .errors import PluginError, describe
 from .ipam_driver import IpamDriver
 from .network_driver import NetworkDriver
 from .veth import Veths
@@ -42,7 +41,7 @@ def create_app(controller: Controller, veths: Veths | None = None) -> Flask:
 
     @app.errorhandler(Exception)
     def _error(exc: Exception):
-        status, message = _describe(exc, controller.url)
+        status, message = describe(exc, controller.url)
         # A traceback only for what nobody foresaw (not for an unreachable controller).
         expected = isinstance(exc, (PluginError, ApiError, HTTPException,
                                     requests.RequestException))
@@ -64,17 +63,3 @@ def _view(name: str, handler: Callable[[dict], dict]):
 
 def _answer(payload: dict, status: int) -> Response:
     return Response(json.dumps(payload), status, content_type=CONTENT_TYPE)
-
-
-def _describe(exc: Exception, url: str) -> tuple[int, str]:
-    if isinstance(exc, PluginError):
-        return exc.status, str(exc)
-    if isinstance(exc, HTTPException):
-        return exc.code or 500, exc.description or exc.name
-    if isinstance(exc, ApiError):  # what the controller refused, in its words
-        return 500, f"ovsfabric controller: {exc.message}"
-    if isinstance(exc, requests.RequestException):
-        return ControllerUnavailable.status, f"cannot reach the ovsfabric controller at {url}"
-    if isinstance(exc, NetlinkError):
-        return 500, f"netlink: {exc}"
-    return 500, f"internal error: {type(exc).__name__}"

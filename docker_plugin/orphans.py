@@ -23,6 +23,7 @@ import requests
 from api.client import ApiError
 
 from .controller import Controller
+from .errors import describe
 from .naming import is_docker_endpoint, veth_names
 from .veth import Veths
 
@@ -76,7 +77,7 @@ class OrphanSweep:
                 try:
                     self.sweep()
                 except (requests.RequestException, ApiError) as exc:
-                    LOG.warning("orphan sweep: %s", _reason(exc, self.controller.url))
+                    LOG.warning("orphan sweep: %s", describe(exc, self.controller.url)[1])
                 except Exception:  # noqa: BLE001 - the sweep must outlive a bad pass
                     LOG.exception("orphan sweep failed")
                 time.sleep(interval)
@@ -84,8 +85,3 @@ class OrphanSweep:
         thread.start()
         return thread
 
-
-def _reason(exc: Exception, url: str) -> str:
-    if isinstance(exc, ApiError):
-        return f"the controller answered {exc.status}: {exc.message}"
-    return f"cannot reach the ovsfabric controller at {url}"
