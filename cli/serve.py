@@ -103,11 +103,15 @@ def run(args: argparse.Namespace) -> int:
     from controller.fabric import Fabric
     from controller.heap import keep_pauses_short
     from controller.runtime import start_openflow
-    from model import Store
+    from model import Store, lockfile
     from security.tls import use_for_ovsdb
 
     if identity:
         use_for_ovsdb(identity)
+    try:
+        lock = lockfile.hold(args.state)  # noqa: F841 - held for the life of the process
+    except (lockfile.StateInUse, OSError) as exc:
+        raise SystemExit(f"ovsfabric: {exc}") from None
     store = Store(args.state)
     fabric = Fabric(store, advertise)
     fabric.start()

@@ -138,3 +138,26 @@ def test_token_file_is_made_private_and_no_symlink_is_followed(tmp_path, caplog)
     with pytest.raises(OSError):
         tokens.write_token_file(str(tmp_path / "link"), "evil")
     assert victim.read_text() == "keep\n"
+
+
+def test_a_second_serve_on_one_state_file_refuses_naming_the_first(tmp_path):
+    state = str(tmp_path / "state.db")
+    first = ControllerProcess(state, "127.0.0.1", api_port=18724, openflow_port=16724)
+    first.start()
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OVSFABRIC_")}
+        second = subprocess.run(
+            [sys.executable, "-m", "cli.main", "serve", "--api-listen", "127.0.0.1:18725",
+             "--openflow-listen", "127.0.0.1:16725", "--state", state], cwd=ROOT, env=env,
+            capture_output=True, text=True, timeout=60)
+        assert second.returncode != 0
+        assert f"in use by another ovsfabric serve (pid {first.proc.pid})" in second.stderr
+        first.client.create_network("still-mine", "10.0.0.0/24")  # the first is unharmed
+    finally:
+        first.kill()  # SIGKILL: the kernel releases the lock
+    again = ControllerProcess(state, "127.0.0.1", api_port=18724, openflow_port=16724)
+    again.start()
+    try:
+        assert [n["name"] for n in again.client.networks()] == ["still-mine"]
+    finally:
+        again.stop()
