@@ -21,3 +21,9 @@ class Unavailable(FabricError):
     """The request is valid but a switch or host it needs is not connected."""
 
     status = 503
+
+
+class StoreFull(FabricError):
+    """The disk (or the database's size limit) allows no more writes; reads go on."""
+
+    status = 507

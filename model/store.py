@@ -9,9 +9,11 @@ one twice.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import sqlite3
 import threading
 import uuid
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Callable
 
@@ -28,7 +30,9 @@ from .addressing import (
 )
 from .entities import (EVERYTHING, GATEWAY_MAC_PREFIX, Change, Endpoint, Host, Network,
                        Reservation, Snapshot)
-from .errors import Conflict, InvalidRequest, NotFound
+from .errors import Conflict, InvalidRequest, NotFound, StoreFull
+
+LOG = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS hosts (
@@ -286,14 +290,8 @@ class Store:
             self._aliases = {a: n for a, n in self._aliases.items() if a != alias}
 
     def _write_alias(self, sql: str, args: tuple) -> None:
-        cur = self._db.cursor()
-        cur.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as cur:
             cur.execute(sql, args)
-            cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
 
     # ---- endpoints -----------------------------------------------------------------------
 
@@ -370,22 +368,36 @@ class Store:
     def _write(self, sql: str, args: tuple, before: tuple | None = None) -> int:
         """One statement (after an optional other one) plus the revision bump, atomically;
         returns the row id."""
-        cur = self._db.cursor()
-        cur.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as cur:
             if before is not None:
                 cur.execute(*before)
             cur.execute(sql, args)
             rowid = cur.lastrowid
             cur.execute("UPDATE meta SET value = value + 1 WHERE key = 'revision'")
-            cur.execute("COMMIT")
-        except sqlite3.IntegrityError as exc:
-            cur.execute("ROLLBACK")
-            raise Conflict(f"conflicts with existing state: {exc}") from None
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
         return rowid
+
+    @contextmanager
+    def _transaction(self):
+        """BEGIN IMMEDIATE ... COMMIT; on failure the cause is raised, as a model error
+        where there is one, whatever the rollback says."""
+        cur = self._db.cursor()
+        try:
+            cur.execute("BEGIN IMMEDIATE")
+            yield cur
+            cur.execute("COMMIT")
+        except BaseException as exc:
+            if self._db.in_transaction:  # SQLite may have rolled back already (disk full)
+                try:
+                    cur.execute("ROLLBACK")
+                except sqlite3.Error as rollback:
+                    LOG.warning("rollback after %r failed: %s", exc, rollback)
+            if isinstance(exc, sqlite3.IntegrityError):
+                raise Conflict(f"conflicts with existing state: {exc}") from None
+            if isinstance(exc, sqlite3.OperationalError) and \
+                    getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL":
+                raise StoreFull(f"the state store is full: {exc}; free space where "
+                                f"{self.path} lives (reads are still served)") from None
+            raise
 
     def _publish(self, snap: Snapshot, change: Change) -> None:
         self._snapshot = replace(snap, revision=snap.revision + 1)

@@ -311,3 +311,19 @@ def test_the_bridge_itself_is_no_endpoint_port(populated):
     r = populated.post("/v1/endpoints", json={"network": "red", "host": "h1", "port": "br-int"})
     assert_error(r, 400, "own interface of bridge br-int")
     assert populated.get("/v1/endpoints").json == []
+
+
+def test_a_full_store_answers_507_and_keeps_serving_reads(populated):
+    """The database at its size limit: what SQLite reports for a full disk (SQLITE_FULL)."""
+    store = populated.application.store
+    pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+    store._db.execute(f"PRAGMA max_page_count = {pages}")  # as if the disk were full now
+    answers = [populated.post("/v1/networks", json={"name": f"n{i}", "subnet": "10.9.0.0/24"})
+               for i in range(200)]
+    full = [r for r in answers if r.status_code != 201]
+    assert full, "the store filled up"
+    assert_error(full[0], 507, "the state store is full")
+    assert all(r.status_code == 507 for r in full)
+    names = [n["name"] for n in populated.get("/v1/networks").json]
+    assert names == ["red"] + [f"n{i}" for i in range(len(answers) - len(full))]
+    assert populated.get("/v1/hosts").status_code == 200
