@@ -104,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
     from controller.heap import keep_pauses_short
     from controller.runtime import start_openflow
     from model import Store, lockfile
+    from model.errors import StoreDamaged
     from security.tls import use_for_ovsdb
 
     if identity:
@@ -112,7 +113,11 @@ def run(args: argparse.Namespace) -> int:
         lock = lockfile.hold(args.state)  # noqa: F841 - held for the life of the process
     except (lockfile.StateInUse, OSError) as exc:
         raise SystemExit(f"ovsfabric: {exc}") from None
-    store = Store(args.state)
+    try:
+        store = Store(args.state)
+    except StoreDamaged as exc:
+        raise SystemExit(f"ovsfabric: {exc}; it is left as it is (see `ovsfabric store "
+                         f"check`)") from None
     fabric = Fabric(store, advertise)
     fabric.start()
     keep_pauses_short()

@@ -27,3 +27,7 @@ class StoreFull(FabricError):
     """The disk (or the database's size limit) allows no more writes; reads go on."""
 
     status = 507
+
+
+class StoreDamaged(FabricError):
+    """A state file that fails SQLite's check or the model's invariants: never served."""

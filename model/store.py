@@ -30,7 +30,8 @@ from .addressing import (
 )
 from .entities import (EVERYTHING, GATEWAY_MAC_PREFIX, Change, Endpoint, Host, Network,
                        Reservation, Snapshot)
-from .errors import Conflict, InvalidRequest, NotFound, StoreFull
+from . import integrity
+from .errors import Conflict, InvalidRequest, NotFound, StoreDamaged, StoreFull
 
 LOG = logging.getLogger(__name__)
 
@@ -88,17 +89,34 @@ Listener = Callable[[Snapshot, Change], None]
 
 class Store:
     def __init__(self, path: str):
+        """Opens (or creates) the state file; a damaged one is refused (StoreDamaged) and
+        left as it is."""
         self.path = path
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(SCHEMA)
+        try:
+            self._refuse_if(integrity.sqlite_problems(self._db))
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(SCHEMA)  # a new file's tables
+            self._refuse_if(integrity.model_problems(self._db))
+        except sqlite3.DatabaseError as exc:  # garbage, truncated
+            self._db.close()
+            raise StoreDamaged(f"state file {path} cannot be read: {exc}") from None
+        except StoreDamaged:
+            self._db.close()
+            raise
         self._lock = threading.Lock()
         self._listeners: list[Listener] = []
         self._load()
 
     # ---- reading -------------------------------------------------------------------------
+
+    def _refuse_if(self, problems: list[str]) -> None:
+        if problems:
+            more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+            raise StoreDamaged(f"state file {self.path} is damaged: "
+                               f"{'; '.join(problems[:5])}{more}")
 
     def snapshot(self) -> Snapshot:
         return self._snapshot

@@ -2,8 +2,13 @@
 from __future__ import annotations
 
 import concurrent.futures
+import sqlite3
 
+import pytest
+
+from cli.main import main as cli_main
 from model import Store
+from model.errors import StoreDamaged
 
 
 def test_state_survives_reopen(tmp_path):
@@ -35,3 +40,55 @@ def test_parallel_writers_never_share_an_allocation(tmp_path):
     assert len({n.vni for n in nets}) == 64
     snap = Store(store.path).snapshot()
     assert len(snap.endpoints) == 400 and len(snap.networks) == 65
+
+
+def _store_with_hosts(path: str, n: int = 20) -> None:
+    store = Store(path)
+    for i in range(n):
+        store.create_host(f"h{i}", f"unix:/x{i}", f"192.0.2.{i + 1}")
+    store.create_network("red", "10.0.0.0/24")
+    store.create_endpoint("red", "h1")
+    store.close()
+
+
+def _refused(path: str, *words: str) -> None:
+    before = open(path, "rb").read()
+    with pytest.raises(StoreDamaged) as err:
+        Store(path)
+    for word in words:
+        assert word in str(err.value)
+    assert open(path, "rb").read() == before, "left as it is"
+    assert cli_main(["store", "check", path]) == 1
+
+
+def test_garbage_and_truncated_files_are_refused(tmp_path):
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"not a database at all" * 100)
+    _refused(str(garbage), "cannot be read")
+    whole = str(tmp_path / "whole.db")
+    _store_with_hosts(whole)
+    assert cli_main(["store", "check", whole]) == 0
+    truncated = tmp_path / "truncated.db"
+    truncated.write_bytes(open(whole, "rb").read()[:5000])
+    _refused(str(truncated), str(truncated))
+
+
+def test_a_corrupted_page_is_refused(tmp_path):
+    path = str(tmp_path / "s.db")
+    _store_with_hosts(path, 200)
+    data = bytearray(open(path, "rb").read())
+    page = 4096
+    data[2 * page:3 * page] = bytes([0xA5]) * page  # a page of table data overwritten
+    open(path, "wb").write(data)
+    _refused(path, "damaged")
+
+
+def test_broken_invariants_are_refused(tmp_path):
+    path = str(tmp_path / "s.db")
+    _store_with_hosts(path)
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA foreign_keys=OFF")
+    db.execute("DELETE FROM hosts WHERE name = 'h1'")
+    db.commit()
+    db.close()
+    _refused(path, "host 'h1', which does not exist")
