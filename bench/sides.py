@@ -122,7 +122,7 @@ class FabricSide:
     def populate(self, indices: list[int]) -> dict:
         """POSTs without a port (8 clients), then one OVSDB transaction per host adds internal
         ports whose iface-id names the endpoints (what a CNI plugin does): the binding path
-        the README describes."""
+        docs/api.md describes."""
         placed = _by_host(self.hosts, indices)
         host_of = {i: name for name, idx in placed.items() for i in idx}
         t0 = time.perf_counter()

@@ -1,6 +1,6 @@
 """Faults injected on the lab, outcomes measured: what survives, what is lost, how long it takes.
 
-Each test prints its figures (run with -s); the README's reliability section cites them.
+Each test prints its figures (run with -s); docs/reliability.md cites them.
 """
 from __future__ import annotations
 
@@ -312,7 +312,7 @@ def test_ovsdb_server_restart(fabric, net):
     Traffic is measured, not asserted: with the userspace datapath, ovs-vswitchd stops
     forwarding from the moment its database goes until it has reconnected to it (about 1 s
     after the restart, its own backoff), and loses what overflows the sockets meanwhile. The
-    same happens with no controller at all (see the README); a kernel datapath forwards on.
+    same happens with no controller at all (see docs/reliability.md); a kernel datapath forwards on.
     """
     _, containers = net
     (c1, _), (_, ep3) = containers["h1"], containers["h3"]
