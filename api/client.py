@@ -81,8 +81,8 @@ class FabricClient:
     def addresses(self, ref: str) -> list[dict]:
         return self.request("GET", f"/v1/networks/{_seg(ref)}/addresses")
 
-    def release_address(self, ref: str, ip: str) -> None:
-        self.request("DELETE", f"/v1/networks/{_seg(ref)}/addresses/{_seg(ip)}")
+    def release_address(self, ref: str, ip: str, owner: str | None = None) -> None:
+        self.request("DELETE", f"/v1/networks/{_seg(ref)}/addresses/{_seg(ip)}", owner=owner)
 
     def create_endpoint(self, network: str, host: str, **fields) -> dict:
         body = {"network": network, "host": host,

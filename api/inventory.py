@@ -123,9 +123,10 @@ def register(api: Api, fabric: Fabric) -> None:
 
     @api.route("DELETE", "/v1/networks/{ref}/addresses/{ip}", summary="Release a reserved "
                "address (an address already free is fine)", tag="networks", status=204,
-               errors=(404, 409))
+               errors=(404, 409),
+               query={"owner": "only if this owner holds it (otherwise nothing changes)"})
     def release_address(ref, ip):
-        store.release_address(store.get_network(ref).id, ip)
+        store.release_address(store.get_network(ref).id, ip, request.args.get("owner"))
 
     def wait_programmed(ep: Endpoint, bind: bool) -> None:
         """Answers once the flows are in on every connected host of the network (bounded)."""

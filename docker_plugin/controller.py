@@ -75,9 +75,10 @@ class Controller:
     def reserve(self, network_id: str, ip: str | None = None, owner: str | None = None) -> dict:
         return self.client.reserve_address(network_id, owner or self.host, ip)
 
-    def release(self, network_id: str, ip: str) -> None:
+    def release(self, network_id: str, ip: str, owner: str | None = None) -> None:
+        """Idempotent; with ``owner``, only a reservation that owner holds goes."""
         try:
-            self.client.release_address(network_id, ip)
+            self.client.release_address(network_id, ip, owner)
         except ApiError as exc:
             if exc.status != 404:
                 raise
@@ -85,18 +86,14 @@ class Controller:
     def reservations(self, network_id: str, owner: str) -> list[str]:
         """The addresses ``owner`` holds in the network."""
         return [r["ip"] for r in self.client.addresses(network_id) if r["owner"] == owner]
-
-    def release_held(self, network_id: str, ip: str) -> None:
-        """Releases ``ip`` if this host holds it."""
-        if ip in self.reservations(network_id, self.host):
-            self.release(network_id, ip)
-
     # ---- endpoints -----------------------------------------------------------------------
+
+    def host_endpoints(self) -> list[dict]:
+        return self.client.endpoints(host=self.host)
 
     def endpoint_named(self, name: str) -> dict | None:
         """This host's endpoint called ``name`` (a Docker EndpointID), if any."""
-        return next((ep for ep in self.client.endpoints(host=self.host) if ep["name"] == name),
-                    None)
+        return next((ep for ep in self.host_endpoints() if ep["name"] == name), None)
 
     def endpoints_of(self, network_id: str) -> list[dict]:
         """This host's endpoints in a network."""

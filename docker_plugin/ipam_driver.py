@@ -109,7 +109,7 @@ class IpamDriver:
         # values go with the Docker network (DeleteNetwork), and an address another host
         # holds was only answered, to a create of ours that failed.
         if net is not None and address != net["gateway"]:
-            self.controller.release_held(net["id"], address)
+            self.controller.release(net["id"], address, owner=self.controller.host)
         return {}
 
 

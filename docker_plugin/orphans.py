@@ -50,10 +50,9 @@ class OrphanSweep:
         """One pass; the ids of the endpoints removed."""
         now = self._clock()
         links = self.veths.names()
-        ours = [ep for ep in self.controller.client.endpoints(host=self.controller.host)
-                if is_docker_endpoint(ep)]
-        self._since = {ep_id: t for ep_id, t in self._since.items()
-                       if any(ep["id"] == ep_id for ep in ours)}
+        ours = [ep for ep in self.controller.host_endpoints() if is_docker_endpoint(ep)]
+        listed = {ep["id"] for ep in ours}
+        self._since = {ep_id: t for ep_id, t in self._since.items() if ep_id in listed}
         removed = []
         for ep in ours:
             host_end, container_end = veth_names(ep["name"])

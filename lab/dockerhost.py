@@ -21,7 +21,7 @@ class DockerHost:
         self.host = host
         self.dockerd = LabDockerd(host, workdir)
         self.plugin = PluginProcess(
-            host, controller_url, os.path.join(self.dockerd.plugin_dir, "ovsfabric.sock"),
+            host, controller_url, self.dockerd.plugin_socket(),
             os.path.join(self.dockerd.dir, "plugin.log"), token=token, extra_args=plugin_args)
 
     @property

@@ -260,11 +260,15 @@ class Store:
                                                       (net.id, ip): reservation}), Change())
             return reservation
 
-    def release_address(self, network: str, ip: str) -> None:
-        """Frees a reserved address; an address that is already free is fine (idempotent)."""
+    def release_address(self, network: str, ip: str, owner: str | None = None) -> None:
+        """Frees a reserved address; an address that is already free is fine (idempotent).
+        With ``owner``, only a reservation that owner holds is freed: anything else is left."""
         with self._lock:
             snap = self._snapshot
             net = self.get_network(network)
+            held = snap.reservations.get((net.id, ip))
+            if owner is not None and (held is None or held.owner != owner):
+                return
             if any(e.ip == ip for e in snap.network_endpoints(net.id)):
                 raise Conflict(f"ip {ip} is used by an endpoint: delete the endpoint")
             if (net.id, ip) not in snap.reservations:

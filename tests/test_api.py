@@ -327,3 +327,13 @@ def test_a_full_store_answers_507_and_keeps_serving_reads(populated):
     names = [n["name"] for n in populated.get("/v1/networks").json]
     assert names == ["red"] + [f"n{i}" for i in range(len(answers) - len(full))]
     assert populated.get("/v1/hosts").status_code == 200
+
+
+def test_release_with_an_owner_frees_only_what_it_holds(populated):
+    for owner, ip in (("h1", "10.0.0.2"), ("aux.h1", "10.0.0.3")):
+        r = populated.post("/v1/networks/red/addresses", json={"owner": owner, "ip": ip})
+        assert r.status_code == 201, r.json
+    assert populated.delete("/v1/networks/red/addresses/10.0.0.3?owner=h1").status_code == 204
+    assert populated.delete("/v1/networks/red/addresses/10.0.0.2?owner=h1").status_code == 204
+    held = [(a["ip"], a["owner"]) for a in populated.get("/v1/networks/red/addresses").json]
+    assert held == [("10.0.0.3", "aux.h1")]

@@ -154,11 +154,16 @@ def test_only_post(hosts):
     assert status == 405 and "Err" in payload
 
 
-def test_unreachable_controller_is_503_with_err(hosts):
+def test_unreachable_controller_is_503_with_err(hosts, caplog):
     app = create_app(Controller("http://127.0.0.1:9", "h1", token=TOKEN), FakeVeths())
     status, payload = flask_transport(app.test_client())(
         "IpamDriver.RequestAddress", {"PoolID": "pool:h1:10.0.0.0-24", "Address": ""})
     assert status == 503 and "cannot reach" in payload["Err"]
+    logged = [r for r in caplog.records if r.name == "docker_plugin.app"]
+    assert [r.getMessage() for r in logged] == [
+        "IpamDriver.RequestAddress: 503 cannot reach the ovsfabric controller at "
+        "http://127.0.0.1:9"]
+    assert not logged[0].exc_info, "one line, no traceback"
 
 
 # ---- networks across hosts -------------------------------------------------------------------

@@ -151,7 +151,8 @@ def test_stop_and_start(env):
     b = h2.address("db1", "blue")
     h2.docker("stop", "db1")
     assert b not in [e["ip"] for e in endpoints(controller, "h2")]
-    b = h2.docker("start", "db1") and h2.address("db1", "blue")
+    h2.docker("start", "db1")
+    b = h2.address("db1", "blue")
     assert tcp_message(h1, "web1", h2, "db1", b, "after-start") == "after-start"
 
 
