@@ -11,7 +11,8 @@ from controller.fabric import Fabric
 from model import FabricError
 from security import tokens
 
-from . import docs, inspection, inventory
+from . import browsers, docs, inspection, inventory
+from .browsers import Audience
 from .spec import Api
 
 LOG = logging.getLogger(__name__)
@@ -24,7 +25,8 @@ OPEN_PATHS = ("/docs", "/v1/openapi.json")
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-def create_app(fabric: Fabric, token: str | None = None) -> Flask:
+def create_app(fabric: Fabric, token: str | None = None,
+               audience: Audience = Audience()) -> Flask:
     app = Flask("ovsfabric", static_folder=None)  # no /static: nothing is served from disk
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     api = Api(app)
@@ -44,6 +46,8 @@ def create_app(fabric: Fabric, token: str | None = None) -> Flask:
     def _unexpected(exc: Exception):
         LOG.exception("unexpected error on %s %s", request.method, request.path)
         return jsonify(error=f"internal error: {type(exc).__name__}"), 500
+
+    browsers.guard(app, audience)  # first: a CORS preflight carries no token
 
     @app.before_request
     def _authenticate():

@@ -49,6 +49,9 @@ def register(api: Api, fabric: Fabric) -> None:
     @api.route("POST", "/v1/hosts", summary="Register a host", tag="hosts", body=HostCreate,
                response=HostView, status=201, errors=(409,))
     def create_host(body: HostCreate):
+        if body.ovsdb.startswith("ssl:") and not fabric.advertise.startswith("ssl:"):
+            raise InvalidRequest(f"ovsdb {body.ovsdb}: ssl: targets need the controller's TLS "
+                                 f"identity (serve --tls-cert, --tls-key and --tls-ca)")
         host = store.create_host(body.name, body.ovsdb, str(body.tunnel_ip),
                                  body.datapath_type, body.bridge)
         return host_view(fabric, host)
@@ -146,6 +149,9 @@ def register(api: Api, fabric: Fabric) -> None:
                tag="endpoints", body=EndpointCreate, response=EndpointView, status=201,
                errors=(400, 404, 409))
     def create_endpoint(body: EndpointCreate):
+        if body.port is not None and (holder := fabric.port_holder(body.host, body.port)):
+            raise InvalidRequest(f"port {body.port!r} on host {body.host!r} is {holder}, "
+                                 f"not an endpoint's")
         ep = store.create_endpoint(body.network, body.host, body.port,
                                    str(body.ip) if body.ip else None, body.mac, body.name)
         created = store.snapshot()

@@ -64,7 +64,8 @@ class HostCreate(Strict):
     name: str = Field(min_length=1, max_length=64, pattern=NAME_PATTERN)
     ovsdb: Annotated[str, AfterValidator(_ovsdb_target)] = Field(
         max_length=256, pattern=OVSDB_PATTERN,
-        description='"unix:PATH" or "tcp:IP:PORT" of the host\'s ovsdb-server')
+        description='"unix:PATH", "tcp:IP:PORT" or (with TLS configured) "ssl:IP:PORT" of the '
+                    'host\'s ovsdb-server')
     tunnel_ip: UnicastIPv4
     datapath_type: Literal["system", "netdev"] = "system"
     bridge: IfName = "br-int"

@@ -2,6 +2,7 @@
 body with its pydantic schema, and describes the operation in the OpenAPI document."""
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, get_args, get_origin
@@ -13,7 +14,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from model import InvalidRequest
 
 ERROR_TEXT = {400: "invalid request", 404: "not found", 409: "conflicts with the current state",
-              413: "body too large",
+              413: "body too large", 415: "the body is not sent as application/json",
               503: "a switch or host needed is not connected, or did not serve the request"}
 
 
@@ -40,7 +41,7 @@ class Api:
               status: int = 200, errors: tuple[int, ...] = (), query: dict | None = None):
         def register(handler: Callable) -> Callable:
             op = Operation(method, path, summary, handler, body, response, status,
-                           tuple(sorted(set(errors) | ({400, 413} if body else set()))),
+                           tuple(sorted(set(errors) | ({400, 413, 415} if body else set()))),
                            query or {}, tag)
 
             def view(**path_args):
@@ -139,10 +140,19 @@ def json_object() -> dict:
         # A streamed (chunked) body has no length to refuse it by: werkzeug cuts it at the
         # limit instead, and a cut that happens to be a JSON object would be taken.
         raise RequestEntityTooLarge()
+    if not data.strip():
+        raise InvalidRequest("the body is empty: a JSON object is needed")
     try:
-        body = request.get_json(force=True, silent=True)
-    except RecursionError:  # nested deeper than Python's parser recurses; "silent" covers
-        raise InvalidRequest("the body is nested too deeply") from None  # ValueError only
+        body = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(f"the body is not UTF-8 (byte {exc.start} is not)") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"the body is not JSON: {exc.msg} at line {exc.lineno} column "
+                             f"{exc.colno}") from None
+    except ValueError:  # the only other: an integer beyond Python's conversion limit
+        raise InvalidRequest("a number in the body has too many digits") from None
+    except RecursionError:  # nested deeper than Python's parser recurses
+        raise InvalidRequest("the body is nested too deeply") from None
     if not isinstance(body, dict):
         raise InvalidRequest("the body must be a JSON object")
     return body

@@ -31,6 +31,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the OpenFlow listener, or 127.0.0.1 when it listens everywhere)")
     parser.add_argument("--state", default=env("OVSFABRIC_STATE", "./ovsfabric.db"),
                         help="SQLite state file (env OVSFABRIC_STATE)")
+    parser.add_argument("--api-hostname", action="append", metavar="NAME",
+                        default=_env_list("OVSFABRIC_API_HOSTNAME"),
+                        help="a DNS name clients use for the REST API (repeatable; env "
+                             "OVSFABRIC_API_HOSTNAME, comma-separated): other Host headers "
+                             "than the listening address are refused")
+    parser.add_argument("--cors-origin", action="append", metavar="ORIGIN",
+                        default=_env_list("OVSFABRIC_CORS_ORIGIN"),
+                        help="a web origin (https://console.example) whose pages may call the "
+                             "API (repeatable; env OVSFABRIC_CORS_ORIGIN, comma-separated); "
+                             "requests from other origins are refused")
     parser.add_argument("--log-level", default=env("OVSFABRIC_LOG_LEVEL", "INFO"))
     auth = parser.add_argument_group("security")
     auth.add_argument("--token-file", default=None,
@@ -51,6 +61,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     auth.add_argument("--tls-key", default=env("OVSFABRIC_TLS_KEY"))
     auth.add_argument("--tls-ca", default=env("OVSFABRIC_TLS_CA"),
                       help="CA that signed the hosts' certificates")
+
+
+def _env_list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
+def _audience(api_host: str, args: argparse.Namespace):
+    from api.browsers import Audience, origin
+    try:
+        origins = frozenset(origin(o) for o in args.cors_origin)
+    except ValueError as exc:
+        raise SystemExit(f"ovsfabric: --cors-origin: {exc}") from None
+    return Audience(api_host, frozenset(n.lower() for n in args.api_hostname), origins)
 
 
 def _is_loopback(host: str) -> bool:
@@ -74,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     from security.tls import TlsIdentity
 
     api_host, api_port = split_host_port(args.api_listen, "--api-listen")
+    audience = _audience(api_host, args)
     of_host, of_port = split_host_port(args.openflow_listen, "--openflow-listen")
     try:
         token = tokens.load_token(args.token_file)
@@ -122,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     fabric.start()
     keep_pauses_short()
     start_openflow(fabric, of_host, of_port, identity)
-    server = wsgi.Server((api_host, api_port), create_app(fabric, token), numthreads=16,
+    server = wsgi.Server((api_host, api_port), create_app(fabric, token, audience), numthreads=16,
                          server_name="ovsfabric")
     if args.api_cert:
         from cheroot.ssl.builtin import BuiltinSSLAdapter

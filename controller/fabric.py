@@ -194,6 +194,13 @@ class Fabric:
             units = self._dirty.pop(host, set())
             return Work(self._snapshot, session.ports, version, units)
 
+    def port_holder(self, host: str, port: str) -> str | None:
+        """What already holds OVS port ``port`` on ``host``, if anything does that an
+        endpoint may not take over (as far as that host's database has been read)."""
+        with self._lock:
+            session = self.hosts.get(host)
+        return session.taken_ports().get(port) if session is not None else None
+
     def port_error(self, host: str, endpoint_id: str) -> str | None:
         """Why OVS could not attach the endpoint's port, if it said so."""
         with self._lock:

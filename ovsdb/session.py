@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable
+from typing import Callable, Mapping
 
 from ovs.db import idl
 from ovsdbapp.backend.ovs_idl import command, connection, idlutils, transaction
@@ -103,6 +103,7 @@ class HostSession:
         self._api = None
         self._idl: _WatchedIdl | None = None
         self._ports = HostPorts()
+        self._taken: Mapping[str, str] = {}  # see taken_ports
         self._rows = RowCache()
         self._published = False  # the first complete view is published even when empty
         self._wake = threading.Event()
@@ -162,6 +163,12 @@ class HostSession:
     def ports(self) -> HostPorts:
         return self._ports
 
+    def taken_ports(self) -> Mapping[str, str]:
+        """Port and interface names an endpoint may not have, each with what holds it: the
+        bridge's own interface, our tunnels, and ports ovsfabric did not make, on any bridge.
+        Empty until the session has read the database."""
+        return self._taken
+
     def datapath_id(self) -> str | None:
         bridge = self._bridge_row()
         return bridge.datapath_id[0] if bridge is not None and bridge.datapath_id else None
@@ -217,6 +224,7 @@ class HostSession:
         if not self.synced:
             return
         ports = self._read_ports()
+        self._taken = self._read_taken_ports()
         LOG.debug("host %s: database changed", self.name)
         if ports != self._ports or not self._published:
             self._ports = ports
@@ -254,6 +262,27 @@ class HostSession:
                 elif IFACE_ID_KEY in ids:
                     endpoints[ids[IFACE_ID_KEY]] = ofport
         return HostPorts(endpoints, tunnels, errors)
+
+    def _read_taken_ports(self) -> dict[str, str]:
+        ours = self._desired.bridge if self._desired is not None else None
+        taken: dict[str, str] = {}
+        for bridge in self._idl.tables["Bridge"].rows.values():
+            for port_row in bridge.ports:
+                port = self._rows.port(port_row)
+                for iface in map(self._rows.interface, port.interfaces):
+                    ids = iface.external_ids
+                    if bridge.name != ours:
+                        holder = f"a port of bridge {bridge.name}"
+                    elif port.name == bridge.name:
+                        holder = f"the own interface of bridge {bridge.name}"
+                    elif PEER_KEY in ids:
+                        holder = f"the tunnel port to {ids[PEER_KEY]}"
+                    elif OWNED_KEY in ids:
+                        continue  # an endpoint's: the store knows whether it is still in use
+                    else:
+                        holder = f"a port of bridge {bridge.name} that ovsfabric did not make"
+                    taken[port.name] = taken[iface.name] = holder
+        return taken
 
     # ---- converging the database -------------------------------------------------------------
 

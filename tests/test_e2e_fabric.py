@@ -7,6 +7,7 @@ import time
 import pytest
 
 from api.client import ApiError
+from ovsdb.config import tunnel_port_name
 from tests.helpers import eventually
 from tests.conftest import flow_table, needs_lab
 
@@ -165,6 +166,28 @@ def test_a_port_ovs_cannot_attach_is_refused_and_changes_nothing(fabric, nets):
                fabric.lab.host("h2").vsctl("list-ports", "br-int").split())
     again = fabric.client.create_endpoint("red", "h1", ip="10.10.0.250")  # address free again
     fabric.client.delete_endpoint(again["id"])
+
+
+def test_a_port_held_by_a_bridge_a_tunnel_or_someone_else_is_refused(fabric, nets):
+    h2 = fabric.lab.host("h2")
+    h2.vsctl("add-port", "br-int", "foreign0", "--", "set", "Interface", "foreign0",
+             "type=internal")
+    tunnel = tunnel_port_name(fabric.client.host("h1")["tunnel_ip"])
+    before = fabric.client.endpoints(network="red")
+    try:
+        for port, holder in (("br-int", "the own interface of bridge br-int"),
+                             ("br-phy", "a port of bridge br-phy"),
+                             (tunnel, "the tunnel port to h1"),
+                             ("foreign0", "a port of bridge br-int that ovsfabric did not make")):
+            with pytest.raises(ApiError) as err:
+                fabric.client.create_endpoint("red", "h2", port=port, ip="10.10.0.251")
+            assert err.value.status == 400 and holder in err.value.message, err.value
+        assert fabric.client.endpoints(network="red") == before
+        ports = h2.vsctl("list-ports", "br-int").split()
+        assert "foreign0" in ports and tunnel in ports, "nothing of theirs was touched"
+        assert "br-phy" in h2.vsctl("list-br").split()
+    finally:
+        h2.vsctl("--if-exists", "del-port", "br-int", "foreign0")
 
 
 def test_network_with_endpoints_cannot_be_deleted(fabric, nets):
