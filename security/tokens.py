@@ -1,9 +1,10 @@
 """Bearer tokens for the REST API, shared by `serve`, `plugin` and the CLI.
 
-The token `serve` is given is the admin token. A host token, ``host~NAME~MAC``, is derived
-from it: MAC is an HMAC-SHA256 of the host's name keyed with the admin token, so `serve` checks
-one without a list of them, and a host token says which host it is for without giving away the
-admin token or another host's. Host names have no ``~``; base64url has none either.
+The token `serve` is given is the admin token. A host token, ``host~NAME~SIGNATURE``, is
+derived from it: the signature is an HMAC-SHA256 of the host's name keyed with the admin token,
+so `serve` checks one without a list of them, and a host token says which host it is for
+without giving away the admin token or another host's. Host names have no ``~``; base64url has
+none either.
 """
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ def host_token(admin_token: str, host: str) -> str:
         raise ValueError(f"{host!r} is not a host name")
     if host_of(admin_token) is not None:
         raise ValueError("that is a host token: host tokens are made from the admin token")
-    return f"{HOST_PREFIX}{host}~{_mac(admin_token, host)}"
+    return _signed(admin_token, host)
 
 
 def host_of(token: str) -> str | None:
@@ -94,13 +95,13 @@ def identify(admin_token: str, authorization: str | None) -> Scope | None:
     if hmac.compare_digest(given.encode(), admin_token.encode()):
         return ADMIN
     host = host_of(given)
-    if host is not None and hmac.compare_digest(
-            given.encode(), f"{HOST_PREFIX}{host}~{_mac(admin_token, host)}".encode()):
+    if host is not None and hmac.compare_digest(given.encode(),
+                                                _signed(admin_token, host).encode()):
         return Scope(host)
     return None
 
 
-def _mac(admin_token: str, host: str) -> str:
+def _signed(admin_token: str, host: str) -> str:
     digest = hmac.new(admin_token.encode(), f"ovsfabric host token\0{host}".encode(),
                       hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    return f"{HOST_PREFIX}{host}~{base64.urlsafe_b64encode(digest).rstrip(b'=').decode()}"

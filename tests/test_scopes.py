@@ -164,7 +164,7 @@ def test_the_admin_token_does_everything(fabric):
 @pytest.mark.parametrize("token", [
     tokens.host_token("another-admin-token", "h2"),  # made from another admin token
     tokens.host_token(ADMIN, "h2")[:-1] + "A",  # altered
-    "host~h1~" + tokens.host_token(ADMIN, "h2").rpartition("~")[2],  # another host's MAC
+    "host~h1~" + tokens.host_token(ADMIN, "h2").rpartition("~")[2],  # another host's signature
     "host~h2",
 ])
 def test_forged_host_tokens_get_401(fabric, token):
