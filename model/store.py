@@ -101,8 +101,8 @@ class Store:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(SCHEMA)  # a new file's tables
-            migrations.upgrade(self._db)  # an older file's new columns
             self._refuse_if(integrity.model_problems(self._db))
+            migrations.upgrade(self._db)  # an older file's new columns, once it is trusted
         except sqlite3.DatabaseError as exc:  # garbage, truncated
             self._db.close()
             raise StoreDamaged(f"state file {path} cannot be read: {exc}") from None

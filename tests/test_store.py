@@ -105,18 +105,32 @@ def test_a_network_remembers_its_owner_across_reopen(tmp_path):
     assert again.get_network("admins").owner is None is admins.owner
 
 
+def _file_without_network_owners(path: str, damage: str | None = None) -> None:
+    """A state file as an earlier version left it: networks without an owner column."""
+    store = Store(path)
+    store.create_network("old", "10.0.0.0/24")
+    store.close()
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE networks DROP COLUMN owner")
+    if damage:
+        db.execute("PRAGMA foreign_keys=OFF")
+        db.execute(damage)
+    db.commit()
+    db.close()
+
+
+def _network_columns(path: str) -> list[str]:
+    db = sqlite3.connect(path)
+    try:
+        return [row[1] for row in db.execute("PRAGMA table_info(networks)")]
+    finally:
+        db.close()
+
+
 def test_a_state_file_without_network_owners_is_upgraded(tmp_path):
     """A file an earlier version wrote: its networks count as an admin's, new ones get owners."""
     path = str(tmp_path / "old.db")
-    db = sqlite3.connect(path)
-    db.executescript("""
-        CREATE TABLE networks (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
-            name TEXT NOT NULL UNIQUE, subnet TEXT NOT NULL, gateway TEXT NOT NULL,
-            vni INTEGER NOT NULL UNIQUE, mtu INTEGER NOT NULL);
-        INSERT INTO networks (id, name, subnet, gateway, vni, mtu)
-            VALUES ('n1', 'old', '10.0.0.0/24', '10.0.0.1', 1, 1450);
-    """)
-    db.close()
+    _file_without_network_owners(path)
     store = Store(path)
     assert store.get_network("old").owner is None
     store.create_network("new", "10.0.1.0/24", owner="h2")
@@ -124,6 +138,14 @@ def test_a_state_file_without_network_owners_is_upgraded(tmp_path):
     again = Store(path)
     assert [(n.name, n.owner) for n in again.snapshot().networks.values()] == \
         [("old", None), ("new", "h2")]
+
+
+def test_a_damaged_file_is_not_upgraded(tmp_path):
+    path = str(tmp_path / "old.db")
+    _file_without_network_owners(path, "INSERT INTO reservations VALUES ('gone', '10.9.0.2', "
+                                       "'h1')")
+    _refused(path, "network gone, which does not exist")
+    assert "owner" not in _network_columns(path)
 
 
 def test_a_host_holds_at_most_half_of_a_network(tmp_path):
