@@ -123,7 +123,7 @@ def register(api: Api, fabric: Fabric) -> None:
         net = store.get_network(ref)
         scopes.require_owner(body.owner, f"addresses for {body.owner!r}")
         held = store.reserve_address(net.id, body.owner, str(body.ip) if body.ip else None,
-                                     share_of=scopes.bounding_host())
+                                     share_of=scopes.current().host)
         return address_view(net, held.ip, held.owner)
 
     @api.route("GET", "/v1/networks/{ref}/addresses", summary="Reserved addresses not yet "
@@ -171,7 +171,7 @@ def register(api: Api, fabric: Fabric) -> None:
         scopes.require_host(body.host, f"an endpoint on host {body.host!r}")
         ep = store.create_endpoint(body.network, body.host, body.port,
                                    str(body.ip) if body.ip else None, body.mac, body.name,
-                                   bounded=scopes.bounding_host() is not None)
+                                   bounded=not scopes.current().is_admin)
         created = store.snapshot()
         wait_programmed(ep, bind=ep.port is not None)
         error = fabric.port_error(ep.host, ep.id) if ep.port is not None else None

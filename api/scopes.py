@@ -25,11 +25,6 @@ def current() -> Scope:
     return g.get("scope", ADMIN)
 
 
-def bounding_host() -> str | None:
-    """The host whose share of a network bounds the request: a host token's."""
-    return current().host
-
-
 def check_operation(api: Api) -> None:
     """Refuses an operation a host token may not call at all."""
     scope = current()

@@ -1,16 +1,14 @@
 """Which owners and aliases belong to a host, and how much of a network a host may hold.
 
 A host's plugin holds addresses as ``H`` (its containers) and ``aux.H`` (``--aux-address``
-values, which its containers cannot take), and names networks ``KIND:H:...`` (a Docker
+values, which its containers cannot take), and gives networks aliases ``KIND:H:...`` (a Docker
 network id, an IPAM pool): a host token may manage exactly these.
 """
 from __future__ import annotations
 
-AUX_PREFIX = "aux."
-
 
 def aux_owner(host: str) -> str:
-    return f"{AUX_PREFIX}{host}"
+    return f"aux.{host}"
 
 
 def belongs_to_host(owner: str | None, host: str) -> bool:
