@@ -42,7 +42,7 @@ def fabric(tmp_path):
     ep = h1.post("/v1/endpoints", json={"network": "red", "host": "h1"})
     assert ep.status_code == 201
     yield {"client": client, "admin": admin, "h1": h1, "endpoint": ep.json["id"],
-           "h2": Caller(client, tokens.host_token(ADMIN, "h2")), "store": store}
+           "h2": Caller(client, tokens.host_token(ADMIN, "h2"))}
     store.close()
 
 
