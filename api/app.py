@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, request
+from flask import Flask, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
 
@@ -11,7 +11,7 @@ from controller.fabric import Fabric
 from model import FabricError
 from security import tokens
 
-from . import browsers, docs, inspection, inventory
+from . import browsers, docs, inspection, inventory, scopes
 from .browsers import Audience
 from .spec import Api
 
@@ -27,6 +27,7 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 
 def create_app(fabric: Fabric, token: str | None = None,
                audience: Audience = Audience()) -> Flask:
+    """``token`` is the admin token; host tokens derived from it are accepted too."""
     app = Flask("ovsfabric", static_folder=None)  # no /static: nothing is served from disk
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     api = Api(app)
@@ -53,10 +54,13 @@ def create_app(fabric: Fabric, token: str | None = None,
     def _authenticate():
         if token is None or request.path.startswith(OPEN_PATHS):
             return None
-        if not tokens.matches(token, request.headers.get("Authorization")):
+        scope = tokens.identify(token, request.headers.get("Authorization"))
+        if scope is None:
             return (jsonify(error="a valid bearer token is required "
                                   "(header Authorization: Bearer <token>)"), 401,
                     {"WWW-Authenticate": "Bearer"})
+        g.scope = scope
+        scopes.check_operation(api)
         return None
 
     @app.after_request

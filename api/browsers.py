@@ -14,10 +14,10 @@ from urllib.parse import urlsplit
 
 from flask import Flask, jsonify, request
 
+from .scopes import READ_ONLY_PREFIXES
+
 # A JSON body is required on these: a page can send them cross-site without asking first.
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-# Ryu's /stats POSTs only read, and Ryu's clients send their filters form-encoded (curl -d).
-READ_ONLY_POSTS = ("/stats/",)
 CORS_METHODS = "GET, POST, PUT, PATCH, DELETE"
 CORS_HEADERS = "Authorization, Content-Type"
 
@@ -65,7 +65,7 @@ def guard(app: Flask, audience: Audience) -> None:
                              "Access-Control-Allow-Headers": CORS_HEADERS,
                              "Access-Control-Max-Age": "600"}
         if request.method in BODY_METHODS and request.mimetype != "application/json" and \
-                not request.path.startswith(READ_ONLY_POSTS):
+                not request.path.startswith(READ_ONLY_PREFIXES):  # Ryu's clients: curl -d
             given = request.content_type or "none"
             return _refuse(415, f"the body must be sent as Content-Type: application/json, "
                                 f"not {given}")

@@ -159,7 +159,7 @@ def register(api: Api, fabric: Fabric) -> None:
 
     @api.route("POST", "/v1/trace", summary="Follow a packet through the live flows of every "
                "host it crosses", tag="inspection", body=TraceRequest, response=TraceView,
-               errors=(404, 503))
+               errors=(404, 503), scope="read")
     @_switch_refusal_is_503
     def trace_packet(body: TraceRequest):
         snap = store.snapshot()

@@ -9,6 +9,7 @@ from flask import request
 from controller.fabric import Fabric
 from model import Endpoint, InvalidRequest, Network, NotFound, Snapshot
 
+from . import scopes
 from .schemas import (AddressReserve, AddressView, AliasCreate, EndpointCreate, EndpointView,
                       HostCreate, HostView, NetworkCreate, NetworkView)
 from .spec import Api
@@ -26,7 +27,7 @@ def host_view(fabric: Fabric, host) -> dict:
 def network_view(net: Network, aliases=()) -> dict:
     return {"id": net.id, "name": net.name, "subnet": net.subnet, "gateway": net.gateway,
             "gateway_mac": net.gateway_mac, "vni": net.vni, "mtu": net.mtu,
-            "aliases": list(aliases)}
+            "aliases": list(aliases), "owner": net.owner}
 
 
 def address_view(net: Network, ip: str, owner: str) -> dict:
@@ -71,10 +72,14 @@ def register(api: Api, fabric: Fabric) -> None:
         store.delete_host(name)
 
     @api.route("POST", "/v1/networks", summary="Create a network", tag="networks",
-               body=NetworkCreate, response=NetworkView, status=201, errors=(409,))
+               body=NetworkCreate, response=NetworkView, status=201, errors=(409,),
+               scope="host")
     def create_network(body: NetworkCreate):
+        owner = body.owner or scopes.current().host
+        scopes.require_owner(owner, f"a network for {owner!r}")
         net = store.create_network(body.name, body.subnet,
-                                   str(body.gateway) if body.gateway else None, body.vni, body.mtu)
+                                   str(body.gateway) if body.gateway else None, body.vni, body.mtu,
+                                   owner)
         return network_view(net)
 
     @api.route("GET", "/v1/networks", summary="List networks", tag="networks",
@@ -90,30 +95,38 @@ def register(api: Api, fabric: Fabric) -> None:
         return network_view(net, store.aliases_of(net.id))
 
     @api.route("DELETE", "/v1/networks/{ref}", summary="Delete a network (no endpoints left)",
-               tag="networks", status=204, errors=(404, 409))
+               tag="networks", status=204, errors=(404, 409), scope="host")
     def delete_network(ref):
-        store.delete_network(ref)
+        net = store.get_network(ref)
+        scopes.require_owner(net.owner, f"network {net.name!r}, which "
+                                        f"{repr(net.owner) if net.owner else 'an admin'} made")
+        store.delete_network(net.id)
 
     @api.route("POST", "/v1/networks/{ref}/aliases", summary="Give a network another name "
                "(e.g. a Docker network id); adding it again is fine", tag="networks",
-               body=AliasCreate, response=NetworkView, status=201, errors=(404, 409))
+               body=AliasCreate, response=NetworkView, status=201, errors=(404, 409),
+               scope="host")
     def add_alias(ref, body: AliasCreate):
+        scopes.require_alias(body.alias)
         net = store.add_alias(ref, body.alias)
         return network_view(net, store.aliases_of(net.id))
 
     @api.route("DELETE", "/v1/networks/{ref}/aliases/{alias}", summary="Remove an alias "
                "(one the network does not have is fine)", tag="networks", status=204,
-               errors=(404, 409))
+               errors=(404, 409), scope="host")
     def remove_alias(ref, alias):
+        scopes.require_alias(alias)
         store.remove_alias(ref, alias)
 
     @api.route("POST", "/v1/networks/{ref}/addresses", summary="Reserve an address for an "
                "owner (cluster-wide IPAM); asking again for one it holds returns it",
                tag="networks", body=AddressReserve, response=AddressView, status=201,
-               errors=(404, 409))
+               errors=(404, 409), scope="host")
     def reserve_address(ref, body: AddressReserve):
         net = store.get_network(ref)
-        held = store.reserve_address(net.id, body.owner, str(body.ip) if body.ip else None)
+        scopes.require_owner(body.owner, f"addresses for {body.owner!r}")
+        held = store.reserve_address(net.id, body.owner, str(body.ip) if body.ip else None,
+                                     share_of=scopes.current().host)
         return address_view(net, held.ip, held.owner)
 
     @api.route("GET", "/v1/networks/{ref}/addresses", summary="Reserved addresses not yet "
@@ -126,10 +139,19 @@ def register(api: Api, fabric: Fabric) -> None:
 
     @api.route("DELETE", "/v1/networks/{ref}/addresses/{ip}", summary="Release a reserved "
                "address (an address already free is fine)", tag="networks", status=204,
-               errors=(404, 409),
+               errors=(404, 409), scope="host",
                query={"owner": "only if this owner holds it (otherwise nothing changes)"})
     def release_address(ref, ip):
-        store.release_address(store.get_network(ref).id, ip, request.args.get("owner"))
+        net = store.get_network(ref)
+        owner = request.args.get("owner")
+        host = scopes.current().host
+        if host is not None and owner is None:
+            # Only the holder's own release: asked of the store as that owner's, so that a
+            # reservation another owner makes meanwhile is left.
+            held = store.snapshot().reservations.get((net.id, ip))
+            owner = held.owner if held else host
+        scopes.require_owner(owner, f"address {ip}, which {owner!r} holds")
+        store.release_address(net.id, ip, owner)
 
     def wait_programmed(ep: Endpoint, bind: bool) -> None:
         """Answers once the flows are in on every connected host of the network (bounded)."""
@@ -147,13 +169,15 @@ def register(api: Api, fabric: Fabric) -> None:
     @api.route("POST", "/v1/endpoints", summary="Create an endpoint; answers once its flows "
                "are confirmed on every connected host of the network (at most 5 s)",
                tag="endpoints", body=EndpointCreate, response=EndpointView, status=201,
-               errors=(400, 404, 409))
+               errors=(400, 404, 409), scope="host")
     def create_endpoint(body: EndpointCreate):
+        scopes.require_host(body.host, f"an endpoint on host {body.host!r}")
         if body.port is not None and (holder := fabric.port_holder(body.host, body.port)):
             raise InvalidRequest(f"port {body.port!r} on host {body.host!r} is {holder}, "
                                  f"not an endpoint's")
         ep = store.create_endpoint(body.network, body.host, body.port,
-                                   str(body.ip) if body.ip else None, body.mac, body.name)
+                                   str(body.ip) if body.ip else None, body.mac, body.name,
+                                   bounded=not scopes.current().is_admin)
         created = store.snapshot()
         wait_programmed(ep, bind=ep.port is not None)
         error = fabric.port_error(ep.host, ep.id) if ep.port is not None else None
@@ -188,7 +212,9 @@ def register(api: Api, fabric: Fabric) -> None:
 
     @api.route("DELETE", "/v1/endpoints/{endpoint_id}", summary="Delete an endpoint: port "
                "detached, flows gone on every host, address free", tag="endpoints", status=204,
-               errors=(404,))
+               errors=(404,), scope="host")
     def delete_endpoint(endpoint_id):
+        ep = store.get_endpoint(endpoint_id)
+        scopes.require_host(ep.host, f"endpoint {endpoint_id} on host {ep.host!r}")
         ep = store.delete_endpoint(endpoint_id)
         wait_programmed(ep, bind=False)

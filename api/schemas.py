@@ -77,6 +77,9 @@ class NetworkCreate(Strict):
     gateway: Optional[IPv4] = None
     vni: Optional[int] = Field(None, ge=1, le=(1 << 24) - 1)
     mtu: Optional[int] = Field(None, ge=576, le=9000)
+    owner: Optional[str] = Field(None, min_length=1, max_length=128, pattern=NAME_PATTERN,
+                                 description="who made it and may delete it besides an admin, "
+                                             "e.g. a host (a host token's default)")
 
 
 class EndpointCreate(Strict):
@@ -127,6 +130,8 @@ class NetworkView(BaseModel):
     mtu: int
     aliases: list[str] = Field(default_factory=list,
                                description="other names the network answers to")
+    owner: Optional[str] = Field(None, description="who made it besides an admin; none: an "
+                                                   "admin")
 
 
 ALIAS_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"

@@ -13,8 +13,9 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from model import InvalidRequest
 
-ERROR_TEXT = {400: "invalid request", 404: "not found", 409: "conflicts with the current state",
-              413: "body too large", 415: "the body is not sent as application/json",
+ERROR_TEXT = {400: "invalid request", 403: "outside the token's scope", 404: "not found",
+              409: "conflicts with the current state", 413: "body too large",
+              415: "the body is not sent as application/json",
               503: "a switch or host needed is not connected, or did not serve the request"}
 
 
@@ -30,19 +31,26 @@ class Operation:
     errors: tuple[int, ...] = ()
     query: dict[str, str] = field(default_factory=dict)  # name -> description
     tag: str = ""
+    # Who may call it: "read" any token, "host" a host token too (the view checks what it
+    # touches is the host's, see scopes.py), "admin" the admin token only.
+    scope: str = "admin"
 
 
 class Api:
     def __init__(self, app: Flask):
         self.app = app
         self.operations: list[Operation] = []
+        self.by_endpoint: dict[str, Operation] = {}  # Flask's endpoint name -> operation
 
     def route(self, method: str, path: str, *, summary: str, tag: str, body=None, response=None,
-              status: int = 200, errors: tuple[int, ...] = (), query: dict | None = None):
+              status: int = 200, errors: tuple[int, ...] = (), query: dict | None = None,
+              scope: str | None = None):
+        scope = scope or ("read" if method == "GET" else "admin")
+        implied = ({400, 413, 415} if body else set()) | ({403} if scope != "read" else set())
+
         def register(handler: Callable) -> Callable:
             op = Operation(method, path, summary, handler, body, response, status,
-                           tuple(sorted(set(errors) | ({400, 413, 415} if body else set()))),
-                           query or {}, tag)
+                           tuple(sorted(set(errors) | implied)), query or {}, tag, scope)
 
             def view(**path_args):
                 if op.body is not None:
@@ -56,6 +64,7 @@ class Api:
             flask_path = re.sub(r"\{(\w+)\}", r"<\1>", path)
             self.app.add_url_rule(flask_path, handler.__name__, view, methods=[method])
             self.operations.append(op)
+            self.by_endpoint[handler.__name__] = op
             return handler
         return register
 

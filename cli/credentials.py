@@ -8,9 +8,19 @@ from security import certs, tokens
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
-    token = commands.add_parser("token", help="make a bearer token for the REST API")
+    token = commands.add_parser(
+        "token", help="make a bearer token for the REST API: the admin token, or with --host "
+                      "a host's")
     token.add_argument("--file", metavar="PATH",
                        help="write it there (mode 0600) instead of printing it")
+    token.add_argument("--host", metavar="NAME",
+                       help="a host token, derived from the admin token: it may read the fabric "
+                            "and manage that host's endpoints, address reservations and the "
+                            "networks it makes (what the host's Docker plugin needs)")
+    token.add_argument("--admin-token-file", metavar="PATH",
+                       help="the admin token a host token is derived from (default: the "
+                            "token settings, --token-file, OVSFABRIC_TOKEN_FILE or "
+                            "OVSFABRIC_TOKEN)")
     token.set_defaults(run=make_token)
     make = commands.add_parser(
         "certs", help="make a small CA and certificates for TLS (REST, OpenFlow, OVSDB)")
@@ -23,7 +33,8 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
 
 
 def make_token(args) -> int:
-    token = tokens.new_token()
+    token = host_token(args) if args.host else tokens.new_token()
+    kind = f"host token for {args.host}" if args.host else "token"
     if args.file:
         if os.path.islink(args.file):
             raise SystemExit(f"ovsfabric token: {args.file} is a symbolic link: not followed")
@@ -32,10 +43,24 @@ def make_token(args) -> int:
         except OSError as exc:
             raise SystemExit(f"ovsfabric token: cannot write {args.file}: {exc.strerror}") \
                 from None
-        print(f"token written to {args.file}")
+        print(f"{kind} written to {args.file}")
     else:
         print(token)
     return 0
+
+
+def host_token(args) -> str:
+    try:
+        admin = tokens.load_token(args.admin_token_file or args.token_file)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"ovsfabric token: cannot read the admin token: {exc}") from None
+    if admin is None:
+        raise SystemExit("ovsfabric token: a host token is derived from the admin token: give "
+                         "--admin-token-file (or OVSFABRIC_TOKEN_FILE, OVSFABRIC_TOKEN)")
+    try:
+        return tokens.host_token(admin, args.host)
+    except ValueError as exc:
+        raise SystemExit(f"ovsfabric token: {exc}") from None
 
 
 def make_certs(args) -> int:

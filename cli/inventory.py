@@ -139,7 +139,8 @@ def _print_network(net: dict, as_json: bool) -> None:
         print_json(net)
     else:
         print(details([("name", net["name"]), ("id", net["id"]), ("subnet", net["subnet"]),
-                       ("gateway", net["gateway"]), ("vni", net["vni"]), ("mtu", net["mtu"])]))
+                       ("gateway", net["gateway"]), ("vni", net["vni"]), ("mtu", net["mtu"]),
+                       ("owner", net.get("owner") or "an admin")]))
 
 
 def show_network(client: FabricClient, args) -> int:

@@ -55,6 +55,11 @@ def run(args: argparse.Namespace) -> int:
         token = tokens.load_token(args.token_file)
     except (OSError, ValueError) as exc:
         raise SystemExit(f"ovsfabric plugin: cannot read the token: {exc}") from None
+    token_host = tokens.host_of(token) if token else None
+    if token_host not in (None, args.host):
+        raise SystemExit(f"ovsfabric plugin: the token is host {token_host}'s, not "
+                         f"{args.host}'s: give this host's (`ovsfabric token --host "
+                         f"{args.host}`)")
     url = args.controller if "://" in args.controller else "http://" + args.controller
     controller = Controller(url, args.host, token=token, ca_cert=args.ca_cert)
     veths = Veths()

@@ -11,13 +11,14 @@ from __future__ import annotations
 import ipaddress
 
 from api.client import ApiError
+from model.ownership import aux_owner
 
 from .body import mapping, text
 from .controller import Controller
 from .creates import PendingCreates
 from .errors import BadRequest, PluginError
 from .naming import (GATEWAY_REQUEST, GLOBAL_SPACE, IPAM_OPTIONS, LOCAL_SPACE, OPTION, Pool,
-                     aux_owner, docker_network_of, network_name, subnet, unknown_options)
+                     docker_network_of, network_name, subnet, unknown_options)
 
 
 class IpamDriver:

@@ -64,10 +64,6 @@ def docker_network_of(net: dict, host: str) -> str | None:
     return next((a[len(prefix):] for a in net["aliases"] if a.startswith(prefix)), None)
 
 
-def aux_owner(host: str) -> str:
-    return f"aux.{host}"
-
-
 def unknown_options(given: dict, known: tuple[str, ...], flag: str) -> None:
     """Refuses options this driver does not know, naming the ones it does."""
     unknown = sorted(set(given) - set(known))

@@ -4,13 +4,14 @@ from __future__ import annotations
 import logging
 
 from api.client import ApiError
+from model.ownership import aux_owner
 
 from .body import mapping, text
 from .controller import Controller
 from .creates import PendingCreates
 from .errors import BadRequest, PluginError
 from .naming import (GENERIC, GLOBAL_SPACE, IPV6_OPTION, LOCAL_SPACE, MTU_OPTION, NETWORK_OPTIONS,
-                     OPTION, Pool, aux_owner, docker_alias, docker_network_of, endpoint_mac,
+                     OPTION, Pool, docker_alias, docker_network_of, endpoint_mac,
                      is_docker_endpoint, mac_address, network_name, strip_prefix, subnet,
                      unknown_options, veth_names)
 from .orphans import remove_orphan
@@ -138,7 +139,9 @@ class NetworkDriver:
             if is_docker_endpoint(ep):
                 remove_orphan(self.controller, self.veths, ep,
                               "its Docker network is being removed")
-        if net["name"] == network_id:  # its own: goes with its aliases and addresses
+        if net["name"] == network_id and net.get("owner") == self.host:
+            # Its own (unnamed, made here): goes with its aliases and addresses. A network
+            # someone else made is never deleted, even when it is named by this NetworkID.
             self.controller.delete_network(net["id"])
             return {}
         for ip in self.controller.reservations(net["id"], aux_owner(self.host)):

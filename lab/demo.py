@@ -15,6 +15,7 @@ import sys
 import tempfile
 
 from flows.pipeline import TABLE_BY_ID, decode_cookie
+from security import tokens
 
 from .controller import ControllerProcess
 from .dockerd import DOCKERD
@@ -151,7 +152,9 @@ def print_traces(client, containers) -> None:
 
 def run_docker_demo(lab: Lab, controller: ControllerProcess, token: str) -> None:
     """The README's Docker commands on two hosts, each with its own dockerd and plugin."""
-    hosts = [DockerHost(host, controller.url, lab.workdir, token=token)
+    # Each host's plugin gets its host token: it may manage that host's share only.
+    hosts = [DockerHost(host, controller.url, lab.workdir,
+                        token=tokens.host_token(token, host.name))
              for host in lab.hosts[:2]]
     try:
         for dh in hosts:

@@ -1,7 +1,7 @@
 """Domain model and the embedded store."""
 from .entities import Endpoint, Host, Network, Snapshot
-from .errors import Conflict, FabricError, InvalidRequest, NotFound, Unavailable
+from .errors import Conflict, FabricError, Forbidden, InvalidRequest, NotFound, Unavailable
 from .store import Store
 
 __all__ = ["Endpoint", "Host", "Network", "Snapshot", "Store",
-           "Conflict", "FabricError", "InvalidRequest", "NotFound", "Unavailable"]
+           "Conflict", "FabricError", "Forbidden", "InvalidRequest", "NotFound", "Unavailable"]

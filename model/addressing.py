@@ -121,6 +121,11 @@ class AddressPool:
         self.used: set[int] = set()
         self.cursor = self.first
 
+    @property
+    def capacity(self) -> int:
+        """Assignable addresses: the subnet's host addresses but the gateway."""
+        return self.last - self.first + 1 - (self.first <= self.gateway <= self.last)
+
     def take(self, ip: str) -> None:
         self.used.add(int(ipaddress.IPv4Address(ip)))
 

@@ -7,6 +7,8 @@ from typing import Mapping
 
 from immutables import Map
 
+from .ownership import belongs_to_host
+
 # Datapath ids are derived from the host's row number so that a switch's id is known before it
 # connects and stays the same across controller restarts. The prefix keeps them apart from ids
 # that OVS derives from MAC addresses.
@@ -40,6 +42,8 @@ class Network:
     gateway: str
     vni: int
     mtu: int
+    # Who made it besides an admin (e.g. a host's plugin), and so may delete it; None: an admin.
+    owner: str | None = None
 
     @property
     def prefix_len(self) -> int:
@@ -122,6 +126,12 @@ class Snapshot:
 
     def hosts_of_network(self, network_id: str) -> set[str]:
         return set(self.network_hosts.get(network_id, EMPTY))
+
+    def held_by_host(self, network_id: str, host: str) -> int:
+        """Addresses of the network the host holds: its endpoints' and its reservations."""
+        endpoints = self.network_hosts.get(network_id, EMPTY).get(host, 0)
+        return endpoints + sum(1 for (net, _), r in self.reservations.items()
+                               if net == network_id and belongs_to_host(r.owner, host))
 
     def networks_on_host(self, host: str) -> set[str]:
         return {ep.network_id for ep in self.host_endpoints(host)}

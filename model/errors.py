@@ -9,6 +9,12 @@ class InvalidRequest(FabricError):
     status = 400
 
 
+class Forbidden(FabricError):
+    """A valid token asking for something outside its scope."""
+
+    status = 403
+
+
 class NotFound(FabricError):
     status = 404
 

@@ -30,8 +30,9 @@ from .addressing import (
 )
 from .entities import (EVERYTHING, GATEWAY_MAC_PREFIX, Change, Endpoint, Host, Network,
                        Reservation, Snapshot)
-from . import integrity
-from .errors import Conflict, InvalidRequest, NotFound, StoreDamaged, StoreFull
+from . import integrity, migrations
+from .errors import Conflict, Forbidden, InvalidRequest, NotFound, StoreDamaged, StoreFull
+from .ownership import host_share
 
 LOG = logging.getLogger(__name__)
 
@@ -51,7 +52,8 @@ CREATE TABLE IF NOT EXISTS networks (
     subnet TEXT NOT NULL,
     gateway TEXT NOT NULL,
     vni INTEGER NOT NULL UNIQUE,
-    mtu INTEGER NOT NULL
+    mtu INTEGER NOT NULL,
+    owner TEXT
 );
 CREATE TABLE IF NOT EXISTS endpoints (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -100,6 +102,7 @@ class Store:
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(SCHEMA)  # a new file's tables
             self._refuse_if(integrity.model_problems(self._db))
+            migrations.upgrade(self._db)  # an older file's new columns, once it is trusted
         except sqlite3.DatabaseError as exc:  # garbage, truncated
             self._db.close()
             raise StoreDamaged(f"state file {path} cannot be read: {exc}") from None
@@ -183,7 +186,8 @@ class Store:
     # ---- networks ------------------------------------------------------------------------
 
     def create_network(self, name: str, subnet: str, gateway: str | None = None,
-                       vni: int | None = None, mtu: int | None = None) -> Network:
+                       vni: int | None = None, mtu: int | None = None,
+                       owner: str | None = None) -> Network:
         net = parse_subnet(subnet)
         gw = parse_ip_in(net, gateway, "gateway") if gateway else net.network_address + 1
         mtu = DEFAULT_MTU if mtu is None else mtu
@@ -200,9 +204,9 @@ class Store:
                 raise Conflict(f"vni {vni} is already used by another network")
             network_id = uuid.uuid4().hex
             seq = self._write(
-                "INSERT INTO networks (id, name, subnet, gateway, vni, mtu) VALUES (?,?,?,?,?,?)",
-                (network_id, name, str(net), str(gw), vni, mtu))
-            network = Network(seq, network_id, name, str(net), str(gw), vni, mtu)
+                "INSERT INTO networks (id, name, subnet, gateway, vni, mtu, owner) "
+                "VALUES (?,?,?,?,?,?,?)", (network_id, name, str(net), str(gw), vni, mtu, owner))
+            network = Network(seq, network_id, name, str(net), str(gw), vni, mtu, owner)
             self._pools[network_id] = AddressPool(network.subnet, network.gateway)
             self._macs[network_id] = set()
             self._publish(replace(snap, networks={**snap.networks, network_id: network}),
@@ -229,14 +233,17 @@ class Store:
 
     # ---- address reservations ------------------------------------------------------------
 
-    def reserve_address(self, network: str, owner: str, ip: str | None = None) -> Reservation:
+    def reserve_address(self, network: str, owner: str, ip: str | None = None,
+                        share_of: str | None = None) -> Reservation:
         """Holds an address for ``owner``; asking again for what it already holds (or what an
-        endpoint on host ``owner`` uses) is answered as already yours."""
+        endpoint on host ``owner`` uses) is answered as already yours. With ``share_of`` (a
+        host token's request), a new address is refused once that host holds its share."""
         with self._lock:
             snap = self._snapshot
             net = self.get_network(network)
             pool = self._pools[net.id]
             if ip is None:
+                self._check_share(snap, net, share_of)
                 ip = pool.allocate()
             else:
                 ip = str(parse_ip_in(ipaddress.IPv4Network(net.subnet), ip, "ip"))
@@ -252,6 +259,7 @@ class Store:
                     if user.host == owner:
                         return Reservation(net.id, ip, owner)
                     raise Conflict(f"ip {ip} is already used in network {net.name!r}")
+                self._check_share(snap, net, share_of)
             reservation = Reservation(net.id, ip, owner)
             self._write("INSERT INTO reservations (network_id, ip, owner) VALUES (?,?,?)",
                         (net.id, ip, owner))
@@ -319,7 +327,9 @@ class Store:
 
     def create_endpoint(self, network: str, host: str, port: str | None = None,
                         ip: str | None = None, mac: str | None = None,
-                        name: str | None = None) -> Endpoint:
+                        name: str | None = None, bounded: bool = False) -> Endpoint:
+        """``bounded`` (a host token's request): a new address is refused once the host holds
+        its share of the network; one it reserved is taken over."""
         mac = normalize_mac(mac) if mac else None
         with self._lock:
             snap = self._snapshot
@@ -340,7 +350,9 @@ class Store:
                     raise Conflict(f"ip {ip} is reserved by {reserved.owner!r}")
                 if reserved is None and not pool.is_free(ip):
                     raise Conflict(f"ip {ip} is already used in network {net.name!r}")
-            else:
+            if reserved is None and bounded:
+                self._check_share(snap, net, host)
+            if ip is None:
                 ip = pool.allocate()
             macs = self._macs[net.id]
             if mac is not None and mac in macs:
@@ -387,6 +399,16 @@ class Store:
 
     # ---- internals -----------------------------------------------------------------------
 
+    def _check_share(self, snap: Snapshot, net: Network, host: str | None) -> None:
+        if host is None:
+            return
+        capacity = self._pools[net.id].capacity
+        held, share = snap.held_by_host(net.id, host), host_share(capacity)
+        if held >= share:
+            raise Forbidden(f"host {host!r} holds {held} of the {capacity} addresses of network "
+                            f"{net.name!r}; a host token may hold at most half ({share}): "
+                            f"release some, or ask with the admin token")
+
     def _write(self, sql: str, args: tuple, before: tuple | None = None) -> int:
         """One statement (after an optional other one) plus the revision bump, atomically;
         returns the row id."""
@@ -432,7 +454,7 @@ class Store:
         hosts = {r[1]: Host(*r) for r in db.execute(
             "SELECT seq, name, ovsdb, tunnel_ip, datapath_type, bridge FROM hosts ORDER BY seq")}
         networks = {r[1]: Network(*r) for r in db.execute(
-            "SELECT seq, id, name, subnet, gateway, vni, mtu FROM networks ORDER BY seq")}
+            "SELECT seq, id, name, subnet, gateway, vni, mtu, owner FROM networks ORDER BY seq")}
         endpoints = [Endpoint(*r) for r in db.execute(
             "SELECT seq, id, name, network_id, host, port, ip, mac, ofport FROM endpoints "
             "ORDER BY seq")]

@@ -1,16 +1,43 @@
-"""Bearer tokens for the REST API, shared by `serve`, `plugin` and the CLI."""
+"""Bearer tokens for the REST API, shared by `serve`, `plugin` and the CLI.
+
+The token `serve` is given is the admin token. A host token, ``host~NAME~SIGNATURE``, is
+derived from it: the signature is an HMAC-SHA256 of the host's name keyed with the admin token,
+so `serve` checks one without a list of them, and a host token says which host it is for
+without giving away the admin token or another host's. Host names have no ``~``; base64url has
+none either.
+"""
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import logging
 import os
+import re
 import secrets
 import stat
+from dataclasses import dataclass
 
 LOG = logging.getLogger(__name__)
 
 TOKEN_ENV = "OVSFABRIC_TOKEN"
 TOKEN_FILE_ENV = "OVSFABRIC_TOKEN_FILE"
+HOST_PREFIX = "host~"
+HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # api/schemas.py NAME_PATTERN
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a valid token may do: everything (the admin token), or one host's share."""
+
+    host: str | None = None  # None: the admin token
+
+    @property
+    def is_admin(self) -> bool:
+        return self.host is None
+
+
+ADMIN = Scope()
 
 
 def new_token() -> str:
@@ -41,8 +68,40 @@ def load_token(token_file: str | None = None) -> str | None:
     return os.environ.get(TOKEN_ENV) or None
 
 
-def matches(expected: str, authorization: str | None) -> bool:
-    """Checks an `Authorization: Bearer <token>` header in constant time."""
+def host_token(admin_token: str, host: str) -> str:
+    """The token of ``host``: it may read the fabric and manage that host's share of it."""
+    if not HOST_NAME.fullmatch(host):
+        raise ValueError(f"{host!r} is not a host name")
+    if host_of(admin_token) is not None:
+        raise ValueError("that is a host token: host tokens are made from the admin token")
+    return _signed(admin_token, host)
+
+
+def host_of(token: str) -> str | None:
+    """The host a token claims to be for (unchecked); None for any other token."""
+    if not token.startswith(HOST_PREFIX):
+        return None
+    host, sep, _ = token[len(HOST_PREFIX):].partition("~")
+    return host if sep and HOST_NAME.fullmatch(host) else None
+
+
+def identify(admin_token: str, authorization: str | None) -> Scope | None:
+    """The scope of an `Authorization: Bearer <token>` header; None for no valid token.
+    Every comparison takes constant time."""
     scheme, _, given = (authorization or "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
-                                                              expected.encode())
+    if scheme.lower() != "bearer":
+        return None
+    given = given.strip()
+    if hmac.compare_digest(given.encode(), admin_token.encode()):
+        return ADMIN
+    host = host_of(given)
+    if host is not None and hmac.compare_digest(given.encode(),
+                                                _signed(admin_token, host).encode()):
+        return Scope(host)
+    return None
+
+
+def _signed(admin_token: str, host: str) -> str:
+    digest = hmac.new(admin_token.encode(), f"ovsfabric host token\0{host}".encode(),
+                      hashlib.sha256).digest()
+    return f"{HOST_PREFIX}{host}~{base64.urlsafe_b64encode(digest).rstrip(b'=').decode()}"

@@ -161,3 +161,35 @@ def test_a_second_serve_on_one_state_file_refuses_naming_the_first(tmp_path):
         assert [n["name"] for n in again.client.networks()] == ["still-mine"]
     finally:
         again.stop()
+
+
+def test_token_command_makes_a_host_token_from_the_admin_token(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv(tokens.TOKEN_ENV, raising=False)
+    monkeypatch.delenv(tokens.TOKEN_FILE_ENV, raising=False)
+    admin, host = str(tmp_path / "admin"), str(tmp_path / "h1")
+    assert cli_main(["token", "--file", admin]) == 0
+    assert cli_main(["token", "--host", "h1", "--admin-token-file", admin, "--file", host]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"host token for h1 written to {host}"
+    assert os.stat(host).st_mode & 0o777 == 0o600
+    assert tokens.load_token(host) == tokens.host_token(tokens.load_token(admin), "h1")
+    monkeypatch.setenv(tokens.TOKEN_FILE_ENV, admin)  # the token settings name the admin's
+    assert cli_main(["token", "--host", "h2"]) == 0
+    assert capsys.readouterr().out.strip() == tokens.host_token(tokens.load_token(admin), "h2")
+    (tmp_path / "link").symlink_to(tmp_path / "victim")
+    with pytest.raises(SystemExit, match="symbolic link"):
+        cli_main(["token", "--host", "h1", "--file", str(tmp_path / "link")])
+    assert not (tmp_path / "victim").exists()
+    with pytest.raises(SystemExit, match="host tokens are made from the admin token"):
+        cli_main(["token", "--host", "h2", "--admin-token-file", host])
+    monkeypatch.delenv(tokens.TOKEN_FILE_ENV)
+    with pytest.raises(SystemExit, match="--admin-token-file"):
+        cli_main(["token", "--host", "h1"])
+
+
+def test_plugin_refuses_another_hosts_token(monkeypatch, tmp_path):
+    monkeypatch.setenv(tokens.TOKEN_ENV, tokens.host_token(TOKEN, "h2"))
+    monkeypatch.delenv(tokens.TOKEN_FILE_ENV, raising=False)
+    with pytest.raises(SystemExit, match="the token is host h2's, not h1's"):
+        cli_main(["plugin", "--controller", "http://127.0.0.1:9", "--host", "h1",
+                  "--socket", str(tmp_path / "plugin.sock"), "--orphan-sweep", "0"])
+    assert not (tmp_path / "plugin.sock").exists()

@@ -117,6 +117,7 @@ def test_networks(api, cli):
     code, out, _ = cli("--api", api, "networks", "create", "red", "--subnet", "10.1.0.0/24",
                        "--vni", "500", "--mtu", "1400")
     assert code == 0 and re.search(r"^vni:\s+500$", out, re.M)
+    assert re.search(r"^owner:\s+an admin$", out, re.M)
     net = FabricClient(api).network("red")
     row, = rows(cli("--api", api, "networks", "list")[1])
     assert row == {"NAME": "red", "SUBNET": "10.1.0.0/24", "GATEWAY": "10.1.0.1", "VNI": "500",

@@ -2,6 +2,7 @@
 veths kept in memory: dockerd's call sequences, every edge the digest lists, no root."""
 from __future__ import annotations
 
+import secrets
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from docker_plugin.controller import Controller
 from docker_plugin.naming import endpoint_mac, veth_names
 from docker_plugin.orphans import OrphanSweep
 from model import Store
+from security import tokens
 from tests.dockerd import Dockerd, PluginCallError, flask_transport
 
 TOKEN = "plugin-test-token"
@@ -76,8 +78,10 @@ class Host:
         self.restart_plugin()
         self.docker = Dockerd(lambda method, body, **kw: self.transport(method, body, **kw))
 
-    def restart_plugin(self, controller_url: str | None = None):
-        app = create_app(Controller(controller_url or self.api.url, self.name, token=TOKEN),
+    def restart_plugin(self, controller_url: str | None = None, token: str | None = None):
+        # Each host's plugin holds its host token, as deployed.
+        app = create_app(Controller(controller_url or self.api.url, self.name,
+                                    token=token or tokens.host_token(TOKEN, self.name)),
                          self.veths)
         self.transport = flask_transport(app.test_client())
 
@@ -207,6 +211,29 @@ def test_without_the_option_a_network_of_its_own(api, hosts):
     a = hosts[0].docker.run("a", "n")
     b = hosts[1].docker.run("b", "n")
     assert a.address == b.address == "10.40.0.2/24"
+
+
+def test_its_own_network_is_the_hosts_and_goes_with_it(api, hosts):
+    one = hosts[0].docker.network_create("n", "10.40.0.0/24")
+    assert api.network(one.id)["owner"] == "h1"
+    hosts[0].docker.network_rm("n")
+    assert [n["name"] for n in api.networks()] == []
+
+
+@pytest.mark.parametrize("plugin_token", ["host", "admin"])
+def test_a_network_made_over_rest_outlives_a_docker_network_named_by_its_id(
+        api, hosts, plugin_token):
+    """Even a plugin given the admin token deletes only what it made: it reads the owner."""
+    network_id = secrets.token_hex(32)
+    api.create_network(network_id, "10.40.0.0/24")
+    h1 = hosts[0]
+    if plugin_token == "admin":
+        h1.restart_plugin(token=TOKEN)
+    h1.docker.network_create("n", "10.40.0.0/24", network_id=network_id, aux={"x": "10.40.0.7"})
+    assert f"docker:h1:{network_id}" in api.network(network_id)["aliases"]
+    h1.docker.network_rm("n")
+    net = api.network(network_id)
+    assert (net["owner"], net["aliases"], api.addresses(network_id)) == (None, [], [])
 
 
 def test_mismatches_across_hosts_fail_before_anything_is_created(api, hosts):

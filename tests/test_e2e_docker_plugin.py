@@ -25,6 +25,7 @@ from lab.dockerd import LabDockerd
 from lab.dockerhost import IDLE, IMAGE
 from lab.plugin import PluginProcess
 from lab.proc import run
+from security import tokens
 from tests.conftest import API_PORT, MGMT, OPENFLOW_PORT, UNDERLAY, needs_lab
 from tests.dockerd import Container, Dockerd, unix_transport
 
@@ -75,7 +76,7 @@ class DockerHost:
         self.host = host
         self.plugin = PluginProcess(host, url, os.path.join(workdir, f"{host.name}-plugin.sock"),
                                     os.path.join(workdir, f"{host.name}-plugin.log"),
-                                    token=TOKEN)
+                                    token=tokens.host_token(TOKEN, host.name))
         self.sandbox = LabSandbox(lab, host)
         self.docker = Dockerd(unix_transport(self.plugin.socket), self.sandbox)
 

@@ -15,6 +15,7 @@ import pytest
 
 from lab import netns
 from lab.dockerhost import DockerHost, tcp_message, udp_message
+from security import tokens
 from tests.conftest import API_PORT, OPENFLOW_PORT, needs_lab
 
 pytestmark = [pytest.mark.lab, needs_lab,
@@ -42,7 +43,8 @@ def env(lab, tmp_path_factory):
     try:
         controller.register(lab.hosts)
         for host in lab.hosts[:2]:
-            hosts.append(DockerHost(host, controller.url, lab.workdir, token=TOKEN,
+            hosts.append(DockerHost(host, controller.url, lab.workdir,
+                                    token=tokens.host_token(TOKEN, host.name),
                                     plugin_args=SWEEP))
             hosts[-1].start()
         yield controller, hosts[0], hosts[1]

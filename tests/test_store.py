@@ -92,3 +92,79 @@ def test_broken_invariants_are_refused(tmp_path):
     db.commit()
     db.close()
     _refused(path, "host 'h1', which does not exist")
+
+
+def test_a_network_remembers_its_owner_across_reopen(tmp_path):
+    path = str(tmp_path / "s.db")
+    store = Store(path)
+    mine = store.create_network("mine", "10.0.0.0/24", owner="h1")
+    admins = store.create_network("admins", "10.0.1.0/24")
+    store.close()
+    again = Store(path)
+    assert again.get_network("mine").owner == "h1" == mine.owner
+    assert again.get_network("admins").owner is None is admins.owner
+
+
+def _file_without_network_owners(path: str, damage: str | None = None) -> None:
+    """A state file as an earlier version left it: networks without an owner column."""
+    store = Store(path)
+    store.create_network("old", "10.0.0.0/24")
+    store.close()
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE networks DROP COLUMN owner")
+    if damage:
+        db.execute("PRAGMA foreign_keys=OFF")
+        db.execute(damage)
+    db.commit()
+    db.close()
+
+
+def _network_columns(path: str) -> list[str]:
+    db = sqlite3.connect(path)
+    try:
+        return [row[1] for row in db.execute("PRAGMA table_info(networks)")]
+    finally:
+        db.close()
+
+
+def test_a_state_file_without_network_owners_is_upgraded(tmp_path):
+    """A file an earlier version wrote: its networks count as an admin's, new ones get owners."""
+    path = str(tmp_path / "old.db")
+    _file_without_network_owners(path)
+    store = Store(path)
+    assert store.get_network("old").owner is None
+    store.create_network("new", "10.0.1.0/24", owner="h2")
+    store.close()
+    again = Store(path)
+    assert [(n.name, n.owner) for n in again.snapshot().networks.values()] == \
+        [("old", None), ("new", "h2")]
+
+
+def test_a_damaged_file_is_not_upgraded(tmp_path):
+    path = str(tmp_path / "old.db")
+    _file_without_network_owners(path, "INSERT INTO reservations VALUES ('gone', '10.9.0.2', "
+                                       "'h1')")
+    _refused(path, "network gone, which does not exist")
+    assert "owner" not in _network_columns(path)
+
+
+def test_a_host_holds_at_most_half_of_a_network(tmp_path):
+    from model.errors import Forbidden
+    store = Store(str(tmp_path / "s.db"))
+    store.create_host("h1", "unix:/x", "192.0.2.1")
+    store.create_network("small", "10.0.0.0/28")  # 13 assignable addresses: 7 per host
+    store.create_endpoint("small", "h1", ip="10.0.0.2", bounded=True)
+    store.reserve_address("small", "aux.h1", "10.0.0.3", share_of="h1")
+    for _ in range(5):
+        store.reserve_address("small", "h1", share_of="h1")
+    with pytest.raises(Forbidden, match="at most half"):
+        store.reserve_address("small", "h1", share_of="h1")
+    with pytest.raises(Forbidden):
+        store.create_endpoint("small", "h1", bounded=True)
+    held = [r.ip for r in store.snapshot().reservations.values() if r.owner == "h1"]
+    # What it reserved it still turns into endpoints, and asking again for one is no new one.
+    assert store.reserve_address("small", "h1", held[0], share_of="h1").ip == held[0]
+    store.create_endpoint("small", "h1", ip=held[0], bounded=True)
+    # Others (and unbounded requests) still get addresses.
+    store.reserve_address("small", "h2", share_of="h2")
+    store.reserve_address("small", "h1")
