@@ -42,6 +42,9 @@ class WebServer:
                  certfile: str | None = None, keyfile: str | None = None,
                  header_timeout: float = HEADER_TIMEOUT_S, error_field: str = "error",
                  name: str = "http"):
+        self._config = _config(header_timeout, certfile, keyfile)
+        if certfile:
+            self._config.create_ssl_context()  # a bad certificate or key fails here, not later
         sock.listen(BACKLOG)  # now, so that a client (or a probe) never finds it refused
         self.address = sock.getsockname()
         self._sock = sock
@@ -50,9 +53,6 @@ class WebServer:
                                   max_target_bytes=MAX_TARGET_BYTES,
                                   max_header_bytes=MAX_HEAD_BYTES, body_timeout=header_timeout,
                                   error_field=error_field)
-        self._config = _config(header_timeout, certfile, keyfile)
-        if certfile:
-            self._config.create_ssl_context()  # a bad certificate or key fails here, not later
         self._loop = asyncio.new_event_loop()
         self._stopping = asyncio.Event()
 
