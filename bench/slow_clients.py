@@ -28,6 +28,7 @@ from common import ROOT, progress, summary_ms, write_results
 from lab.controller import ControllerProcess
 
 TOKEN = "bench-slow-clients-token"
+UNANSWERED_S = 10.0
 SLOW_HEAD = b"GET /v1/hosts HTTP/1.1\r\nHost: bench\r\nX-Slow: " + b"a" * 4096
 
 
@@ -56,15 +57,19 @@ async def read_response(reader: asyncio.StreamReader) -> int:
 
 
 async def well_behaved(target: Target, count: int, interval: float) -> tuple[list, list]:
-    """count requests, one every interval s, each on a new connection: (ms, statuses)."""
+    """count requests, one every interval s, each on a new connection: (ms, statuses); a
+    request not answered within UNANSWERED_S has the status "unanswered" and no time."""
     times, statuses = [], []
     for _ in range(count):
         started = time.perf_counter()
-        reader, writer = await asyncio.wait_for(target.connect(), 30)
-        writer.write(target.request)
-        statuses.append(await asyncio.wait_for(read_response(reader), 30))
-        times.append((time.perf_counter() - started) * 1000)
-        writer.close()
+        try:
+            reader, writer = await asyncio.wait_for(target.connect(), UNANSWERED_S)
+            writer.write(target.request)
+            statuses.append(await asyncio.wait_for(read_response(reader), UNANSWERED_S))
+            times.append((time.perf_counter() - started) * 1000)
+            writer.close()
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+            statuses.append("unanswered")
         await asyncio.sleep(max(0.0, interval - (time.perf_counter() - started)))
     return times, statuses
 
@@ -159,8 +164,8 @@ async def measure(target: Target, args) -> dict:
                                           b"Content-Length: -1\r\n\r\n")
     slow_life = lifetimes["slow"]
     return {
-        "alone": summary_ms(alone), "loaded": summary_ms(loaded),
-        "loaded_statuses": sorted(set(statuses)),
+        "alone": summary_ms(alone), "loaded": summary_ms(loaded) if loaded else None,
+        "loaded_statuses": {str(status): statuses.count(status) for status in set(statuses)},
         "rss_mib": {"before": rss_before, "peak_under_load": max(peak), "after": rss_after,
                     "after_256MiB_header": rss_huge},
         "slow_closed": len(slow_life),
@@ -208,13 +213,13 @@ def start_plugin(directory: str) -> tuple[subprocess.Popen, Target]:
 
 
 def show(name: str, result: dict) -> None:
-    alone, loaded, rss = result["alone"], result["loaded"], result["rss_mib"]
+    alone, loaded, rss = result["alone"], result["loaded"] or {}, result["rss_mib"]
     life = result["slow_lifetime_s"] or {}
     print(f"{name}: well-behaved client alone       p50 {alone['p50_ms']} ms, "
           f"p99 {alone['p99_ms']} ms, max {alone['max_ms']} ms ({alone['samples']} requests)")
-    print(f"{name}: with the idle and slow clients  p50 {loaded['p50_ms']} ms, "
-          f"p99 {loaded['p99_ms']} ms, max {loaded['max_ms']} ms ({loaded['samples']} "
-          f"requests, statuses {result['loaded_statuses']})")
+    print(f"{name}: with the idle and slow clients  p50 {loaded.get('p50_ms')} ms, "
+          f"p99 {loaded.get('p99_ms')} ms, max {loaded.get('max_ms')} ms (statuses "
+          f"{result['loaded_statuses']})")
     print(f"{name}: RSS {rss['before']} MiB before, {rss['peak_under_load']} MiB at most under "
           f"load, {rss['after']} MiB after, {rss['after_256MiB_header']} MiB after a 256 MiB "
           f"header")
