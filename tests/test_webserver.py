@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import ssl
 import stat
 import threading
 import time
@@ -21,6 +22,7 @@ from docker_plugin.app import create_app as create_plugin_app
 from docker_plugin.controller import Controller
 from docker_plugin.server import create_server as create_plugin_server
 from model import Store
+from security import certs
 from webserver import MAX_HEAD_BYTES, MAX_TARGET_BYTES, WebServer
 
 TOKEN = "s3cret-token-for-tests"
@@ -219,6 +221,27 @@ def test_an_unknown_method_gets_405(api):
     status, headers, _ = exchange(api, f"BREW /v1/hosts HTTP/1.1\r\nHost: t\r\nAuthorization: "
                                        f"Bearer {TOKEN}\r\n\r\n".encode())
     assert status == 405 and "GET" in headers["allow"]
+
+
+def test_over_tls_a_connection_that_never_shakes_hands_is_closed(tmp_path):
+    certs.make_ca(str(tmp_path))
+    cert, key = certs.make_cert(str(tmp_path), "api", ["127.0.0.1"])
+    store = Store(str(tmp_path / "state.db"))
+    app = create_app(Fabric(store, "tcp:127.0.0.1:6653"))
+    server = WebServer.tcp(app, "127.0.0.1", 0, threads=THREADS, max_body_bytes=MAX_BODY_BYTES,
+                           certfile=cert, keyfile=key, header_timeout=HEADER_TIMEOUT)
+    context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+    with running(server), ExitStack() as stack:
+        stack.callback(store.close)
+        silent = open_idle(stack, server.address, 4 * THREADS)
+        time.sleep(0.2)
+        with context.wrap_socket(connect(server.address), server_hostname="127.0.0.1") as tls:
+            tls.sendall(b"GET /v1/hosts HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            assert tls.recv(12) == b"HTTP/1.1 200"
+        start = time.monotonic()
+        silent[0].settimeout(HEADER_TIMEOUT + 3)
+        assert silent[0].recv(1024) == b""
+        assert time.monotonic() - start < HEADER_TIMEOUT + 1.5
 
 
 def test_the_plugin_socket_answers_beyond_a_hundred_idle_connections(plugin_socket):
