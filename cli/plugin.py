@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("pyroute2").setLevel(logging.WARNING)  # every netlink message otherwise
+    logging.getLogger("hypercorn.error").setLevel(logging.WARNING)  # "Running on ..." is ours
     from docker_plugin.app import create_app
     from docker_plugin.controller import Controller
     from docker_plugin.orphans import OrphanSweep
@@ -80,5 +81,5 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, shutdown)
     LOG.info("plugin for host %s on %s, controller %s", args.host, args.socket, url)
     sys.stdout.flush()
-    server.run()
+    server.serve_forever()
     return 0

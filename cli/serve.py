@@ -9,6 +9,8 @@ import signal
 import sys
 
 LOG = logging.getLogger("ovsfabric")
+# Requests in progress at once: a handler may wait seconds for switches to confirm flows.
+API_THREADS = 16
 
 
 def split_host_port(text: str, option: str) -> tuple[str, int]:
@@ -91,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     # ovsdbapp logs an ERROR per failed connection attempt; the host's status carries it.
     logging.getLogger("ovsdbapp.backend.ovs_idl.idlutils").setLevel(logging.CRITICAL)
-    logging.getLogger("cheroot").setLevel(logging.WARNING)
+    logging.getLogger("hypercorn.error").setLevel(logging.WARNING)  # "Running on ..." is ours
 
     from security import tokens
     from security.tls import TlsIdentity
@@ -121,15 +123,14 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"ovsfabric: --advertise must be {scheme}:IP:PORT"
                          f"{' (TLS is configured)' if identity else ''}, not {advertise!r}")
 
-    from cheroot import wsgi
-
-    from api.app import create_app
+    from api.app import MAX_BODY_BYTES, create_app
     from controller.fabric import Fabric
     from controller.heap import keep_pauses_short
     from controller.runtime import start_openflow
     from model import Store, lockfile
     from model.errors import StoreDamaged
     from security.tls import use_for_ovsdb
+    from webserver import WebServer
 
     if identity:
         use_for_ovsdb(identity)
@@ -143,14 +144,16 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"ovsfabric: {exc}; it is left as it is (see `ovsfabric store "
                          f"check`)") from None
     fabric = Fabric(store, advertise)
+    try:  # before any thread starts, so that a refusal ends the process
+        server = WebServer.tcp(create_app(fabric, token, audience), api_host, api_port,
+                               threads=API_THREADS, max_body_bytes=MAX_BODY_BYTES,
+                               certfile=args.api_cert, keyfile=args.api_key, name="api")
+    except OSError as exc:
+        raise SystemExit(f"ovsfabric: cannot serve the REST API on {args.api_listen}: "
+                         f"{exc}") from None
     fabric.start()
     keep_pauses_short()
     start_openflow(fabric, of_host, of_port, identity)
-    server = wsgi.Server((api_host, api_port), create_app(fabric, token, audience), numthreads=16,
-                         server_name="ovsfabric")
-    if args.api_cert:
-        from cheroot.ssl.builtin import BuiltinSSLAdapter
-        server.ssl_adapter = BuiltinSSLAdapter(args.api_cert, args.api_key)
 
     def shutdown(signum, _frame):
         LOG.info("signal %d: stopping", signum)
@@ -164,5 +167,5 @@ def run(args: argparse.Namespace) -> int:
              " (token required)" if token else "", of_host, of_port,
              " over TLS" if identity else "", advertise, args.state)
     sys.stdout.flush()
-    server.safe_start()
+    server.serve_forever()
     return 0

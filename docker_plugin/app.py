@@ -27,11 +27,12 @@ from .veth import Veths
 LOG = logging.getLogger(__name__)
 CONTENT_TYPE = "application/vnd.docker.plugins.v1.2+json"
 IMPLEMENTS = ["NetworkDriver", "IpamDriver"]
+MAX_BODY_BYTES = 1 << 20
 
 
 def create_app(controller: Controller, veths: Veths | None = None) -> Flask:
     app = Flask("ovsfabric-plugin", static_folder=None)  # no /static route
-    app.config["MAX_CONTENT_LENGTH"] = 1 << 20
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     creates = PendingCreates()  # what the IPAM tells CreateNetwork
     methods = {"Plugin.Activate": lambda _: {"Implements": IMPLEMENTS},
                **NetworkDriver(controller, veths or Veths(), creates).methods(),

@@ -5,7 +5,9 @@ import os
 import socket
 import stat
 
-import waitress
+from webserver import WebServer
+
+from .app import MAX_BODY_BYTES
 
 THREADS = 8  # Docker calls in parallel (container starts, joins)
 
@@ -28,8 +30,8 @@ def prepare_socket_path(path: str) -> None:
     raise SystemExit(f"ovsfabric plugin: another process serves {path}")
 
 
-def create_server(app, path: str, threads: int = THREADS):
+def create_server(app, path: str, threads: int = THREADS, **options) -> WebServer:
     prepare_socket_path(path)
     # 0660: dockerd runs as root; the socket is not for everyone on the host.
-    return waitress.create_server(app, unix_socket=path, unix_socket_perms="660",
-                                  threads=threads, ident="ovsfabric-plugin")
+    return WebServer.unix(app, path, 0o660, threads=threads, max_body_bytes=MAX_BODY_BYTES,
+                          error_field="Err", name="plugin", **options)

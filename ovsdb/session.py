@@ -19,8 +19,11 @@ from ovsdbapp.schema.open_vswitch import impl_idl
 
 from flows.compiler import HostPorts
 
+from . import poll
 from .config import IFACE_ID_KEY, OWNED_KEY, PEER_KEY, HostConfig
 from .rows import RowCache
+
+poll.use_poll()
 
 LOG = logging.getLogger(__name__)
 

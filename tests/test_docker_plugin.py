@@ -659,7 +659,7 @@ def plugin_socket(api, path):
     from docker_plugin.server import create_server
     server = create_server(create_app(Controller(api.url, "h1", token=TOKEN), FakeVeths()),
                            str(path))
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         yield server
