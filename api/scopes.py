@@ -60,5 +60,5 @@ def require_alias(alias: str) -> None:
 
 
 def _allowed(scope: Scope) -> str:
-    return (f"this token may only read the fabric and manage host {scope.host!r}'s "
+    return (f"this token may only read the fabric and manage host {scope.host}'s "
             f"endpoints, address reservations, aliases and the networks it made")

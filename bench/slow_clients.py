@@ -29,7 +29,7 @@ from lab.controller import ControllerProcess
 
 TOKEN = "bench-slow-clients-token"
 UNANSWERED_S = 10.0
-SLOW_HEAD = b"GET /v1/hosts HTTP/1.1\r\nHost: bench\r\nX-Slow: " + b"a" * 4096
+SLOW_HEAD = b"GET /v1/hosts HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 4096
 
 
 class Target:
@@ -160,7 +160,7 @@ async def measure(target: Target, args) -> dict:
     progress(f"{target.name}: a 256 MiB header, a negative Content-Length")
     huge = await raw_exchange(target, b"GET / HTTP/1.1\r\nX-Big: " + b"a" * (256 << 20))
     rss_huge = rss_mib(target.pid)
-    negative = await raw_exchange(target, b"POST / HTTP/1.1\r\nHost: b\r\n"
+    negative = await raw_exchange(target, b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                                           b"Content-Length: -1\r\n\r\n")
     slow_life = lifetimes["slow"]
     return {
@@ -190,7 +190,7 @@ def start_api(directory: str) -> tuple[ControllerProcess, Target]:
     controller = ControllerProcess(os.path.join(directory, "state.db"), "127.0.0.1",
                                    api_port=port, openflow_port=free_port(), token=TOKEN)
     controller.start()
-    request = (f"GET /v1/networks HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {TOKEN}"
+    request = (f"GET /v1/networks HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}"
                f"\r\nConnection: close\r\n\r\n").encode()
     return controller, Target("api", controller.proc.pid,
                               lambda: asyncio.open_connection("127.0.0.1", port), request)

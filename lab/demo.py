@@ -2,17 +2,21 @@
 
 Brings up the namespace lab and the controller, creates everything over REST, prints who
 reaches whom and what the flow tables hold; then, where Debian's docker.io is installed, two
-real dockerds use the Docker plugin for a network across two hosts. Removes all of it.
+real dockerds use the Docker plugin for a network across two hosts. Shows what the API refuses
+on the way. Removes all of it.
 """
 from __future__ import annotations
 
 import argparse
 import collections
 import concurrent.futures
+import json
 import os
 import secrets
 import sys
 import tempfile
+
+import requests
 
 from flows.pipeline import TABLE_BY_ID, decode_cookie
 from security import tokens
@@ -51,6 +55,7 @@ def main() -> int:
         progress(f"starting the controller (log: {controller.log_path})")
         controller.start()
         run_demo(lab, controller)
+        print_refusals(lab, controller, token)
         if os.path.exists(DOCKERD):
             run_docker_demo(lab, controller, token)
         else:
@@ -148,6 +153,31 @@ def print_traces(client, containers) -> None:
         where = f" on {verdict['host']} at table {verdict['table']} ({verdict['table_name']})" \
             if verdict["result"] == "dropped" else ""
         print(f"  {src} -> {dst}: {verdict['result']}{where}: {verdict['reason']}")
+
+
+def print_refusals(lab: Lab, controller: ControllerProcess, token: str) -> None:
+    """What the API refuses, and why: a host's token outside its host, a web page, a port
+    that is not an endpoint's."""
+    first, second = lab.hosts[0].name, lab.hosts[1].name
+    victim = next(ep for ep in controller.client.endpoints() if ep["host"] == first)
+    as_second = {"Authorization": f"Bearer {tokens.host_token(token, second)}"}
+    admin = {"Authorization": f"Bearer {token}"}
+    network = {"name": "from-a-web-page", "subnet": "10.99.0.0/24"}
+    tries = [
+        (f"{second}'s token deletes an endpoint of {first}",
+         requests.delete(f"{controller.url}/v1/endpoints/{victim['id']}", headers=as_second)),
+        ("a web page posts text/plain",
+         requests.post(f"{controller.url}/v1/networks", data=json.dumps(network),
+                       headers=admin | {"Content-Type": "text/plain"})),
+        ("a rebound DNS name (Host: evil.example)",
+         requests.get(f"{controller.url}/v1/networks", headers=admin | {"Host": "evil.example"})),
+        (f"an endpoint on {first}'s underlay bridge port",
+         requests.post(f"{controller.url}/v1/endpoints", headers=admin,
+                       json={"network": victim["network"], "host": first, "port": "br-phy"})),
+    ]
+    print("\nRefused, and nothing changed:")
+    for what, response in tries:
+        print(f"  {what}: {response.status_code} {response.json()['error']}")
 
 
 def run_docker_demo(lab: Lab, controller: ControllerProcess, token: str) -> None:

@@ -37,3 +37,15 @@ def serving(app):
     finally:
         server.shutdown()
         thread.join()
+
+
+@contextmanager
+def running(server):
+    """Runs a webserver.WebServer in a thread for the duration; yields it."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.close()
+        thread.join(5)

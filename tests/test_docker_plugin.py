@@ -12,7 +12,7 @@ import pytest
 from api.client import ApiError
 
 from api.app import create_app as create_api
-from tests.helpers import serving
+from tests.helpers import running, serving
 from api.client import FabricClient
 from controller.fabric import Fabric
 from docker_plugin.app import create_app
@@ -659,12 +659,8 @@ def plugin_socket(api, path):
     from docker_plugin.server import create_server
     server = create_server(create_app(Controller(api.url, "h1", token=TOKEN), FakeVeths()),
                            str(path))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with running(server):
         yield server
-    finally:
-        server.close()
 
 
 def test_served_on_a_unix_socket_as_dockerd_calls_it(api, tmp_path):

@@ -24,21 +24,13 @@ from docker_plugin.server import create_server as create_plugin_server
 from model import Store
 from security import certs
 from webserver import MAX_HEAD_BYTES, MAX_TARGET_BYTES, WebServer
+from tests.helpers import running
 
 TOKEN = "s3cret-token-for-tests"
 HEADER_TIMEOUT = 1.0
 THREADS = 4  # fewer than the slow clients below: a thread per connection would be stuck
 
 
-@contextmanager
-def running(server: WebServer):
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.close()
-        thread.join(5)
 
 
 @pytest.fixture
@@ -104,7 +96,7 @@ def parse_head(head: bytes) -> tuple[int, dict[str, str]]:
 
 def get(address, path: str = "/v1/hosts", token: str | None = TOKEN) -> tuple[int, bytes]:
     auth = f"Authorization: Bearer {token}\r\n" if token else ""
-    status, _, body = exchange(address, f"GET {path} HTTP/1.1\r\nHost: t\r\n{auth}\r\n".encode())
+    status, _, body = exchange(address, f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}\r\n".encode())
     return status, body
 
 
@@ -171,7 +163,7 @@ def test_a_slow_header_sender_is_closed_after_the_header_timeout(api):
 
 def test_headers_over_the_limit_get_431(api):
     big = b"X-Big: " + b"a" * MAX_HEAD_BYTES + b"\r\n"
-    status, headers, body = exchange(api, b"GET /v1/hosts HTTP/1.1\r\nHost: t\r\n" + big
+    status, headers, body = exchange(api, b"GET /v1/hosts HTTP/1.1\r\nHost: 127.0.0.1\r\n" + big
                                      + b"\r\n")
     assert status == 431 and "headers" in json.loads(body)["error"]
     # A head that never ends is cut once the server has buffered the limit.
@@ -182,19 +174,19 @@ def test_headers_over_the_limit_get_431(api):
 
 def test_a_request_target_over_the_limit_gets_414(api):
     status, headers, body = exchange(
-        api, b"GET /v1/hosts?" + b"a" * MAX_TARGET_BYTES + b" HTTP/1.1\r\nHost: t\r\n\r\n")
+        api, b"GET /v1/hosts?" + b"a" * MAX_TARGET_BYTES + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     assert status == 414 and "target" in json.loads(body)["error"]
     assert headers["content-type"] == "application/json"
 
 
 def test_a_negative_content_length_gets_400_at_once(api):
-    (status, _, _), took = timed(exchange, api, b"POST /v1/networks HTTP/1.1\r\nHost: t\r\n"
+    (status, _, _), took = timed(exchange, api, b"POST /v1/networks HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                                                 b"Content-Length: -1\r\n\r\n")
     assert status == 400 and took < 1.0
 
 
 def test_bodies_over_the_limit_get_413(api):
-    head = (f"POST /v1/networks HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\n"
+    head = (f"POST /v1/networks HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
             "Content-Type: application/json\r\n")
     # Announced: refused before the body is sent.
     status, _, body = exchange(api, f"{head}Content-Length: {MAX_BODY_BYTES + 1}\r\n\r\n"
@@ -211,14 +203,14 @@ def test_bodies_over_the_limit_get_413(api):
 
 def test_a_body_that_does_not_arrive_in_time_gets_408(api):
     (status, _, body), took = timed(
-        exchange, api, f"POST /v1/networks HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}"
+        exchange, api, f"POST /v1/networks HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}"
                        f"\r\nContent-Length: 100\r\n\r\n{{".encode())
     assert status == 408 and "did not arrive" in json.loads(body)["error"]
     assert HEADER_TIMEOUT - 0.1 < took < HEADER_TIMEOUT + 1.5
 
 
 def test_an_unknown_method_gets_405(api):
-    status, headers, _ = exchange(api, f"BREW /v1/hosts HTTP/1.1\r\nHost: t\r\nAuthorization: "
+    status, headers, _ = exchange(api, f"BREW /v1/hosts HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: "
                                        f"Bearer {TOKEN}\r\n\r\n".encode())
     assert status == 405 and "GET" in headers["allow"]
 
@@ -236,7 +228,7 @@ def test_over_tls_a_connection_that_never_shakes_hands_is_closed(tmp_path):
         silent = open_idle(stack, server.address, 4 * THREADS)
         time.sleep(0.2)
         with context.wrap_socket(connect(server.address), server_hostname="127.0.0.1") as tls:
-            tls.sendall(b"GET /v1/hosts HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            tls.sendall(b"GET /v1/hosts HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
             assert tls.recv(12) == b"HTTP/1.1 200"
         start = time.monotonic()
         silent[0].settimeout(HEADER_TIMEOUT + 3)
