@@ -23,10 +23,10 @@ test: setup
 	$(PY) -m pytest -q
 
 test-unit: $(STAMP)
-	$(PY) -m pytest -q -m 'not lab'
+	$(PY) -m pytest -q tests/unit
 
 test-lab: setup
-	$(PY) -m pytest -q -m lab
+	$(PY) -m pytest -q tests/lab
 
 bench: setup
 	$(PY) bench/convergence.py

@@ -33,7 +33,7 @@ from flows import HostPorts, compile_host, wire, wire_stats  # noqa: E402
 from lab import Lab  # noqa: E402
 from lab.controller import ControllerProcess  # noqa: E402
 from model import Store  # noqa: E402
-from tests.ofclient import OpenFlowClient  # noqa: E402
+from harness.ofclient import OpenFlowClient  # noqa: E402
 from common import progress, write_results  # noqa: E402
 
 FIRST_ATTEMPTS = 3

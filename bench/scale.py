@@ -264,7 +264,7 @@ def check_ping(controller: SimulatedController, rng: random.Random) -> dict:
     sends an ARP request and a ping from an endpoint on one to an endpoint on the other
     (the ARP request also goes into tunnels to the network's other hosts: nobody there)."""
     from flowsim import Packet, SimFabric, SimSwitch
-    from tests.simfabric import messages_for
+    from harness.simfabric import messages_for
 
     snap = controller.store.snapshot()
     network = rng.choice(sorted(snap.endpoints_by_network.keys()))

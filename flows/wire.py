@@ -7,7 +7,7 @@ when they come already serialized. This module packs the same messages with ``st
 
 The bytes are identical to os-ken's serialization of ``openflow.add_message`` and
 ``openflow.delete_message`` (and of ONFBundleAddMsg / ONFBundleCtrlMsg / OFPBarrierRequest),
-down to field order and padding: tests/test_wire.py compares them byte for byte. That is the
+down to field order and padding: tests/unit/test_wire.py compares them byte for byte. That is the
 proof of correctness, so where os-ken makes a choice the specification leaves open, this
 module makes the same one:
 

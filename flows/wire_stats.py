@@ -5,7 +5,7 @@ os-ken's parser (an OFPFlowStats, an OFPMatch and action objects per entry, neta
 address) and in openflow.flow_from_stats. This module reads the same bytes with ``struct``.
 
 Its result is the one flow_from_stats gives for os-ken's parse of the same bytes, Flow for
-Flow (tests/test_wire_stats.py compares them). Where the two could differ it follows os-ken:
+Flow (tests/unit/test_wire_stats.py compares them). Where the two could differ it follows os-ken:
 
 - fields are named and typed by os-ken's own OXM table (ofproto_v1_3.oxm_types), so the
   Nicira fields Open vSwitch answers with get os-ken's names (reg0; eth_src_nxm in a move,

@@ -1,11 +1,15 @@
 """Small helpers shared by the tests."""
 from __future__ import annotations
 
+import os
+import re
 import threading
 import time
 from contextlib import contextmanager
 
 from werkzeug.serving import WSGIRequestHandler, make_server
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
 
 
 def eventually(check, timeout: float = 5.0, interval: float = 0.05):
@@ -49,3 +53,12 @@ def running(server):
     finally:
         server.close()
         thread.join(5)
+
+
+_VOLATILE = re.compile(r"(duration|n_packets|n_bytes|idle_age|hard_age)=[^,\s]+,?\s*")
+
+
+def flow_table(host) -> list[str]:
+    """The host's br-int flows as ovs-ofctl prints them, counters removed, sorted."""
+    lines = [line for line in host.ofctl("dump-flows").splitlines() if "actions=" in line]
+    return sorted(_VOLATILE.sub("", line).strip() for line in lines)

@@ -14,10 +14,10 @@ from os_ken.ofproto import ofproto_parser
 from flows import wire_stats
 from flows.flow import OFPP_IN_PORT
 from flows.openflow import flow_from_stats
-from tests.conftest import needs_lab
+from tests.slot import needs_lab
 from tests.helpers import eventually
-from tests.ofclient import OpenFlowClient
-from tests.simfabric import DP
+from harness.ofclient import OpenFlowClient
+from harness.simfabric import DP
 
 pytestmark = [pytest.mark.lab, needs_lab]
 

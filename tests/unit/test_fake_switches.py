@@ -16,11 +16,11 @@ import pytest
 import requests
 
 from lab.controller import ControllerProcess
-from tests import conftest
+from tests import slot
 from tests.helpers import eventually
 
 # Within this test slot's block of ports (the lab's controller uses +0, TLS tests +1).
-API_PORT, OPENFLOW_PORT = conftest.API_PORT + 5, conftest.OPENFLOW_PORT + 5
+API_PORT, OPENFLOW_PORT = slot.API_PORT + 5, slot.OPENFLOW_PORT + 5
 
 OFP_VERSION = 4
 HELLO, ERROR, ECHO_REQUEST, ECHO_REPLY, EXPERIMENTER = 0, 1, 2, 3, 4

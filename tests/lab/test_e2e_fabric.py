@@ -8,8 +8,8 @@ import pytest
 
 from api.client import ApiError
 from ovsdb.config import tunnel_port_name
-from tests.helpers import eventually
-from tests.conftest import flow_table, needs_lab
+from tests.helpers import eventually, flow_table
+from tests.slot import needs_lab
 
 pytestmark = [pytest.mark.lab, needs_lab]
 

@@ -3,7 +3,7 @@ README's commands: networks on two hosts, containers across them exchanging TCP 
 option honoured or refused with its message, and restarts and crashes of dockerd, the plugin
 and the controller leaving Docker and the controller in agreement.
 
-Run with a slot of your own: OVSFABRIC_TEST_SLOT=3 pytest tests/test_e2e_dockerd.py
+Run with a slot of your own: OVSFABRIC_TEST_SLOT=3 pytest tests/lab/test_e2e_dockerd.py
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 from lab import netns
 from lab.dockerhost import DockerHost, tcp_message, udp_message
 from security import tokens
-from tests.conftest import API_PORT, OPENFLOW_PORT, needs_lab
+from tests.slot import API_PORT, OPENFLOW_PORT, needs_lab
 
 pytestmark = [pytest.mark.lab, needs_lab,
               pytest.mark.skipif(shutil.which("/usr/sbin/dockerd") is None,

@@ -14,8 +14,8 @@ from controller.fabric import Fabric
 from lab.controller import ControllerProcess
 from model import Store
 from security import certs, tokens
+from tests.helpers import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOKEN = "s3cret-token-for-tests"
 
 

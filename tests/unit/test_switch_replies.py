@@ -16,8 +16,8 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 from controller import runtime
 from controller.switch import XID_BASE, SwitchError, SwitchSession
 from flows.flow import table_of
-from tests.test_wire import compiled
-from tests.test_wire_stats import REPLY, entry, flow_entry, reply
+from tests.unit.test_wire import compiled
+from tests.unit.test_wire_stats import REPLY, entry, flow_entry, reply
 
 FLOWS = compiled("overlapping")
 

@@ -9,7 +9,7 @@ from flows import HostPorts, compile_host, diff
 from flows.pipeline import decode_cookie
 from flowsim import Packet
 from model import Store
-from tests.simfabric import build, diff_messages, host_ports, messages_for
+from harness.simfabric import build, diff_messages, host_ports, messages_for
 
 
 @pytest.fixture

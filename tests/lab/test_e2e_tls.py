@@ -9,7 +9,7 @@ import pytest
 
 from lab.controller import ControllerProcess
 from security import certs
-from tests.conftest import API_PORT, OPENFLOW_PORT, needs_lab
+from tests.slot import API_PORT, OPENFLOW_PORT, needs_lab
 
 pytestmark = [pytest.mark.lab, needs_lab]
 

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.conftest import needs_lab
+from tests.slot import needs_lab
 
 pytestmark = [pytest.mark.lab, needs_lab]
 

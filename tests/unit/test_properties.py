@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from flowsim import Packet
 from model import Store
-from tests.simfabric import build
+from harness.simfabric import build
 
 # All overlap 10.0.0.0/28 at least partly; none is smaller than /28, so 12 endpoints never
 # exhaust a network and each keeps a free address to broadcast an ARP for.

@@ -13,8 +13,8 @@ import tomllib
 
 import pytest
 import yaml
+from tests.helpers import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOSTS = ("host1", "host2", "host3")
 APP_DIR = "/opt/ovsfabric"  # where the Dockerfile copies the build context
 ENTRYPOINT = "compose/host_entrypoint.py"

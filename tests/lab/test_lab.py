@@ -11,6 +11,7 @@ import pytest
 
 from lab import Lab
 from lab.proc import alive, state
+from tests.helpers import ROOT
 
 pytestmark = [
     pytest.mark.lab,
@@ -22,7 +23,6 @@ PREFIX = "ovft"  # not the default "ovf": a manual lab stays untouched
 # Its own management subnet too: two labs with the same controller address in the root
 # namespace would steal each other's replies.
 MGMT = "198.18.201.0/24"
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def ip_out(*args) -> str:

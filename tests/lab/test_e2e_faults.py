@@ -25,7 +25,8 @@ import urllib3
 from api.client import ApiError, FabricClient
 from lab.proc import alive, run
 from ovsdb.config import tunnel_port_name
-from tests.conftest import flow_table, needs_lab
+from tests.helpers import flow_table
+from tests.slot import needs_lab
 
 pytestmark = [pytest.mark.lab, needs_lab]
 

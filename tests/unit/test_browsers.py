@@ -7,7 +7,7 @@ from api.app import create_app
 from api.browsers import Audience, origin
 from controller.fabric import Fabric
 from model import Store
-from tests.test_api import assert_error
+from tests.unit.test_api import assert_error
 
 NETWORK = '{"name": "red", "subnet": "10.0.0.0/24"}'
 

@@ -3,9 +3,9 @@
 and Join or right after Leave, send bad requests, run the compose hosts' entrypoint. What
 Docker does with the answers (the veth moved into a container namespace, renamed, address and
 default route set) is done here too, and pings cross hosts through Open vSwitch. A real dockerd
-drives the plugin in tests/test_e2e_dockerd.py.
+drives the plugin in tests/lab/test_e2e_dockerd.py.
 
-Run with a slot of your own: OVSFABRIC_TEST_SLOT=3 pytest tests/test_e2e_docker_plugin.py
+Run with a slot of your own: OVSFABRIC_TEST_SLOT=3 pytest tests/lab/test_e2e_docker_plugin.py
 """
 from __future__ import annotations
 
@@ -26,12 +26,12 @@ from lab.dockerhost import IDLE, IMAGE
 from lab.plugin import PluginProcess
 from lab.proc import run
 from security import tokens
-from tests.conftest import API_PORT, MGMT, OPENFLOW_PORT, UNDERLAY, needs_lab
+from tests.slot import API_PORT, MGMT, OPENFLOW_PORT, UNDERLAY, needs_lab
 from tests.dockerd import Container, Dockerd, unix_transport
+from tests.helpers import ROOT
 
 pytestmark = [pytest.mark.lab, needs_lab]
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOKEN = "docker-plugin-e2e-token"
 OPT = "ovsfabric.network"
 SUBNET = "10.77.0.0/24"

@@ -23,7 +23,7 @@ from flows import HostPorts, compile_host, wire
 from flows.flow import OFPP_IN_PORT, Flow, move, output, set_field
 from flows.openflow import add_message, delete_message
 from model import Store
-from tests.simfabric import DP, host_ports
+from harness.simfabric import DP, host_ports
 
 FLAGS = ofp.ONF_BF_ATOMIC | ofp.ONF_BF_ORDERED
 
@@ -77,7 +77,7 @@ def assert_identical(flow: Flow, xid: int = 0x80000001, bundle_id: int = 7,
 # ---- every flow the compiler makes ----------------------------------------------------------
 
 def overlapping_store() -> Store:
-    """tests/test_compiler.py's: red on h1 and h2, blue on h1 and h3, same addresses."""
+    """tests/unit/test_compiler.py's: red on h1 and h2, blue on h1 and h3, same addresses."""
     store = Store(":memory:")
     for i in range(1, 4):
         store.create_host(f"h{i}", f"unix:/run/h{i}.sock", f"192.0.2.{i}")

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from tests.helpers import eventually
-from tests.conftest import needs_lab
+from tests.slot import needs_lab
 
 pytestmark = [pytest.mark.lab, needs_lab]
 

@@ -1,24 +1,21 @@
-"""Fixtures for the end-to-end tests: one namespace lab per session, a controller per module."""
+"""Fixtures for the tests on the namespace lab: one lab per session, a controller per module."""
 from __future__ import annotations
 
-import os
-import re
-import shutil
+from pathlib import Path
 
 import pytest
 
-# Several test runs can share a machine (e.g. two developers' sessions): each takes a slot,
-# which gives it its own lab prefix, subnets and ports.
-SLOT = int(os.environ.get("OVSFABRIC_TEST_SLOT", "0"))
-LAB_PREFIX = f"ovfe{SLOT}"
-UNDERLAY = f"198.18.{40 + 2 * SLOT}.0/24"
-MGMT = f"198.18.{41 + 2 * SLOT}.0/24"
-API_PORT = 18686 + 10 * SLOT
-OPENFLOW_PORT = 16653 + 10 * SLOT
+from tests.slot import API_PORT, LAB_PREFIX, MGMT, OPENFLOW_PORT, UNDERLAY
 
-needs_lab = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("ovs-vswitchd") is None,
-    reason="needs root and Open vSwitch")
+
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items):
+    # The hook sees every test of the run: only those in this room need the lab.
+    for item in items:
+        if HERE in item.path.parents:
+            item.add_marker(pytest.mark.lab)
 
 
 @pytest.fixture(scope="session")
@@ -71,12 +68,3 @@ def fabric(lab, tmp_path_factory):
             fab.detach_all()
     finally:
         controller.stop()
-
-
-_VOLATILE = re.compile(r"(duration|n_packets|n_bytes|idle_age|hard_age)=[^,\s]+,?\s*")
-
-
-def flow_table(host) -> list[str]:
-    """The host's br-int flows as ovs-ofctl prints them, counters removed, sorted."""
-    lines = [line for line in host.ofctl("dump-flows").splitlines() if "actions=" in line]
-    return sorted(_VOLATILE.sub("", line).strip() for line in lines)

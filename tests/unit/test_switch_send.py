@@ -19,7 +19,7 @@ from controller.switch import SEND_BATCH, XID_BASE, SwitchSession
 from flows import FlowDiff, wire
 from flows.flow import Flow
 from flows.openflow import add_message, delete_message
-from tests.test_wire import compiled
+from tests.unit.test_wire import compiled
 
 FLOWS = compiled("wide")
 FLAGS = ofp.ONF_BF_ATOMIC | ofp.ONF_BF_ORDERED

@@ -4,7 +4,7 @@ The reference is what the controller did before: os-ken's parse of the reply, th
 openflow.flow_from_stats. Replies are built from every flow the compiler makes (serialized by
 flows/wire.py, whose bytes are os-ken's), from the spellings Open vSwitch answers with (NXM
 headers in moves, its own field order), from random flows, and from a real Open vSwitch reply
-(tests/data). What the parser does not know goes to os-ken entry by entry, with the same result.
+(tests/unit/data). What the parser does not know goes to os-ken entry by entry, with the same result.
 """
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from flows import wire, wire_stats
 from flows.flow import OFPP_IN_PORT, Flow, move, output
 from flows.openflow import flow_from_stats
-from tests.simfabric import DP
-from tests.test_wire import TOPOLOGIES, compiled
-from tests.test_wire import flows as random_flows
+from harness.simfabric import DP
+from tests.unit.test_wire import TOPOLOGIES, compiled
+from tests.unit.test_wire import flows as random_flows
 
 XID = 0x80000042
 ENTRY = struct.Struct("!HBxIIHHHH4xQQQ")  # ofp_flow_stats up to its match

@@ -1,0 +1,1 @@
+"""What tests and benchmarks share: a fabric compiled in memory, a fake switch over TCP."""

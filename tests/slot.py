@@ -1,0 +1,19 @@
+"""The test slot: several test runs can share a machine (e.g. two developers' sessions), and
+each takes a slot, which gives it its own lab prefix, subnets and ports."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+SLOT = int(os.environ.get("OVSFABRIC_TEST_SLOT", "0"))
+LAB_PREFIX = f"ovfe{SLOT}"
+UNDERLAY = f"198.18.{40 + 2 * SLOT}.0/24"
+MGMT = f"198.18.{41 + 2 * SLOT}.0/24"
+API_PORT = 18686 + 10 * SLOT
+OPENFLOW_PORT = 16653 + 10 * SLOT
+
+needs_lab = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("ovs-vswitchd") is None,
+    reason="needs root and Open vSwitch")
