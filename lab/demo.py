@@ -163,6 +163,7 @@ def print_refusals(lab: Lab, controller: ControllerProcess, token: str) -> None:
     as_second = {"Authorization": f"Bearer {tokens.host_token(token, second)}"}
     admin = {"Authorization": f"Bearer {token}"}
     network = {"name": "from-a-web-page", "subnet": "10.99.0.0/24"}
+    before = (controller.client.networks(), controller.client.endpoints())
     tries = [
         (f"{second}'s token deletes an endpoint of {first}",
          requests.delete(f"{controller.url}/v1/endpoints/{victim['id']}", headers=as_second)),
@@ -175,7 +176,9 @@ def print_refusals(lab: Lab, controller: ControllerProcess, token: str) -> None:
          requests.post(f"{controller.url}/v1/endpoints", headers=admin,
                        json={"network": victim["network"], "host": first, "port": "br-phy"})),
     ]
-    print("\nRefused, and nothing changed:")
+    unchanged = (controller.client.networks(), controller.client.endpoints()) == before
+    outcome = "networks and endpoints unchanged" if unchanged else "BUT SOMETHING CHANGED"
+    print(f"\nRefused ({outcome}):")
     for what, response in tries:
         print(f"  {what}: {response.status_code} {response.json()['error']}")
 

@@ -226,8 +226,7 @@ class HostSession:
         """Runs in the IDL's thread after each change: publish the port view, re-check config."""
         if not self.synced:
             return
-        ports = self._read_ports()
-        self._taken = self._read_taken_ports()
+        ports, self._taken = self._read_ports()
         LOG.debug("host %s: database changed", self.name)
         if ports != self._ports or not self._published:
             self._ports = ports
@@ -245,17 +244,35 @@ class HostSession:
         rows = self._idl.tables["Bridge"].rows.values()
         return next((b for b in rows if b.name == self._desired.bridge), None)
 
-    def _read_ports(self) -> HostPorts:
+    def _read_ports(self) -> tuple[HostPorts, dict[str, str]]:
+        """The port view of our bridge, and the names an endpoint may not take (see
+        taken_ports), read in one pass over the database."""
         bridge = self._bridge_row()
         endpoints: dict[str, int] = {}
         tunnels: dict[str, int] = {}
         errors: dict[str, str] = {}
+        taken: dict[str, str] = {}
+        for other in self._idl.tables["Bridge"].rows.values():
+            if other is not bridge:
+                for port in map(self._rows.port, other.ports):
+                    names = [port.name, *(self._rows.interface(i).name for i in port.interfaces)]
+                    taken.update(dict.fromkeys(names, f"a port of bridge {other.name}"))
         if bridge is None:
-            return HostPorts()
-        for port in bridge.ports:
-            for iface in map(self._rows.interface, self._rows.port(port).interfaces):
-                ofport = iface.ofport
+            return HostPorts(), taken
+        for port in map(self._rows.port, bridge.ports):
+            for iface in map(self._rows.interface, port.interfaces):
                 ids = iface.external_ids
+                if port.name == bridge.name:
+                    holder = f"the own interface of bridge {bridge.name}"
+                elif PEER_KEY in ids:
+                    holder = f"the tunnel port to {ids[PEER_KEY]}"
+                elif OWNED_KEY not in ids:
+                    holder = f"a port of bridge {bridge.name} that ovsfabric did not make"
+                else:
+                    holder = None  # an endpoint's: the store knows whether it is still in use
+                if holder is not None:
+                    taken[port.name] = taken[iface.name] = holder
+                ofport = iface.ofport
                 if ofport <= 0:
                     if iface.error and OWNED_KEY in ids and IFACE_ID_KEY in ids:
                         errors[ids[IFACE_ID_KEY]] = iface.error
@@ -264,28 +281,7 @@ class HostSession:
                     tunnels[ids[PEER_KEY]] = ofport
                 elif IFACE_ID_KEY in ids:
                     endpoints[ids[IFACE_ID_KEY]] = ofport
-        return HostPorts(endpoints, tunnels, errors)
-
-    def _read_taken_ports(self) -> dict[str, str]:
-        ours = self._desired.bridge if self._desired is not None else None
-        taken: dict[str, str] = {}
-        for bridge in self._idl.tables["Bridge"].rows.values():
-            for port_row in bridge.ports:
-                port = self._rows.port(port_row)
-                for iface in map(self._rows.interface, port.interfaces):
-                    ids = iface.external_ids
-                    if bridge.name != ours:
-                        holder = f"a port of bridge {bridge.name}"
-                    elif port.name == bridge.name:
-                        holder = f"the own interface of bridge {bridge.name}"
-                    elif PEER_KEY in ids:
-                        holder = f"the tunnel port to {ids[PEER_KEY]}"
-                    elif OWNED_KEY in ids:
-                        continue  # an endpoint's: the store knows whether it is still in use
-                    else:
-                        holder = f"a port of bridge {bridge.name} that ovsfabric did not make"
-                    taken[port.name] = taken[iface.name] = holder
-        return taken
+        return HostPorts(endpoints, tunnels, errors), taken
 
     # ---- converging the database -------------------------------------------------------------
 

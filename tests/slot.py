@@ -11,6 +11,8 @@ SLOT = int(os.environ.get("OVSFABRIC_TEST_SLOT", "0"))
 LAB_PREFIX = f"ovfe{SLOT}"
 UNDERLAY = f"198.18.{40 + 2 * SLOT}.0/24"
 MGMT = f"198.18.{41 + 2 * SLOT}.0/24"
+# A slot's ports are API_PORT and OPENFLOW_PORT plus 0 to 9: tests that start a controller of
+# their own take an offset of these, never a fixed port.
 API_PORT = 18686 + 10 * SLOT
 OPENFLOW_PORT = 16653 + 10 * SLOT
 

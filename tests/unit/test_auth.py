@@ -14,6 +14,7 @@ from controller.fabric import Fabric
 from lab.controller import ControllerProcess
 from model import Store
 from security import certs, tokens
+from tests import slot
 from tests.helpers import ROOT
 
 TOKEN = "s3cret-token-for-tests"
@@ -81,7 +82,8 @@ def https_controller(tmp_path):
     directory = str(tmp_path / "pki")
     assert cli_main(["certs", directory, "--controller", "127.0.0.1"]) == 0
     controller = ControllerProcess(
-        str(tmp_path / "state.db"), "127.0.0.1", api_port=18720, openflow_port=16720,
+        str(tmp_path / "state.db"), "127.0.0.1", api_port=slot.API_PORT + 6,
+        openflow_port=slot.OPENFLOW_PORT + 6,
         token=TOKEN, scheme="https", ca_cert=f"{directory}/ca.pem",
         extra_args=("--api-cert", f"{directory}/controller.pem",
                     "--api-key", f"{directory}/controller-key.pem"))
@@ -142,20 +144,24 @@ def test_token_file_is_made_private_and_no_symlink_is_followed(tmp_path, caplog)
 
 def test_a_second_serve_on_one_state_file_refuses_naming_the_first(tmp_path):
     state = str(tmp_path / "state.db")
-    first = ControllerProcess(state, "127.0.0.1", api_port=18724, openflow_port=16724)
+    first = ControllerProcess(state, "127.0.0.1", api_port=slot.API_PORT + 7,
+                              openflow_port=slot.OPENFLOW_PORT + 7)
     first.start()
     try:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OVSFABRIC_")}
         second = subprocess.run(
-            [sys.executable, "-m", "cli.main", "serve", "--api-listen", "127.0.0.1:18725",
-             "--openflow-listen", "127.0.0.1:16725", "--state", state], cwd=ROOT, env=env,
+            [sys.executable, "-m", "cli.main", "serve",
+             "--api-listen", f"127.0.0.1:{slot.API_PORT + 8}",
+             "--openflow-listen", f"127.0.0.1:{slot.OPENFLOW_PORT + 8}", "--state", state],
+            cwd=ROOT, env=env,
             capture_output=True, text=True, timeout=60)
         assert second.returncode != 0
         assert f"in use by another ovsfabric serve (pid {first.proc.pid})" in second.stderr
         first.client.create_network("still-mine", "10.0.0.0/24")  # the first is unharmed
     finally:
         first.kill()  # SIGKILL: the kernel releases the lock
-    again = ControllerProcess(state, "127.0.0.1", api_port=18724, openflow_port=16724)
+    again = ControllerProcess(state, "127.0.0.1", api_port=slot.API_PORT + 7,
+                              openflow_port=slot.OPENFLOW_PORT + 7)
     again.start()
     try:
         assert [n["name"] for n in again.client.networks()] == ["still-mine"]
