@@ -91,18 +91,19 @@ Listener = Callable[[Snapshot, Change], None]
 
 class Store:
     def __init__(self, path: str):
-        """Opens (or creates) the state file; a damaged one is refused (StoreDamaged) and
-        left as it is."""
+        """Opens (or creates) the state file, bringing an older one to the current schema; a
+        damaged one, or one a later release wrote, is refused (StoreDamaged) and left as it
+        is."""
         self.path = path
+        migrations.refuse_newer(path)  # before this connection writes anything to it
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         try:
             self._refuse_if(integrity.sqlite_problems(self._db))
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(SCHEMA)  # a new file's tables
-            self._refuse_if(integrity.model_problems(self._db))
-            migrations.upgrade(self._db)  # an older file's new columns, once it is trusted
+            migrations.upgrade(self._db, SCHEMA,
+                               check=lambda: self._refuse_if(integrity.model_problems(self._db)))
         except sqlite3.DatabaseError as exc:  # garbage, truncated
             self._db.close()
             raise StoreDamaged(f"state file {path} cannot be read: {exc}") from None
