@@ -14,24 +14,24 @@ from .schemas import (AddressReserve, AddressView, AliasCreate, EndpointCreate, 
 from .spec import Api
 
 
-def host_view(fabric: Fabric, host) -> dict:
+def host_json(fabric: Fabric, host) -> dict:
     return {"name": host.name, "ovsdb": host.ovsdb, "tunnel_ip": host.tunnel_ip,
             "datapath_type": host.datapath_type, "bridge": host.bridge,
             **fabric.host_status(host.name)}
 
 
-def network_view(net: Network, aliases=()) -> dict:
+def network_json(net: Network, aliases=()) -> dict:
     return {"id": net.id, "name": net.name, "subnet": net.subnet, "gateway": net.gateway,
             "gateway_mac": net.gateway_mac, "vni": net.vni, "mtu": net.mtu,
             "aliases": list(aliases), "owner": net.owner}
 
 
-def address_view(net: Network, ip: str, owner: str) -> dict:
+def address_json(net: Network, ip: str, owner: str) -> dict:
     return {"network": net.id, "ip": ip, "prefix_len": net.prefix_len, "gateway": net.gateway,
             "owner": owner}
 
 
-def endpoint_view(ep: Endpoint, net: Network) -> dict:
+def endpoint_json(ep: Endpoint, net: Network) -> dict:
     return {"id": ep.id, "name": ep.name, "network": net.id, "host": ep.host, "port": ep.port,
             "ip": ep.ip, "prefix_len": net.prefix_len, "mac": ep.mac, "gateway": net.gateway,
             "mtu": net.mtu}
@@ -49,16 +49,16 @@ def register(api: Api, service: FabricService) -> None:
     def create_host(body: HostCreate):
         host = service.create_host(scopes.current(), body.name, body.ovsdb,
                                    str(body.tunnel_ip), body.datapath_type, body.bridge)
-        return host_view(fabric, host)
+        return host_json(fabric, host)
 
     @api.route("GET", "/v1/hosts", summary="List hosts", tag="hosts", response=list[HostView])
     def list_hosts():
-        return [host_view(fabric, h) for h in store.snapshot().hosts.values()]
+        return [host_json(fabric, h) for h in store.snapshot().hosts.values()]
 
     @api.route("GET", "/v1/hosts/{name}", summary="One host and its connection state",
                tag="hosts", response=HostView, errors=(404,))
     def get_host(name):
-        return host_view(fabric, store.get_host(name))
+        return host_json(fabric, store.get_host(name))
 
     @api.route("DELETE", "/v1/hosts/{name}", summary="Remove a host (no endpoints left)",
                tag="hosts", status=204, errors=(404, 409))
@@ -72,19 +72,19 @@ def register(api: Api, service: FabricService) -> None:
         net = service.create_network(scopes.current(), body.name, body.subnet,
                                      _optional_str(body.gateway), body.vni, body.mtu,
                                      body.owner)
-        return network_view(net)
+        return network_json(net)
 
     @api.route("GET", "/v1/networks", summary="List networks", tag="networks",
                response=list[NetworkView])
     def list_networks():
-        return [network_view(n, store.aliases_of(n.id))
+        return [network_json(n, store.aliases_of(n.id))
                 for n in store.snapshot().networks.values()]
 
     @api.route("GET", "/v1/networks/{ref}", summary="One network, by id, name or alias",
                tag="networks", response=NetworkView, errors=(404,))
     def get_network(ref):
         net = store.get_network(ref)
-        return network_view(net, store.aliases_of(net.id))
+        return network_json(net, store.aliases_of(net.id))
 
     @api.route("DELETE", "/v1/networks/{ref}", summary="Delete a network (no endpoints left)",
                tag="networks", status=204, errors=(404, 409), scope="host")
@@ -97,7 +97,7 @@ def register(api: Api, service: FabricService) -> None:
                scope="host")
     def add_alias(ref, body: AliasCreate):
         net = service.add_alias(scopes.current(), ref, body.alias)
-        return network_view(net, store.aliases_of(net.id))
+        return network_json(net, store.aliases_of(net.id))
 
     @api.route("DELETE", "/v1/networks/{ref}/aliases/{alias}", summary="Remove an alias "
                "(one the network does not have is fine)", tag="networks", status=204,
@@ -112,13 +112,13 @@ def register(api: Api, service: FabricService) -> None:
     def reserve_address(ref, body: AddressReserve):
         net, held = service.reserve_address(scopes.current(), ref, body.owner,
                                             _optional_str(body.ip))
-        return address_view(net, held.ip, held.owner)
+        return address_json(net, held.ip, held.owner)
 
     @api.route("GET", "/v1/networks/{ref}/addresses", summary="Reserved addresses not yet "
                "used by an endpoint", tag="networks", response=list[AddressView], errors=(404,))
     def list_addresses(ref):
         net, held = service.reservations(ref)
-        return [address_view(net, r.ip, r.owner) for r in held]
+        return [address_json(net, r.ip, r.owner) for r in held]
 
     @api.route("DELETE", "/v1/networks/{ref}/addresses/{ip}", summary="Release a reserved "
                "address (an address already free is fine)", tag="networks", status=204,
@@ -134,14 +134,14 @@ def register(api: Api, service: FabricService) -> None:
     def create_endpoint(body: EndpointCreate):
         ep, net = service.create_endpoint(scopes.current(), body.network, body.host, body.port,
                                           _optional_str(body.ip), body.mac, body.name)
-        return endpoint_view(ep, net)
+        return endpoint_json(ep, net)
 
     @api.route("GET", "/v1/endpoints", summary="List endpoints", tag="endpoints",
                response=list[EndpointView], errors=(404,),
                query={"network": "only this network (id or name)", "host": "only this host"})
     def list_endpoints():
         snap, eps = service.endpoints(request.args.get("network"), request.args.get("host"))
-        return [endpoint_view(e, snap.networks[e.network_id]) for e in eps]
+        return [endpoint_json(e, snap.networks[e.network_id]) for e in eps]
 
     @api.route("GET", "/v1/endpoints/{endpoint_id}", summary="One endpoint", tag="endpoints",
                response=EndpointView, errors=(404,))
@@ -150,7 +150,7 @@ def register(api: Api, service: FabricService) -> None:
         ep = snap.endpoints.get(endpoint_id)
         if ep is None:
             raise NotFound(f"endpoint {endpoint_id!r} does not exist")
-        return endpoint_view(ep, snap.networks[ep.network_id])
+        return endpoint_json(ep, snap.networks[ep.network_id])
 
     @api.route("DELETE", "/v1/endpoints/{endpoint_id}", summary="Delete an endpoint: port "
                "detached, flows gone on every host, address free", tag="endpoints", status=204,
