@@ -21,8 +21,7 @@ def run_check(args) -> int:
     from model.errors import StoreDamaged
     from model.store import Store
 
-    found = migrations.file_version(args.path)
-    version = found
+    found = version = migrations.file_version(args.path)
     if not os.path.isfile(args.path):  # opening would create it
         problems = [f"{args.path} does not exist"]
     else:

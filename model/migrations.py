@@ -46,19 +46,25 @@ def file_version(path: str) -> int | None:
 def refuse_newer(path: str) -> None:
     """A file a later release wrote may hold what this one would misread or lose: it is
     refused (StoreTooNew) and left byte for byte as it is."""
-    found = file_version(path)
+    _refuse_if_newer(path, file_version(path))
+
+
+def _refuse_if_newer(path: str, found: int | None) -> None:
     if found is not None and found > SCHEMA_VERSION:
         raise StoreTooNew(f"state file {path} has schema version {found}, newer than this "
                           f"ovsfabric reads ({SCHEMA_VERSION}): serve it with the release "
                           f"that wrote it, or give this one another --state")
 
 
-def upgrade(db: sqlite3.Connection, schema: str, check: Callable[[], None]) -> None:
+def upgrade(db: sqlite3.Connection, path: str, schema: str, check: Callable[[], None]) -> None:
     """Brings the database to SCHEMA_VERSION: a new file's tables, an older file's missing
     tables and columns. ``check`` raises if the file cannot be trusted; it runs with every
     table there and, for an older file, before anything is committed, so a refused file is
     not upgraded."""
-    if version(db) == SCHEMA_VERSION:
+    found = version(db)
+    # Seen before already, unless the read-only look could not open the file.
+    _refuse_if_newer(path, found)
+    if found == SCHEMA_VERSION:
         check()
         return
     try:

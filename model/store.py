@@ -102,7 +102,7 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            migrations.upgrade(self._db, SCHEMA,
+            migrations.upgrade(self._db, path, SCHEMA,
                                check=lambda: self._refuse_if(integrity.model_problems(self._db)))
         except sqlite3.DatabaseError as exc:  # garbage, truncated
             self._db.close()
