@@ -8,6 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
 
 from controller.fabric import Fabric
+from controller.service import FabricService
 from model import FabricError
 from security import tokens
 
@@ -74,7 +75,7 @@ def create_app(fabric: Fabric, token: str | None = None,
     def metrics():
         return generate_latest(fabric.metrics.registry), 200, {"Content-Type": CONTENT_TYPE_LATEST}
 
-    inventory.register(api, fabric)
+    inventory.register(api, FabricService(fabric))
     inspection.register(api, fabric)
     docs.register(app, api)
     from . import ryu_compat

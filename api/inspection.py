@@ -28,7 +28,7 @@ FLOW_QUERY = {"table": "only this table (number or name)",
 
 def _switch_refusal_is_503(handler):
     """A switch that answers a request with an OpenFlow error is a switch that cannot serve
-    it, like one that does not answer (503), not a fault of the controller (it was a 500)."""
+    it, like one that does not answer (503), not a fault of the controller."""
     @functools.wraps(handler)
     def wrapper(*args, **kwargs):
         try:
@@ -129,7 +129,7 @@ def register(api: Api, fabric: Fabric) -> None:
         stats = [s for reply in switch.request(
             parser.OFPPortStatsRequest(switch.dp, 0, ofp.OFPP_ANY)) for s in reply.body]
         snap = store.snapshot()
-        ports = fabric.hosts[name].ports
+        ports = fabric.ovsdb_sessions[name].ports
         by_port = {no: snap.endpoints.get(ep) for ep, no in ports.endpoints.items()}
         peers = {no: peer for peer, no in ports.tunnels.items()}
         result = []
@@ -166,7 +166,8 @@ def register(api: Api, fabric: Fabric) -> None:
         src = resolve_endpoint(snap, body.from_)
         live = {}
         for host in connected_hosts(snap.hosts_of_network(src.network_id)):
-            live[host] = LiveHost(fabric.switch(host).flow_stats(), fabric.hosts[host].ports)
+            live[host] = LiveHost(fabric.switch(host).flow_stats(),
+                                  fabric.ovsdb_sessions[host].ports)
         if src.host not in live:
             raise Unavailable(f"host {src.host!r} of endpoint {src.name} is not connected")
         return trace(snap, src.id, body.to, body.protocol, body.dst_port, live)

@@ -1,15 +1,15 @@
 """What a token may do: the admin token everything, a host token its own host's share.
 
 A host token may call every "read" operation and the "host" ones (spec.Operation.scope),
-whose views check with the helpers here that what they touch is the host's; anything else is
-answered 403 before the view runs.
+whose service calls get the token's scope and check that what they touch is the host's
+(controller/permissions.py); anything else is answered 403 before the view runs.
 """
 from __future__ import annotations
 
 from flask import g, request
 
+from controller import permissions
 from model import Forbidden
-from model.ownership import alias_host, belongs_to_host
 from security.tokens import ADMIN, Scope
 
 from .spec import Api
@@ -34,31 +34,5 @@ def check_operation(api: Api) -> None:
     op = api.by_endpoint.get(rule.endpoint)
     allowed = op.scope != "admin" if op else request.path.startswith(READ_ONLY_PREFIXES)
     if not allowed:
-        raise Forbidden(f"{_allowed(scope)}: {request.method} {rule.rule} needs the admin token")
-
-
-def require_host(host: str, what: str) -> None:
-    """Only an endpoint, say, on the token's own host."""
-    scope = current()
-    if not scope.is_admin and host != scope.host:
-        raise Forbidden(f"{_allowed(scope)}, not {what}")
-
-
-def require_owner(owner: str | None, what: str) -> None:
-    """Only what an owner of the token's host holds (a reservation, a network it made)."""
-    scope = current()
-    if not scope.is_admin and not belongs_to_host(owner, scope.host):
-        raise Forbidden(f"{_allowed(scope)}, not {what}")
-
-
-def require_alias(alias: str) -> None:
-    """Only an alias in the token's host's names (``KIND:HOST:...``)."""
-    scope = current()
-    if not scope.is_admin and alias_host(alias) != scope.host:
-        raise Forbidden(f"{_allowed(scope)}, not alias {alias!r} (a host token's aliases "
-                        f"are named KIND:{scope.host}:...)")
-
-
-def _allowed(scope: Scope) -> str:
-    return (f"this token may only read the fabric and manage host {scope.host}'s "
-            f"endpoints, address reservations, aliases and the networks it made")
+        raise Forbidden(f"{permissions.allowed(scope)}: {request.method} {rule.rule} needs "
+                        f"the admin token")

@@ -1,4 +1,5 @@
-"""`ovsfabric store check PATH`: whether a state file can be served, and if not, why."""
+"""`ovsfabric store check PATH`: whether a state file can be served, its schema version, and
+if it cannot be served, why."""
 from __future__ import annotations
 
 import argparse
@@ -16,19 +17,25 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
 
 
 def run_check(args) -> int:
+    from model import migrations
     from model.errors import StoreDamaged
     from model.store import Store
 
+    found = version = migrations.file_version(args.path)
     if not os.path.isfile(args.path):  # opening would create it
         problems = [f"{args.path} does not exist"]
     else:
         try:
-            Store(args.path).close()
-            problems = []
+            Store(args.path).close()  # an older file is upgraded, as `serve` would
+            problems, version = [], migrations.SCHEMA_VERSION
         except StoreDamaged as exc:
             problems = [str(exc)]
     if args.json:
-        print(json.dumps({"path": args.path, "ok": not problems, "problems": problems}))
+        print(json.dumps({"path": args.path, "ok": not problems, "problems": problems,
+                          "schema_version": version}))
+    elif problems:
+        print("\n".join(problems))
     else:
-        print(f"{args.path}: ok" if not problems else "\n".join(problems))
+        upgraded = f" (upgraded from {found})" if found != version else ""
+        print(f"{args.path}: ok, schema version {version}{upgraded}")
     return 0 if not problems else 1

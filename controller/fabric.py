@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 
-from flows import HostPorts, compile_host
+from flows import compile_host
 from flows.table import concerned_hosts, touched_units
 from model import Snapshot, Store, Unavailable
 from model.entities import EVERYTHING, Change
@@ -29,7 +29,7 @@ class Fabric:
     def __init__(self, store: Store, advertise: str):
         self.store = store
         self.advertise = advertise
-        self.hosts: dict[str, HostSession] = {}
+        self.ovsdb_sessions: dict[str, HostSession] = {}  # by host name
         self.switches: dict[str, SwitchSession] = {}  # by host name
         # Every connected switch by datapath id, managed or not. A switch can connect before
         # its host is registered: a controller started on an empty state, hosts registered
@@ -53,10 +53,11 @@ class Fabric:
 
     def stop(self) -> None:
         with self._lock:
-            switches, hosts = list(self.switches.values()), list(self.hosts.values())
+            switches = list(self.switches.values())
+            sessions = list(self.ovsdb_sessions.values())
         for switch in switches:
             switch.stop()
-        for session in hosts:
+        for session in sessions:
             session.stop()
 
     # ---- model changes ---------------------------------------------------------------------
@@ -80,20 +81,21 @@ class Fabric:
                            for e in change.endpoints]
                 with_ports = {ep.host for ep in touched if ep.port} & concerned
             for name in with_ports:
-                self.hosts[name].set_desired(host_config(snap, snap.hosts[name], self.advertise))
+                self.ovsdb_sessions[name].set_desired(
+                    host_config(snap, snap.hosts[name], self.advertise))
             for name in concerned:
                 switch = self.switches.get(name)
                 if switch is not None:
                     switch.kick()
 
     def _hosts_changed(self, snap: Snapshot) -> None:
-        for name in list(self.hosts):
+        for name in list(self.ovsdb_sessions):
             if name not in snap.hosts:
                 self._forget_host(name)
         for host in snap.hosts.values():
-            if host.name not in self.hosts:
+            if host.name not in self.ovsdb_sessions:
                 session = HostSession(host.name, host.ovsdb, self._ports_changed)
-                self.hosts[host.name] = session
+                self.ovsdb_sessions[host.name] = session
                 session.start()
             dp = self._datapaths.get(host.dpid)
             if host.name not in self.switches and dp is not None:
@@ -101,7 +103,7 @@ class Fabric:
 
     def _forget_host(self, name: str) -> None:
         """A deleted host keeps no flows, tunnel ports or controller of ours."""
-        session = self.hosts.pop(name)
+        session = self.ovsdb_sessions.pop(name)
         switch = self.switches.pop(name, None)
         if switch is not None:
             switch.stop()
@@ -113,7 +115,7 @@ class Fabric:
                                  controller="")
         threading.Thread(target=session.stop, args=(cleanup,), daemon=True).start()
 
-    def _ports_changed(self, host: str, ports: HostPorts) -> None:
+    def _ports_changed(self, host: str) -> None:
         with self._lock:
             self._ports_versions[host] = self._ports_versions.get(host, 0) + 1
             switch = self.switches.get(host)
@@ -139,7 +141,7 @@ class Fabric:
         if old is not None:
             old.stop()
         session = SwitchSession(dp, host, lambda: self._take_work(host),
-                                self._switch_applied, self.metrics)
+                                lambda _session: self._wake_waiters(), self.metrics)
         self.switches[host] = session
         LOG.info("switch %016x of host %s connected", dp.id, host)
         self.metrics.switch_connects.labels(host).inc()
@@ -173,7 +175,7 @@ class Fabric:
         """What the host's table should hold now (None while its OVSDB view is not ready),
         compiled whole: the reference that audits hold the switches to."""
         with self._lock:
-            session = self.hosts.get(host)
+            session = self.ovsdb_sessions.get(host)
             if session is None or not session.synced or not self._ports_versions.get(host):
                 return None
             snap, ports = self._snapshot, session.ports
@@ -186,7 +188,7 @@ class Fabric:
         the units changed since its last call (None while the host's OVSDB view is not
         ready: acting then could delete flows)."""
         with self._lock:
-            session = self.hosts.get(host)
+            session = self.ovsdb_sessions.get(host)
             version = self._ports_versions.get(host, 0)
             if session is None or not session.synced or version == 0 or \
                     host not in self._snapshot.hosts:
@@ -198,16 +200,17 @@ class Fabric:
         """What already holds OVS port ``port`` on ``host``, if anything does that an
         endpoint may not take over (as far as that host's database has been read)."""
         with self._lock:
-            session = self.hosts.get(host)
+            session = self.ovsdb_sessions.get(host)
         return session.taken_ports().get(port) if session is not None else None
 
     def port_error(self, host: str, endpoint_id: str) -> str | None:
         """Why OVS could not attach the endpoint's port, if it said so."""
         with self._lock:
-            session = self.hosts.get(host)
+            session = self.ovsdb_sessions.get(host)
         return session.ports.errors.get(endpoint_id) if session is not None else None
 
-    def _switch_applied(self, switch: SwitchSession) -> None:
+    def _wake_waiters(self) -> None:
+        """A switch applied work: requests waiting for their flows look again."""
         with self._applied:
             self._applied.notify_all()
 
@@ -215,7 +218,7 @@ class Fabric:
 
     def host_status(self, name: str) -> dict:
         with self._lock:
-            session = self.hosts.get(name)
+            session = self.ovsdb_sessions.get(name)
             switch = self.switches.get(name)
         ovsdb_up = session is not None and session.synced
         return {
@@ -249,7 +252,7 @@ class Fabric:
                 self._applied.wait(remaining)
 
     def _host_done(self, host: str, revision: int, bound: dict[str, str]) -> bool:
-        session, switch = self.hosts.get(host), self.switches.get(host)
+        session, switch = self.ovsdb_sessions.get(host), self.switches.get(host)
         if session is None or switch is None or not session.synced:
             return True
         if switch.applied_revision < revision:

@@ -1,11 +1,11 @@
 """Keeps CPython's cyclic garbage collector from pausing the controller for long.
 
 The flow tables are hundreds of thousands of long-lived objects. A full collection walks all
-of them: 400 ms at 10,000 endpoints in bench/scale.py, during which no switch or request is
-served. They hold no reference cycles (reference counting frees them), so the collector
-has nothing to find there. Every FREEZE_INTERVAL_S the young garbage is collected once and
-everything alive is moved to the permanent generation (gc.freeze), which the collector no
-longer walks: a full collection then costs what the last interval allocated.
+of them, for a time that grows with the fabric (bench/scale.py measures it), during which no
+switch or request is served. They hold no reference cycles (reference counting frees them),
+so the collector has nothing to find there. Every FREEZE_INTERVAL_S the young garbage is
+collected once and everything alive is moved to the permanent generation (gc.freeze), which
+the collector no longer walks: a full collection then costs what the last interval allocated.
 """
 from __future__ import annotations
 

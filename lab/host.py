@@ -72,10 +72,6 @@ class LabHost:
     def stop_vswitchd(self) -> None:
         self.daemons.stop_vswitchd()
 
-    def restart_vswitchd(self) -> None:
-        self.stop_vswitchd()
-        self.start_vswitchd()
-
     def pids(self) -> dict[str, int | None]:
         """{'ovsdb': pid, 'vswitchd': pid}, None for a stopped daemon."""
         return {n: self.daemons.pid(n) for n in ("ovsdb", "vswitchd")}

@@ -133,9 +133,6 @@ class Snapshot:
         return endpoints + sum(1 for (net, _), r in self.reservations.items()
                                if net == network_id and belongs_to_host(r.owner, host))
 
-    def networks_on_host(self, host: str) -> set[str]:
-        return {ep.network_id for ep in self.host_endpoints(host)}
-
     def with_endpoint(self, ep: Endpoint) -> "Snapshot":
         by_net = self.endpoints_by_network.get(ep.network_id, EMPTY)
         by_host = self.endpoints_by_host.get(ep.host, EMPTY)

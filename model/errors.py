@@ -37,3 +37,8 @@ class StoreFull(FabricError):
 
 class StoreDamaged(FabricError):
     """A state file that fails SQLite's check or the model's invariants: never served."""
+
+
+class StoreTooNew(StoreDamaged):
+    """A state file a later release wrote (a newer schema version): never served, nor
+    changed."""

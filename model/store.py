@@ -91,18 +91,19 @@ Listener = Callable[[Snapshot, Change], None]
 
 class Store:
     def __init__(self, path: str):
-        """Opens (or creates) the state file; a damaged one is refused (StoreDamaged) and
-        left as it is."""
+        """Opens (or creates) the state file, bringing an older one to the current schema; a
+        damaged one, or one a later release wrote, is refused (StoreDamaged) and left as it
+        is."""
         self.path = path
+        migrations.refuse_newer(path)  # before this connection writes anything to it
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         try:
             self._refuse_if(integrity.sqlite_problems(self._db))
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(SCHEMA)  # a new file's tables
-            self._refuse_if(integrity.model_problems(self._db))
-            migrations.upgrade(self._db)  # an older file's new columns, once it is trusted
+            migrations.upgrade(self._db, path, SCHEMA,
+                               check=lambda: self._refuse_if(integrity.model_problems(self._db)))
         except sqlite3.DatabaseError as exc:  # garbage, truncated
             self._db.close()
             raise StoreDamaged(f"state file {path} cannot be read: {exc}") from None
@@ -246,14 +247,10 @@ class Store:
                 self._check_share(snap, net, share_of)
                 ip = pool.allocate()
             else:
-                ip = str(parse_ip_in(ipaddress.IPv4Network(net.subnet), ip, "ip"))
-                if ip == net.gateway:
-                    raise Conflict(f"ip {ip} is the gateway of network {net.name!r}")
-                held = snap.reservations.get((net.id, ip))
+                ip = _asked_address(net, ip)
+                held = _reservation_of(snap, net, ip, owner)
                 if held is not None:
-                    if held.owner == owner:
-                        return held
-                    raise Conflict(f"ip {ip} is reserved by {held.owner!r}")
+                    return held
                 user = next((e for e in snap.network_endpoints(net.id) if e.ip == ip), None)
                 if user is not None:
                     if user.host == owner:
@@ -302,8 +299,8 @@ class Store:
             if held is not None or alias in self._snapshot.networks or any(
                     n.name == alias for n in self._snapshot.networks.values()):
                 raise Conflict(f"{alias!r} already names another network")
-            self._write_alias("INSERT INTO aliases (alias, network_id) VALUES (?,?)",
-                              (alias, net.id))
+            self._write("INSERT INTO aliases (alias, network_id) VALUES (?,?)", (alias, net.id),
+                        revision=False)
             self._aliases = {**self._aliases, alias: net.id}
             return net
 
@@ -316,12 +313,8 @@ class Store:
                 return
             if held != net.id:
                 raise Conflict(f"{alias!r} is an alias of another network")
-            self._write_alias("DELETE FROM aliases WHERE alias = ?", (alias,))
+            self._write("DELETE FROM aliases WHERE alias = ?", (alias,), revision=False)
             self._aliases = {a: n for a, n in self._aliases.items() if a != alias}
-
-    def _write_alias(self, sql: str, args: tuple) -> None:
-        with self._transaction() as cur:
-            cur.execute(sql, args)
 
     # ---- endpoints -----------------------------------------------------------------------
 
@@ -341,13 +334,9 @@ class Store:
             pool = self._pools[net.id]
             reserved = None
             if ip is not None:
-                ip = str(parse_ip_in(ipaddress.IPv4Network(net.subnet), ip, "ip"))
-                if ip == net.gateway:
-                    raise Conflict(f"ip {ip} is the gateway of network {net.name!r}")
+                ip = _asked_address(net, ip)
                 # A reserved address is taken over by the endpoint its owner (a host) makes.
-                reserved = snap.reservations.get((net.id, ip))
-                if reserved is not None and reserved.owner != host:
-                    raise Conflict(f"ip {ip} is reserved by {reserved.owner!r}")
+                reserved = _reservation_of(snap, net, ip, host)
                 if reserved is None and not pool.is_free(ip):
                     raise Conflict(f"ip {ip} is already used in network {net.name!r}")
             if reserved is None and bounded:
@@ -409,15 +398,17 @@ class Store:
                             f"{net.name!r}; a host token may hold at most half ({share}): "
                             f"release some, or ask with the admin token")
 
-    def _write(self, sql: str, args: tuple, before: tuple | None = None) -> int:
-        """One statement (after an optional other one) plus the revision bump, atomically;
-        returns the row id."""
+    def _write(self, sql: str, args: tuple, before: tuple | None = None,
+               revision: bool = True) -> int:
+        """One statement (after an optional other one) and the revision's bump, atomically;
+        returns the row id. Without ``revision``, for what no flow depends on (aliases)."""
         with self._transaction() as cur:
             if before is not None:
                 cur.execute(*before)
             cur.execute(sql, args)
             rowid = cur.lastrowid
-            cur.execute("UPDATE meta SET value = value + 1 WHERE key = 'revision'")
+            if revision:
+                cur.execute("UPDATE meta SET value = value + 1 WHERE key = 'revision'")
         return rowid
 
     @contextmanager
@@ -477,3 +468,21 @@ class Store:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _asked_address(net: Network, ip: str) -> str:
+    """``ip`` as the network writes it, if it is one of its addresses other than the
+    gateway."""
+    ip = str(parse_ip_in(ipaddress.IPv4Network(net.subnet), ip, "ip"))
+    if ip == net.gateway:
+        raise Conflict(f"ip {ip} is the gateway of network {net.name!r}")
+    return ip
+
+
+def _reservation_of(snap: Snapshot, net: Network, ip: str, owner: str) -> Reservation | None:
+    """The reservation of ``ip`` if ``owner`` holds it, None if nobody does (Conflict if
+    another owner does)."""
+    held = snap.reservations.get((net.id, ip))
+    if held is not None and held.owner != owner:
+        raise Conflict(f"ip {ip} is reserved by {held.owner!r}")
+    return held

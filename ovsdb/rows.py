@@ -1,9 +1,9 @@
 """Port and Interface rows as plain values, converted once per version of each row.
 
-python-ovs converts a column from its wire form on every attribute access: reading every port
-of a bridge with 200 ports took 8 ms, and planning a change 12 ms, at every change of the
-database (each endpoint makes two or three). The IDL tells which rows changed (``forget`` is
-called from its notify hook), so the values of the others are reused.
+python-ovs converts a column from its wire form on every attribute access, so reading every
+port of a large bridge, and planning a change, would cost time that grows with the bridge at
+every change of the database (each endpoint makes two or three). The IDL tells which rows
+changed (``forget`` is called from its notify hook), so the values of the others are reused.
 """
 from __future__ import annotations
 

@@ -47,7 +47,7 @@ CONTROLLER_SETTINGS = {"max_backoff": 1000, "inactivity_probe": 5000}
 
 
 # Columns ovs-vswitchd writes back once it has acted on a change: they feed the port view,
-# but there is nothing to plan when only they changed (with 200 ports a plan costs ~12 ms).
+# but there is nothing to plan when only they changed (a plan reads every port of the bridge).
 REPORTED_COLUMNS = {("Interface", "ofport"), ("Interface", "error")}
 
 
@@ -98,10 +98,10 @@ class _Transaction(transaction.Transaction):
 
 
 class HostSession:
-    def __init__(self, name: str, target: str, on_ports: Callable[[str, HostPorts], None]):
+    def __init__(self, name: str, target: str, on_ports_changed: Callable[[str], None]):
         self.name = name
         self.target = target
-        self._on_ports = on_ports
+        self._on_ports_changed = on_ports_changed  # called with the host's name
         self._desired: HostConfig | None = None
         self._api = None
         self._idl: _WatchedIdl | None = None
@@ -172,10 +172,6 @@ class HostSession:
         Empty until the session has read the database."""
         return self._taken
 
-    def datapath_id(self) -> str | None:
-        bridge = self._bridge_row()
-        return bridge.datapath_id[0] if bridge is not None and bridge.datapath_id else None
-
     # ---- the session's thread ------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -231,7 +227,7 @@ class HostSession:
         if ports != self._ports or not self._published:
             self._ports = ports
             self._published = True
-            self._on_ports(self.name, ports)
+            self._on_ports_changed(self.name)
         if self._idl.needs_plan:
             self._idl.needs_plan = False
             self._wake.set()

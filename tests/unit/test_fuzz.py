@@ -33,7 +33,7 @@ class OfflineHostSession:
     """Stands in for the OVSDB session: generated hosts name arbitrary tcp:IP:PORT targets,
     and a fuzz run must never connect anywhere. Never synced, like an unreachable host."""
 
-    def __init__(self, name, target, on_ports):
+    def __init__(self, name, target, on_ports_changed):
         self.name, self.target, self.desired, self.last_error = name, target, None, None
         self.synced = self.connected = False
 

@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
+import pathlib
+import shutil
 import sqlite3
 
 import pytest
 
 from cli.main import main as cli_main
-from model import Store
-from model.errors import StoreDamaged
+from model import Store, migrations
+from model.errors import StoreDamaged, StoreTooNew
 
 
 def test_state_survives_reopen(tmp_path):
@@ -112,6 +115,7 @@ def _file_without_network_owners(path: str, damage: str | None = None) -> None:
     store.close()
     db = sqlite3.connect(path)
     db.execute("ALTER TABLE networks DROP COLUMN owner")
+    db.execute("PRAGMA user_version = 0")
     if damage:
         db.execute("PRAGMA foreign_keys=OFF")
         db.execute(damage)
@@ -168,3 +172,84 @@ def test_a_host_holds_at_most_half_of_a_network(tmp_path):
     # Others (and unbounded requests) still get addresses.
     store.reserve_address("small", "h2", share_of="h2")
     store.reserve_address("small", "h1")
+
+
+# State files written by earlier releases, with the fabric tests/data/README.md describes.
+OLD_STATE_FILES = ("state-before-owners.db", "state-unversioned.db")
+DATA = pathlib.Path(__file__).parent / "data"
+
+
+@pytest.mark.parametrize("name", OLD_STATE_FILES)
+def test_a_file_an_earlier_release_wrote_is_read_whole(tmp_path, name):
+    path = str(tmp_path / name)
+    shutil.copyfile(DATA / name, path)
+    assert migrations.file_version(path) == 0
+    store = Store(path)
+    snap = store.snapshot()
+    assert [(h.name, h.ovsdb, h.tunnel_ip, h.datapath_type, h.bridge)
+            for h in snap.hosts.values()] == [
+        ("h1", "tcp:192.0.2.11:6640", "198.51.100.11", "system", "br-int"),
+        ("h2", "unix:/run/h2/db.sock", "198.51.100.12", "netdev", "br-fab")]
+    owner = None if name == "state-before-owners.db" else "h1"
+    nets = {n.name: n for n in snap.networks.values()}
+    assert [(n.name, n.subnet, n.gateway, n.vni, n.mtu, n.owner) for n in nets.values()] == [
+        ("red", "10.0.0.0/24", "10.0.0.1", 100, 1450, None),
+        ("blue", "10.0.0.0/24", "10.0.0.254", 5000, 1400, owner)]
+    red, blue = nets["red"], nets["blue"]
+    assert store.aliases_of(red.id) == ["docker:h1:1f2e3d", "pool:h1:red"]
+    assert store.get_network("docker:h2:9a8b7c") == blue
+    assert sorted((e.name, e.network_id, e.host, e.port, e.ip, e.ofport)
+                  for e in snap.endpoints.values()) == sorted([
+        ("web", red.id, "h1", "veth1", "10.0.0.2", 1000),
+        ("db", red.id, "h2", "veth2", "10.0.0.7", 1000),
+        ("no-port", blue.id, "h1", None, "10.0.0.1", None)])
+    assert sorted((r.network_id, r.ip, r.owner) for r in snap.reservations.values()) == sorted([
+        (red.id, "10.0.0.50", "h1"), (red.id, "10.0.0.51", "aux.h1"),
+        (blue.id, "10.0.0.2", "h2")])
+    assert snap.revision == 10
+    # Allocation goes on past what the file holds.
+    ep = store.create_endpoint("red", "h1", port="veth9")
+    assert (ep.ip, ep.ofport) == ("10.0.0.3", 1001)
+    store.close()
+    assert migrations.file_version(path) == migrations.SCHEMA_VERSION
+    assert Store(path).snapshot().endpoints[ep.id] == ep
+
+
+def test_a_file_a_later_release_wrote_is_refused_and_left_as_it_is(tmp_path, capsys):
+    path = str(tmp_path / "newer.db")
+    _store_with_hosts(path)
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {migrations.SCHEMA_VERSION + 1}")
+    db.close()
+    _refused(path, f"schema version {migrations.SCHEMA_VERSION + 1}, newer than this "
+                   f"ovsfabric reads ({migrations.SCHEMA_VERSION})")
+    with pytest.raises(StoreTooNew):
+        Store(path)
+    capsys.readouterr()
+    assert cli_main(["store", "check", path, "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["schema_version"] == migrations.SCHEMA_VERSION + 1 and not report["ok"]
+
+
+def test_an_upgrade_that_fails_midway_changes_nothing(tmp_path, monkeypatch):
+    path = str(tmp_path / "old.db")
+    _file_without_network_owners(path)
+    before = open(path, "rb").read()
+    # A column SQLite cannot add to a table with rows: the upgrade fails after the first one.
+    monkeypatch.setattr(migrations, "ADDED_COLUMNS", migrations.ADDED_COLUMNS +
+                        (("networks", "required", "TEXT NOT NULL"),))
+    with pytest.raises(StoreDamaged, match="cannot be read"):
+        Store(path)
+    assert open(path, "rb").read() == before
+    assert "owner" not in _network_columns(path) and migrations.file_version(path) == 0
+
+
+def test_store_check_says_the_schema_version(tmp_path, capsys):
+    path = str(tmp_path / "old.db")
+    _file_without_network_owners(path)
+    assert cli_main(["store", "check", path]) == 0
+    version = migrations.SCHEMA_VERSION
+    assert capsys.readouterr().out == f"{path}: ok, schema version {version} (upgraded from 0)\n"
+    assert cli_main(["store", "check", path, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "path": path, "ok": True, "problems": [], "schema_version": version}
