@@ -1,10 +1,10 @@
 """Compiles the desired state of one host into flow entries. Pure: no I/O, no clock.
 
-A host's table is the union of the flows of its *units*: the fabric's fixed flows, each
+A host's flows are the union of the flows of its *units*: the fabric's fixed flows, each
 network present on the host, and each endpoint of those networks. A unit's flows depend only
-on the unit itself and on what the host has (its view), so that a change recompiles only the
-units it touched (see flows.table) and the work per new endpoint grows with the hosts of its
-network, not with the size of the network or of the fabric.
+on the unit itself and on what the host has (its wiring), so that a change recompiles only
+the units it touched (see flows.host_flows) and the work per new endpoint grows with the
+hosts of its network, not with the size of the network or of the fabric.
 
 Flows per host: 4 fixed, 6 per network present, 4 per local endpoint (2 anti-spoofing, ARP
 reply, delivery) and 1 per remote endpoint (into its host's tunnel). ARP requests for a
@@ -55,8 +55,8 @@ class HostPorts:
 
 
 @dataclass(frozen=True)
-class HostView:
-    """One host as the compiler sees it.
+class HostWiring:
+    """One host's wiring as the compiler sees it.
 
     ``local``: the host's endpoints that have an OpenFlow port. The number OVS reports wins; a
     port the controller is still adding has the number it asked for, so that its flows are in
@@ -70,7 +70,7 @@ class HostView:
     tunnels: Mapping[str, int]
 
 
-def host_view(snap: Snapshot, host: str, ports: HostPorts) -> HostView:
+def host_wiring(snap: Snapshot, host: str, ports: HostPorts) -> HostWiring:
     local: dict[str, int] = {}
     by_network: dict[str, list[int]] = {}
     for ep in snap.host_endpoints(host):
@@ -79,10 +79,10 @@ def host_view(snap: Snapshot, host: str, ports: HostPorts) -> HostView:
             local[ep.id] = ofport
             by_network.setdefault(ep.network_id, []).append(ofport)
     networks = {n: tuple(sorted(ofports)) for n, ofports in by_network.items()}
-    return HostView(host, local, networks, dict(ports.tunnels))
+    return HostWiring(host, local, networks, dict(ports.tunnels))
 
 
-def units_of(snap: Snapshot, view: HostView) -> Iterable[Unit]:
+def units_of(snap: Snapshot, view: HostWiring) -> Iterable[Unit]:
     yield FABRIC_UNIT
     for network_id in view.networks:
         yield from units_of_network(snap, network_id)
@@ -95,12 +95,12 @@ def units_of_network(snap: Snapshot, network_id: str) -> Iterable[Unit]:
 
 
 def compile_host(snap: Snapshot, host: str, ports: HostPorts) -> dict[tuple, Flow]:
-    """The host's whole table: the reference the incremental path must always equal."""
-    view = host_view(snap, host, ports)
+    """All of the host's flows: the reference the incremental path must always equal."""
+    view = host_wiring(snap, host, ports)
     return table_of([f for unit in units_of(snap, view) for f in compile_unit(snap, view, unit)])
 
 
-def compile_unit(snap: Snapshot, view: HostView, unit: Unit) -> list[Flow]:
+def compile_unit(snap: Snapshot, view: HostWiring, unit: Unit) -> list[Flow]:
     """The flows ``unit`` owns on the host; none if it does not exist or is not present."""
     kind, ident = unit
     if kind == "endpoint":
@@ -132,7 +132,7 @@ def fixed_flows() -> list[Flow]:
     ]
 
 
-def endpoint_flows(ep: Endpoint, network: Network, view: HostView) -> list[Flow]:
+def endpoint_flows(ep: Endpoint, network: Network, view: HostWiring) -> list[Flow]:
     vni = network.vni
     c = p.cookie("endpoint", ep.seq)
     if ep.host != view.host:
@@ -154,7 +154,7 @@ def endpoint_flows(ep: Endpoint, network: Network, view: HostView) -> list[Flow]
 
 def port_security_flows(ep: Endpoint, network: Network, ofport: int) -> list[Flow]:
     """A local port may send IPv4 and ARP only with its endpoint's own MAC and IP; anything
-    else from it falls to the ingress table's default drop."""
+    else from it meets the ingress table's miss: a drop."""
     c = p.cookie("endpoint", ep.seq)
     return [
         Flow.make(p.INGRESS.id, p.PRIO_PORT_ALLOW, c,
