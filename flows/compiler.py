@@ -19,6 +19,7 @@ from typing import Iterable, Mapping
 from model.entities import Endpoint, Network, Snapshot
 
 from . import pipeline as p
+from .conformance import check
 from .flow import OFPP_IN_PORT, Flow, move, output, set_field, table_of
 
 ETH_IPV4 = 0x0800
@@ -31,6 +32,10 @@ ICMP_ECHO_REPLY = 0
 # Broadcast and multicast: the group bit of the destination MAC. Unicast to a MAC that no
 # endpoint of the network has is dropped: the controller knows every address.
 MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
+
+# The tests turn this on. Off in service: the flows come from the few templates below, which the
+# tests hold to the declaration, and checking each one would slow the incremental path.
+check_flows = False
 
 Unit = tuple  # ("fabric", "") | ("network", network id) | ("endpoint", endpoint id)
 FABRIC_UNIT: Unit = ("fabric", "")
@@ -101,7 +106,16 @@ def compile_host(snap: Snapshot, host: str, ports: HostPorts) -> dict[tuple, Flo
 
 
 def compile_unit(snap: Snapshot, view: HostWiring, unit: Unit) -> list[Flow]:
-    """The flows ``unit`` owns on the host; none if it does not exist or is not present."""
+    """The flows ``unit`` owns on the host; none if it does not exist or is not present.
+    With ``check_flows``, a flow that breaks the declared pipeline raises PipelineViolation."""
+    flows = unit_flows(snap, view, unit)
+    if check_flows:
+        for flow in flows:
+            check(flow)
+    return flows
+
+
+def unit_flows(snap: Snapshot, view: HostWiring, unit: Unit) -> list[Flow]:
     kind, ident = unit
     if kind == "endpoint":
         ep = snap.endpoints.get(ident)
@@ -119,17 +133,22 @@ def compile_unit(snap: Snapshot, view: HostWiring, unit: Unit) -> list[Flow]:
 
 
 def fixed_flows() -> list[Flow]:
-    c = p.FABRIC_COOKIE
     return [
-        Flow.make(p.INGRESS.id, p.PRIO_DEFAULT, c),  # unknown port or VNI: drop
-        Flow.make(p.ARP.id, p.PRIO_DEFAULT, c, goto=p.L2.id),  # not ours to answer: forward
+        miss_flow(p.INGRESS),  # unknown port or VNI: drop
+        miss_flow(p.ARP),  # not ours to answer: forward
         # An ARP request that came through a tunnel was sent to the host of its address;
         # when no responder here took it, the address is nobody's.
-        Flow.make(p.ARP.id, p.PRIO_ARP_TO_OWNER, c,
+        Flow.make(p.ARP.id, p.PRIO_ARP_TO_OWNER, p.FABRIC_COOKIE,
                   {p.FROM_TUNNEL_REG: p.FROM_TUNNEL, "eth_type": ETH_ARP,
                    "arp_op": ARP_REQUEST}),
-        Flow.make(p.L2.id, p.PRIO_DEFAULT, c),
+        miss_flow(p.L2),
     ]
+
+
+def miss_flow(table: p.Table) -> Flow:
+    """What the declaration says a packet no flow of ``table`` matches meets."""
+    goto = p.DECLARED_BY_NAME[table.miss].id if table.miss else None
+    return Flow.make(table.id, p.PRIO_MISS, p.FABRIC_COOKIE, goto=goto)
 
 
 def endpoint_flows(ep: Endpoint, network: Network, view: HostWiring) -> list[Flow]:

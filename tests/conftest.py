@@ -7,6 +7,11 @@ import shutil
 
 import pytest
 
+import flows.compiler
+
+# Every flow the compiler emits in a test keeps to the declared pipeline (flows.conformance).
+flows.compiler.check_flows = True
+
 # Several test runs can share a machine (e.g. two developers' sessions): each takes a slot,
 # which gives it its own lab prefix, subnets and ports.
 SLOT = int(os.environ.get("OVSFABRIC_TEST_SLOT", "0"))
