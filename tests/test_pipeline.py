@@ -1,7 +1,8 @@
 """The declared pipeline (flows.pipeline): consistent in itself, enforced on flows
-(flows.conformance) and kept to by the compiler."""
+(flows.conformance), kept to by the compiler, and shown as it is in docs/architecture.md."""
 from __future__ import annotations
 
+import pathlib
 import re
 
 import pytest
@@ -16,6 +17,7 @@ from flows.flow import Flow, move, output, set_field
 from model import Store
 from tests.simfabric import host_ports
 
+ARCHITECTURE = pathlib.Path(__file__).parent.parent / "docs" / "architecture.md"
 C = p.FABRIC_COOKIE
 
 
@@ -115,3 +117,40 @@ def test_the_tables_use_only_layout_fields_they_may_match():
         for name in table.matches | table.writes:
             if name == "metadata" or name.startswith("reg") or name == "ct_mark":
                 assert name in layout_fields, (table.name, name)
+
+
+# ---- the documentation -------------------------------------------------------------------------
+
+def _table_row(table: p.Table) -> str:
+    def ref(name):
+        return f"{name} ({p.DECLARED_BY_NAME[name].id})"
+    miss = f"to {ref(table.miss)}" if table.miss else "drop"
+    return (f"| {table.id} | {table.name} | {'reserved' if table.reserved else 'in use'} | "
+            f"{table.purpose} | {', '.join(sorted(table.matches))} | "
+            f"{', '.join(sorted(table.writes)) or '-'} | "
+            f"{', '.join(ref(n) for n in table.goes_to) or '-'} | {miss} |")
+
+
+def _bits_row(bits: p.Bits) -> str:
+    last = bits.start + bits.width - 1
+    span = f"{bits.start}-{last}" if last > bits.start else str(bits.start)
+    return (f"| {bits.field} | {span} | {bits.name} | "
+            f"{'reserved' if bits.reserved else 'in use'} | {bits.meaning} |")
+
+
+def rendered(name: str) -> str:
+    if name == "pipeline":
+        header = ("| id | name | now | purpose | matches | writes | goes to | on a miss |\n"
+                  "|---|---|---|---|---|---|---|---|")
+        return "\n".join([header] + [_table_row(t) for t in p.PIPELINE])
+    header = "| field | bits | name | now | meaning |\n|---|---|---|---|---|"
+    return "\n".join([header] + [_bits_row(b) for b in p.LAYOUT])
+
+
+@pytest.mark.parametrize("name", ["pipeline", "layout"])
+def test_the_documented_declaration_is_the_declaration(name):
+    text = ARCHITECTURE.read_text()
+    found = re.search(rf"<!-- {name}: generated[^>]*-->\n(.*?)\n<!-- /{name} -->", text, re.S)
+    assert found, f"docs/architecture.md has no {name} section"
+    assert found.group(1) == rendered(name), \
+        f"paste this into docs/architecture.md:\n{rendered(name)}"
