@@ -3,7 +3,7 @@
 A flow may only be in a table that holds flows, match the fields that table declares, write
 the fields it declares, go to the tables it may go to, and use only the bits of metadata and
 registers that the layout gives a meaning to. A table's miss flow is the one its declaration
-says. The compiler runs this on every flow it emits.
+says. In the tests the compiler runs this on every flow it emits (``check_flows``).
 """
 from __future__ import annotations
 

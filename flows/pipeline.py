@@ -4,8 +4,9 @@ convention owns, the priorities and the cookies. Declared once, here.
 A table is declared with the fields its flows may match, the fields they may write, the tables
 they may go to and what happens to a packet no flow matches. Tables marked ``reserved`` hold
 no flows yet: they keep the ids and bits that routing and policy will use, so that the tables
-in use never need renumbering. ``flows.conformance`` checks every flow the compiler emits
-against this declaration; ``docs/architecture.md`` shows it, and a test holds the two equal.
+in use never need renumbering. ``flows.conformance`` checks a flow against this declaration
+(in the tests, every flow the compiler emits); ``docs/architecture.md`` shows it, and a test
+holds the two equal.
 
 Goto only goes to a higher table id (OpenFlow 1.3), so the order of the ids is the order a
 packet meets the tables in.
