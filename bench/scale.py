@@ -2,16 +2,16 @@
 endpoints, without switches or OVSDB.
 
 The wiring of controller.fabric and controller.switch, run synchronously: a Store, one
-HostTable per host, HostPorts per host (a tunnel to every other host on ofport 10+i; each
-endpoint on the ofport the store assigns it), and after every store change `host_view` and
-`HostTable.update` on the concerned hosts with the units the change touched. Endpoints are
+HostFlows per host, HostPorts per host (a tunnel to every other host on ofport 10+i; each
+endpoint on the ofport the store assigns it), and after every store change `host_wiring` and
+`HostFlows.update` on the concerned hosts with the units the change touched. Endpoints are
 created one by one, in a seeded random order, into networks of --network-size endpoints
 spread over --hosts-per-network hosts (every host gets the same number of network slots).
 
 Two passes over the same sequence, because tracemalloc slows allocation-heavy code about
 fivefold:
-- timing pass (no tracing): per change, the update work (the store listener, host_view and
-  HostTable.update on every touched host) and, apart, the store write; p50/p99 per 10 % of
+- timing pass (no tracing): per change, the update work (the store listener, host_wiring and
+  HostFlows.update on every touched host) and, apart, the store write; p50/p99 per 10 % of
   the run, hosts touched, flows added, cyclic-GC pauses, flows per host, process RSS. At
   the end: a whole-table rebuild of the busiest host (a switch reconnecting), a deletion
   sample, tables checked against `compile_host`, and an ARP + ping through flowsim.
@@ -40,9 +40,9 @@ sys.path.insert(0, ROOT)
 
 from common import mac_for, percentile, progress, write_results
 
-from flows import HostPorts, HostTable, compile_host, host_view
+from flows import HostFlows, HostPorts, compile_host, host_wiring
 from controller.heap import freeze_long_lived
-from flows.table import concerned_hosts, touched_units
+from flows.host_flows import concerned_hosts, touched_units
 from model import Store
 
 TUNNEL_OFPORT_BASE = 10
@@ -56,7 +56,7 @@ class SimulatedController:
     def __init__(self, store: Store, ports: dict[str, HostPorts]):
         self.store = store
         self.ports = ports
-        self.tables = {host: HostTable() for host in ports}
+        self.tables = {host: HostFlows() for host in ports}
         snap = store.snapshot()
         for host, table in self.tables.items():
             table.rebuild(snap, table.view_for(snap, host, ports[host]))
@@ -181,7 +181,7 @@ def timed_change(controller: SimulatedController, write) -> dict:
 def summarize(changes: list[dict], gc_pauses: list[tuple[int, float]]) -> dict:
     return {"changes": len(changes),
             "update": distribution([c["update_s"] for c in changes]),
-            "host_view_p50_ms": ms(statistics.median(c["view_s"] for c in changes)),
+            "host_wiring_p50_ms": ms(statistics.median(c["view_s"] for c in changes)),
             "update_per_touched_host_p50_ms": ms(statistics.median(
                 c["per_host_s"] for c in changes)),
             "store_write": distribution([c["store_s"] for c in changes]),
@@ -240,13 +240,13 @@ def timing_pass(args, rng: random.Random) -> dict:
 
 
 def rebuild_cost(controller: SimulatedController) -> dict:
-    """A switch reconnecting: the host's whole table compiled again into a fresh HostTable."""
+    """A switch reconnecting: the host's whole table compiled again into a fresh HostFlows."""
     snap = controller.store.snapshot()
     host = max(controller.tables, key=lambda h: len(controller.tables[h].flows))
     times = []
     for _ in range(3):
         started = time.perf_counter()
-        flows = HostTable().rebuild(snap, host_view(snap, host, controller.ports[host]))
+        flows = HostFlows().rebuild(snap, host_wiring(snap, host, controller.ports[host]))
         times.append(time.perf_counter() - started)
     return {"host": host, "flows": len(flows), "runs": 3, "p50_ms": ms(statistics.median(times))}
 
@@ -342,17 +342,17 @@ def print_table(results: dict) -> None:
     timing, memory = results["timing"], results["memory"]
     print(f"\nsimulated fabric: {results['hosts']} hosts, {results['networks']} networks of "
           f"{results['network_size']} endpoints, each on {results['hosts_per_network']} hosts")
-    print("update: store listener + host_view + HostTable.update on every touched host; "
+    print("update: store listener + host_wiring + HostFlows.update on every touched host; "
           "store: the write itself (SQLite :memory:, snapshot); ms per change over the last "
           f"{results['checkpoint']} changes; gc: cyclic-GC pauses in that window; "
           "traced: tracemalloc (memory pass); RSS: growth of the process (timing pass)")
-    print(f"{'endpoints':>9} | {'update p50/p99 ms':>17} | {'host_view':>9} | {'per host':>8} | "
+    print(f"{'endpoints':>9} | {'update p50/p99 ms':>17} | {'wiring':>9} | {'per host':>8} | "
           f"{'store p50':>9} | {'hosts':>5} | {'flows+':>6} | {'gc total/max ms':>15} | "
           f"{'flows':>7} | {'per host mean/max':>17} | {'traced MiB':>10} | {'B/endpoint':>10} | "
           f"{'RSS MiB':>7}")
     for p, m in zip(timing["checkpoints"], memory["checkpoints"]):
         print(f"{p['endpoints']:>9} | {p['update']['p50_ms']:>7.3f} / {p['update']['p99_ms']:>7.3f} | "
-              f"{p['host_view_p50_ms']:>9.3f} | {p['update_per_touched_host_p50_ms']:>8.3f} | "
+              f"{p['host_wiring_p50_ms']:>9.3f} | {p['update_per_touched_host_p50_ms']:>8.3f} | "
               f"{p['store_write']['p50_ms']:>9.3f} | {p['hosts_touched_mean']:>5.2f} | "
               f"{p['flows_added_mean']:>6.1f} | "
               f"{p['gc_pause_total_ms']:>7.0f} / {p['gc_pause_max_ms']:>5.1f} | "
@@ -367,7 +367,7 @@ def print_table(results: dict) -> None:
           f"{end['tables_bytes'] / MiB:.1f} MiB ({end['tables_bytes_per_flow']} B/flow, "
           f"{end['flows']} flows)")
     print(f"last / first checkpoint, p50: update {lin['update_p50']}, per touched host "
-          f"{lin['update_per_touched_host_p50']}, host_view {lin['host_view_p50']}, "
+          f"{lin['update_per_touched_host_p50']}, host_wiring {lin['host_wiring_p50']}, "
           f"store write {lin['store_write_p50']}")
     d, r = timing["deletion"], timing["rebuild"]
     print(f"deletion of {d['changes']} endpoints: update p50 / p99 {d['update']['p50_ms']} / "
@@ -431,7 +431,7 @@ def main() -> int:
             "update_p99": ratio(last["update"]["p99_ms"], first["update"]["p99_ms"]),
             "update_per_touched_host_p50": ratio(last["update_per_touched_host_p50_ms"],
                                                  first["update_per_touched_host_p50_ms"]),
-            "host_view_p50": ratio(last["host_view_p50_ms"], first["host_view_p50_ms"]),
+            "host_wiring_p50": ratio(last["host_wiring_p50_ms"], first["host_wiring_p50_ms"]),
             "store_write_p50": ratio(last["store_write"]["p50_ms"],
                                      first["store_write"]["p50_ms"])},
         "timing": timing, "memory": memory,

@@ -12,7 +12,7 @@ import threading
 import time
 
 from flows import compile_host
-from flows.table import concerned_hosts, touched_units
+from flows.host_flows import concerned_hosts, touched_units
 from model import Snapshot, Store, Unavailable
 from model.entities import EVERYTHING, Change
 from ovsdb.config import HostConfig, host_config

@@ -3,7 +3,7 @@
 On (re)connection the session reads the switch's table, compiles the whole desired table and
 sends only the difference, inside one atomic bundle, so traffic never stops and an unchanged
 table costs no flow mod. After that it keeps its own copy of the installed table, recompiles
-only the units each change touched (flows.table) and sends only their difference.
+only the units each change touched (flows.host_flows) and sends only their difference.
 An idle session probes its switch with a barrier and drops a connection that stopped answering,
 so that a switch cut off without a word is reported disconnected and is reconciled on return.
 """
@@ -20,7 +20,7 @@ from os_ken.ofproto import ofproto_parser
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from flows import Flow, FlowDiff, HostPorts, HostTable, diff, wire, wire_stats
+from flows import Flow, FlowDiff, HostFlows, HostPorts, diff, wire, wire_stats
 from flows.openflow import add_message, delete_message, flow_from_stats
 from model import Snapshot, Unavailable
 
@@ -74,7 +74,7 @@ class SwitchSession:
         self.metrics = metrics
         self.host = host
         self._take_work = take_work
-        self.table = HostTable()  # the desired table, by compile unit
+        self.table = HostFlows()  # the desired flows, by compile unit
         self._on_applied = on_applied
         self.installed: dict[tuple, Flow] | None = None
         self.applied_revision = -1

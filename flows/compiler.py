@@ -1,10 +1,10 @@
 """Compiles the desired state of one host into flow entries. Pure: no I/O, no clock.
 
-A host's table is the union of the flows of its *units*: the fabric's fixed flows, each
+A host's flows are the union of the flows of its *units*: the fabric's fixed flows, each
 network present on the host, and each endpoint of those networks. A unit's flows depend only
-on the unit itself and on what the host has (its view), so that a change recompiles only the
-units it touched (see flows.table) and the work per new endpoint grows with the hosts of its
-network, not with the size of the network or of the fabric.
+on the unit itself and on what the host has (its wiring), so that a change recompiles only
+the units it touched (see flows.host_flows) and the work per new endpoint grows with the
+hosts of its network, not with the size of the network or of the fabric.
 
 Flows per host: 4 fixed, 6 per network present, 4 per local endpoint (2 anti-spoofing, ARP
 reply, delivery) and 1 per remote endpoint (into its host's tunnel). ARP requests for a
@@ -19,6 +19,7 @@ from typing import Iterable, Mapping
 from model.entities import Endpoint, Network, Snapshot
 
 from . import pipeline as p
+from .conformance import check
 from .flow import OFPP_IN_PORT, Flow, move, output, set_field, table_of
 
 ETH_IPV4 = 0x0800
@@ -31,6 +32,10 @@ ICMP_ECHO_REPLY = 0
 # Broadcast and multicast: the group bit of the destination MAC. Unicast to a MAC that no
 # endpoint of the network has is dropped: the controller knows every address.
 MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
+
+# The tests turn this on. Off in service: the flows come from the few templates below, which the
+# tests hold to the declaration, and checking each one would slow the incremental path.
+check_flows = False
 
 Unit = tuple  # ("fabric", "") | ("network", network id) | ("endpoint", endpoint id)
 FABRIC_UNIT: Unit = ("fabric", "")
@@ -55,8 +60,8 @@ class HostPorts:
 
 
 @dataclass(frozen=True)
-class HostView:
-    """One host as the compiler sees it.
+class HostWiring:
+    """One host's wiring as the compiler sees it.
 
     ``local``: the host's endpoints that have an OpenFlow port. The number OVS reports wins; a
     port the controller is still adding has the number it asked for, so that its flows are in
@@ -70,7 +75,7 @@ class HostView:
     tunnels: Mapping[str, int]
 
 
-def host_view(snap: Snapshot, host: str, ports: HostPorts) -> HostView:
+def host_wiring(snap: Snapshot, host: str, ports: HostPorts) -> HostWiring:
     local: dict[str, int] = {}
     by_network: dict[str, list[int]] = {}
     for ep in snap.host_endpoints(host):
@@ -79,10 +84,10 @@ def host_view(snap: Snapshot, host: str, ports: HostPorts) -> HostView:
             local[ep.id] = ofport
             by_network.setdefault(ep.network_id, []).append(ofport)
     networks = {n: tuple(sorted(ofports)) for n, ofports in by_network.items()}
-    return HostView(host, local, networks, dict(ports.tunnels))
+    return HostWiring(host, local, networks, dict(ports.tunnels))
 
 
-def units_of(snap: Snapshot, view: HostView) -> Iterable[Unit]:
+def units_of(snap: Snapshot, view: HostWiring) -> Iterable[Unit]:
     yield FABRIC_UNIT
     for network_id in view.networks:
         yield from units_of_network(snap, network_id)
@@ -95,13 +100,22 @@ def units_of_network(snap: Snapshot, network_id: str) -> Iterable[Unit]:
 
 
 def compile_host(snap: Snapshot, host: str, ports: HostPorts) -> dict[tuple, Flow]:
-    """The host's whole table: the reference the incremental path must always equal."""
-    view = host_view(snap, host, ports)
+    """All of the host's flows: the reference the incremental path must always equal."""
+    view = host_wiring(snap, host, ports)
     return table_of([f for unit in units_of(snap, view) for f in compile_unit(snap, view, unit)])
 
 
-def compile_unit(snap: Snapshot, view: HostView, unit: Unit) -> list[Flow]:
-    """The flows ``unit`` owns on the host; none if it does not exist or is not present."""
+def compile_unit(snap: Snapshot, view: HostWiring, unit: Unit) -> list[Flow]:
+    """The flows ``unit`` owns on the host; none if it does not exist or is not present.
+    With ``check_flows``, a flow that breaks the declared pipeline raises PipelineViolation."""
+    flows = unit_flows(snap, view, unit)
+    if check_flows:
+        for flow in flows:
+            check(flow)
+    return flows
+
+
+def unit_flows(snap: Snapshot, view: HostWiring, unit: Unit) -> list[Flow]:
     kind, ident = unit
     if kind == "endpoint":
         ep = snap.endpoints.get(ident)
@@ -119,20 +133,25 @@ def compile_unit(snap: Snapshot, view: HostView, unit: Unit) -> list[Flow]:
 
 
 def fixed_flows() -> list[Flow]:
-    c = p.FABRIC_COOKIE
     return [
-        Flow.make(p.INGRESS.id, p.PRIO_DEFAULT, c),  # unknown port or VNI: drop
-        Flow.make(p.ARP.id, p.PRIO_DEFAULT, c, goto=p.L2.id),  # not ours to answer: forward
+        miss_flow(p.INGRESS),  # unknown port or VNI: drop
+        miss_flow(p.ARP),  # not ours to answer: forward
         # An ARP request that came through a tunnel was sent to the host of its address;
         # when no responder here took it, the address is nobody's.
-        Flow.make(p.ARP.id, p.PRIO_ARP_TO_OWNER, c,
+        Flow.make(p.ARP.id, p.PRIO_ARP_TO_OWNER, p.FABRIC_COOKIE,
                   {p.FROM_TUNNEL_REG: p.FROM_TUNNEL, "eth_type": ETH_ARP,
                    "arp_op": ARP_REQUEST}),
-        Flow.make(p.L2.id, p.PRIO_DEFAULT, c),
+        miss_flow(p.L2),
     ]
 
 
-def endpoint_flows(ep: Endpoint, network: Network, view: HostView) -> list[Flow]:
+def miss_flow(table: p.Table) -> Flow:
+    """What the declaration says a packet no flow of ``table`` matches meets."""
+    goto = p.DECLARED_BY_NAME[table.miss].id if table.miss else None
+    return Flow.make(table.id, p.PRIO_MISS, p.FABRIC_COOKIE, goto=goto)
+
+
+def endpoint_flows(ep: Endpoint, network: Network, view: HostWiring) -> list[Flow]:
     vni = network.vni
     c = p.cookie("endpoint", ep.seq)
     if ep.host != view.host:
@@ -154,7 +173,7 @@ def endpoint_flows(ep: Endpoint, network: Network, view: HostView) -> list[Flow]
 
 def port_security_flows(ep: Endpoint, network: Network, ofport: int) -> list[Flow]:
     """A local port may send IPv4 and ARP only with its endpoint's own MAC and IP; anything
-    else from it falls to the ingress table's default drop."""
+    else from it meets the ingress table's miss: a drop."""
     c = p.cookie("endpoint", ep.seq)
     return [
         Flow.make(p.INGRESS.id, p.PRIO_PORT_ALLOW, c,

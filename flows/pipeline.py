@@ -1,14 +1,15 @@
-"""The fixed OpenFlow pipeline: tables declared once, cookies that name a flow's owner.
+"""The pipeline as data: every OpenFlow table, the bits of metadata and registers each
+convention owns, the priorities and the cookies. Declared once, here.
 
-Table 0 (ingress) admits a local port's packets only with the endpoint's own MAC and IP
-(anti-spoofing) and classifies them into their network by writing the network's VNI into the
-metadata; tunnel packets are classified by their VNI and marked in reg0. Table 10 answers ARP
-requests for the host's own addresses and the gateway, sends other requests from local ports
-through the tunnels to the network's hosts (the address's host answers) and drops requests
-that came through a tunnel unanswered. Table 20 forwards by destination MAC within the network, to a
-local port or into the tunnel to the endpoint's host, and floods broadcast and multicast only
-to the network's ports and to the hosts where the network has endpoints; unicast to a MAC no
-endpoint of the network has is dropped.
+A table is declared with the fields its flows may match, the fields they may write, the tables
+they may go to and what happens to a packet no flow matches. Tables marked ``reserved`` hold
+no flows yet: they keep the ids and bits that routing and policy will use, so that the tables
+in use never need renumbering. ``flows.conformance`` checks a flow against this declaration
+(in the tests, every flow the compiler emits); ``docs/architecture.md`` shows it, and a test
+holds the two equal.
+
+Goto only goes to a higher table id (OpenFlow 1.3), so the order of the ids is the order a
+packet meets the tables in.
 """
 from __future__ import annotations
 
@@ -16,37 +17,131 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
+class Bits:
+    """A range of bits of a packet field (metadata, a register, ct_mark) with one meaning."""
+
+    name: str
+    field: str
+    start: int
+    width: int
+    meaning: str
+    reserved: bool = False  # no flow sets or matches these bits yet
+
+    @property
+    def mask(self) -> int:
+        return ((1 << self.width) - 1) << self.start
+
+
+# Today's flows write and match these fields whole (metadata=VNI, reg0=0 or 1), which is the
+# same thing while every other bit of the field is zero. The first flow to use a reserved
+# range of a field turns the other flows on that field into masked matches and writes.
+NETWORK = Bits("network", "metadata", 0, 24, "the VNI of the network the packet is in")
+ROUTER = Bits("router", "metadata", 32, 16,
+              "the router (VRF) whose routes the L3 lookup uses", reserved=True)
+FROM_TUNNEL_BIT = Bits("from_tunnel", "reg0", 0, 1,
+                       "1: the packet came in through a tunnel, so it never goes back into "
+                       "one (split horizon: floods cannot loop)")
+FLAGS = Bits("flags", "reg0", 1, 31, "one-bit marks to come, such as routed once",
+             reserved=True)
+LOGICAL_IN_PORT = Bits("logical_in_port", "reg1", 0, 32,
+                       "the endpoint the packet came from (its row number), for egress rules",
+                       reserved=True)
+LOGICAL_OUT_PORT = Bits("logical_out_port", "reg2", 0, 32,
+                        "the endpoint the packet goes to, for ingress rules and the commit",
+                        reserved=True)
+NEXT_HOP = Bits("next_hop", "reg3", 0, 32,
+                "the IPv4 next hop the L3 lookup chose, resolved by the neighbour table",
+                reserved=True)
+POLICY_MARK = Bits("policy_mark", "ct_mark", 0, 32,
+                   "the rule that admitted a connection, committed with it", reserved=True)
+LAYOUT = (NETWORK, ROUTER, FROM_TUNNEL_BIT, FLAGS, LOGICAL_IN_PORT, LOGICAL_OUT_PORT, NEXT_HOP,
+          POLICY_MARK)
+FIELD_WIDTHS = {"metadata": 64, "ct_mark": 32} | {f"reg{i}": 32 for i in range(16)}
+
+FROM_TUNNEL_REG = FROM_TUNNEL_BIT.field
+FROM_TUNNEL = 1 << FROM_TUNNEL_BIT.start
+
+
+@dataclass(frozen=True)
 class Table:
+    """One OpenFlow table of the pipeline."""
+
     id: int
     name: str
     purpose: str
+    matches: frozenset[str]
+    writes: frozenset[str]  # fields its flows set or move into, write_metadata as "metadata"
+    goes_to: tuple[str, ...]  # the tables its flows may go to, by name
+    miss: str | None  # the table a packet no flow matches goes to; None: dropped
+    reserved: bool = False  # declared for what is to come: no flow may be installed in it
 
 
-INGRESS = Table(0, "ingress", "port security and network classification")
-ARP = Table(10, "arp", "ARP responder for known addresses")
-L2 = Table(20, "l2", "forwarding by destination MAC within a network, and flooding")
-TABLES = (INGRESS, ARP, L2)
+def _table(id: int, name: str, purpose: str, matches: str = "", writes: str = "",
+           goes_to: str = "", miss: str | None = None, reserved: bool = False) -> Table:
+    return Table(id, name, purpose, frozenset(matches.split()), frozenset(writes.split()),
+                 tuple(goes_to.split()), miss, reserved)
+
+
+INGRESS = _table(
+    0, "ingress", "port security and network classification",
+    matches="in_port eth_src eth_type ipv4_src arp_spa arp_sha tunnel_id",
+    writes="metadata reg0", goes_to="arp l2")
+CONNTRACK = _table(
+    2, "conntrack", "connection tracking in the network's zone, for the rules that follow",
+    matches="metadata reg0 eth_type", goes_to="egress_rules", reserved=True)
+EGRESS_RULES = _table(
+    4, "egress_rules", "what an endpoint may send",
+    matches="metadata reg1 ct_state ct_mark eth_type ip_proto ipv4_dst tcp_dst udp_dst",
+    goes_to="l3_lookup l2", reserved=True)
+ARP = _table(
+    10, "arp", "ARP responder for known addresses",
+    matches="metadata reg0 eth_type arp_op arp_tpa",
+    writes="eth_src eth_dst arp_op arp_sha arp_spa arp_tha arp_tpa tunnel_id", miss="l2")
+L3_LOOKUP = _table(
+    12, "l3_lookup", "routes of the router a packet to a gateway MAC is in",
+    matches="metadata eth_dst eth_type ipv4_dst", writes="reg3 ip_ttl",
+    goes_to="neighbour", miss="l2", reserved=True)
+NEIGHBOUR = _table(
+    14, "neighbour", "the MAC of the next hop, and the network it is in",
+    matches="metadata reg3", writes="metadata eth_src eth_dst", goes_to="nat l2",
+    reserved=True)
+NAT = _table(
+    16, "nat", "address translation between a router and the outside",
+    matches="metadata eth_type ipv4_src ipv4_dst", writes="ipv4_src ipv4_dst",
+    goes_to="l2", miss="l2", reserved=True)
+L2 = _table(
+    20, "l2", "forwarding by destination MAC within a network, and flooding",
+    matches="metadata reg0 eth_dst eth_type ip_proto ipv4_dst icmpv4_type",
+    writes="tunnel_id eth_src eth_dst ipv4_src ipv4_dst icmpv4_type")
+INGRESS_RULES = _table(
+    30, "ingress_rules", "what an endpoint may receive",
+    matches="metadata reg0 reg2 ct_state ct_mark eth_type ip_proto ipv4_src tcp_dst udp_dst",
+    goes_to="commit", reserved=True)
+COMMIT = _table(
+    32, "commit", "commits an admitted connection with its policy mark, then delivers",
+    matches="reg2 ct_state", writes="ct_mark", reserved=True)
+
+PIPELINE = (INGRESS, CONNTRACK, EGRESS_RULES, ARP, L3_LOOKUP, NEIGHBOUR, NAT, L2, INGRESS_RULES,
+            COMMIT)
+DECLARED_BY_NAME = {t.name: t for t in PIPELINE}
+TABLES = tuple(t for t in PIPELINE if not t.reserved)  # the tables that hold flows today
 TABLE_BY_ID = {t.id: t for t in TABLES}
 
-# reg0 says where a packet entered this host: 0 from a local port, 1 from a tunnel. Packets
-# from a tunnel are never sent into a tunnel again (split horizon), so floods cannot loop.
-FROM_TUNNEL_REG = "reg0"
-FROM_TUNNEL = 1
-
-# Priorities, highest first.
-PRIO_PORT_ALLOW = 200
+# Priorities per table, highest first. Priority 0 is each table's miss flow, declared above.
+PRIO_PORT_ALLOW = 200  # ingress
 PRIO_TUNNEL_IN = 50
-PRIO_ARP_REPLY = 100
+PRIO_ARP_REPLY = 100  # arp
 PRIO_ARP_TO_OWNER = 10
+PRIO_GATEWAY = 150  # l2
 PRIO_L2_UNICAST = 100
-PRIO_GATEWAY = 150
 PRIO_FLOOD = 10
-PRIO_DEFAULT = 0
+PRIO_MISS = 0
 
 # Cookies: the top byte is the owner's kind, the rest the owner's row number in the store.
+# Installed flows carry these codes: a code is never reused for another kind.
 COOKIE_KIND_SHIFT = 56
 COOKIE_ID_MASK = (1 << COOKIE_KIND_SHIFT) - 1
-KINDS = {1: "fabric", 2: "host", 3: "network", 4: "endpoint"}
+KINDS = {1: "fabric", 3: "network", 4: "endpoint"}
 KIND_CODES = {v: k for k, v in KINDS.items()}
 
 

@@ -238,7 +238,7 @@ def audit_view(host, flows, missing=(), extra=()):
                      extra=list(extra), different=[]).model_dump()
 
 
-def host_view(name):
+def host_row(name):
     return HostView(name=name, ovsdb="unix:/x", tunnel_ip="192.0.2.1", datapath_type="system",
                     bridge="br-int", connected=name != "h3", ovsdb_connected=True,
                     openflow_connected=name != "h3", dpid="0" * 16, flows=27,
@@ -273,7 +273,7 @@ class Stub:
     """Canned answers in the documented shapes; records what the CLI asked."""
 
     def __init__(self):
-        self.hosts = [host_view(h) for h in ("h1", "h2", "h3")]
+        self.hosts = [host_row(h) for h in ("h1", "h2", "h3")]
         self.calls: list[tuple[str, str, dict, dict | None]] = []
         self.app = Flask("stub")
         self.app.before_request(lambda: self.calls.append(

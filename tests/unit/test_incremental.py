@@ -1,4 +1,4 @@
-"""The incremental path (flows.table) against the whole-table compiler, over random histories:
+"""The incremental path (flows.host_flows) against the whole-table compiler, over random histories:
 after every update a host's table, and the installed table its diffs produce, must equal what
 compile_host gives, while only the hosts and units the fabric would name are recompiled."""
 from __future__ import annotations
@@ -8,8 +8,8 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flows import HostPorts, HostTable, compile_host
-from flows.table import concerned_hosts, touched_units
+from flows import HostFlows, HostPorts, compile_host
+from flows.host_flows import concerned_hosts, touched_units
 from model import Store
 from model.entities import EVERYTHING
 
@@ -28,7 +28,7 @@ operations = st.lists(st.one_of(
 
 
 class Harness:
-    """The store and one HostTable per host, wired the way controller.fabric wires them."""
+    """The store and one HostFlows per host, wired the way controller.fabric wires them."""
 
     def __init__(self):
         self.store = Store(":memory:")
@@ -42,7 +42,7 @@ class Harness:
         self.ports = {h: HostPorts({}, {}) for h in HOSTS}
         self.ports["h1"] = HostPorts({}, {"h2": 10, "h3": 11})
         self.dirty: dict[str, set | None] = dict.fromkeys(HOSTS)
-        self.tables = {h: HostTable() for h in HOSTS}
+        self.tables = {h: HostFlows() for h in HOSTS}
         self.installed: dict[str, dict] = {h: {} for h in HOSTS}
 
     def changed(self, snap, change=EVERYTHING):

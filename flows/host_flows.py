@@ -1,8 +1,8 @@
-"""One host's desired flow table, kept by unit so that a change costs only what it touched.
+"""One host's desired flows, kept by unit so that a change costs only what it touched.
 
 ``rebuild`` compiles every unit of the host (a switch connecting, hosts coming or going, the
 periodic safety check). ``update`` recompiles only the units a store change named, plus those
-that the host's view makes stale: an endpoint whose OpenFlow port changed, every unit of a
+that the host's wiring makes stale: an endpoint whose OpenFlow port changed, every unit of a
 network that appeared on or left the host. It returns the net difference, so that a key
 moving from one unit to another within one update is rewritten, never added then deleted.
 Pure: no I/O; ``update`` always leaves ``flows`` equal to what ``compile_host`` gives.
@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from model.entities import Change, Snapshot
 
-from .compiler import (HostPorts, HostView, Unit, compile_unit, endpoint_unit, host_view,
-                       network_unit, units_of, units_of_network)
+from .compiler import (HostPorts, HostWiring, Unit, compile_unit, endpoint_unit,
+                       host_wiring, network_unit, units_of, units_of_network)
 from .flow import Flow, FlowDiff
 
 _ABSENT = object()
 
 
 def concerned_hosts(previous: Snapshot, snap: Snapshot, change: Change) -> set[str]:
-    """The hosts whose tables a change can alter: where a changed network lives, before or
+    """The hosts whose flows a change can alter: where a changed network lives, before or
     after the change (every host when hosts came or went)."""
     if change.hosts:
         return set(snap.hosts)
@@ -34,36 +34,36 @@ def touched_units(change: Change) -> set[Unit]:
             | {endpoint_unit(e) for e in change.endpoints})
 
 
-class HostTable:
+class HostFlows:
     """The desired flows of one host (``flows``), with the units that own them."""
 
     def __init__(self) -> None:
         self.flows: dict[tuple, Flow] = {}
-        self.view: HostView | None = None
+        self.view: HostWiring | None = None
         self._units: dict[Unit, dict[tuple, Flow]] = {}
         self._network_units: dict[str, set[Unit]] = {}  # network id -> its units here
         self._unit_network: dict[Unit, str] = {}  # the reverse, for units with flows
         self._view_cache: tuple = (None, None, None)  # host's endpoints, ports, their view
 
-    def view_for(self, snap: Snapshot, host: str, ports: HostPorts) -> HostView:
+    def view_for(self, snap: Snapshot, host: str, ports: HostPorts) -> HostWiring:
         """The host's view, reused while neither its endpoints (a persistent map: the same
         object until one of them changes) nor its ports changed, so that a change elsewhere
         in a network costs this host no walk over its own endpoints."""
         endpoints, cached_ports, view = self._view_cache
         here = snap.endpoints_by_host.get(host)
         if view is None or here is not endpoints or ports is not cached_ports:
-            view = host_view(snap, host, ports)
+            view = host_wiring(snap, host, ports)
             self._view_cache = (here, ports, view)
         return view
 
-    def rebuild(self, snap: Snapshot, view: HostView) -> dict[tuple, Flow]:
+    def rebuild(self, snap: Snapshot, view: HostWiring) -> dict[tuple, Flow]:
         self.flows, self._units, self._network_units, self._unit_network = {}, {}, {}, {}
         for unit in units_of(snap, view):
             self._replace(snap, view, unit, {})
         self.view = view
         return self.flows
 
-    def update(self, snap: Snapshot, view: HostView, units: set[Unit]) -> FlowDiff | None:
+    def update(self, snap: Snapshot, view: HostWiring, units: set[Unit]) -> FlowDiff | None:
         """The difference that ``units`` changing makes; None when only a rebuild will do
         (never built, or the host's tunnels changed, which touches every remote endpoint)."""
         old = self.view
@@ -86,7 +86,7 @@ class HostTable:
         self.view = view
         return self._recompile(snap, view, stale)
 
-    def _recompile(self, snap: Snapshot, view: HostView, units: set[Unit]) -> FlowDiff:
+    def _recompile(self, snap: Snapshot, view: HostWiring, units: set[Unit]) -> FlowDiff:
         before: dict[tuple, object] = {}
         for unit in units:
             self._replace(snap, view, unit, before)
@@ -99,7 +99,7 @@ class HostTable:
                 changes.add.append(now)
         return changes
 
-    def _replace(self, snap: Snapshot, view: HostView, unit: Unit,
+    def _replace(self, snap: Snapshot, view: HostWiring, unit: Unit,
                  before: dict[tuple, object]) -> None:
         """Recompiles ``unit``, recording in ``before`` the prior value of every key touched."""
         old = self._units.pop(unit, {})
