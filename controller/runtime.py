@@ -7,7 +7,7 @@ import types
 from os_ken import cfg
 from os_ken.base import app_manager
 
-from flows import wire_stats
+from openflow import stats as wire_stats
 from security.tls import os_ken_options
 
 from .switch import XID_BASE

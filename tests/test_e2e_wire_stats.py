@@ -1,4 +1,4 @@
-"""Real Open vSwitch replies, read by flows.wire_stats: the tables the controller programs.
+"""Real Open vSwitch replies, read by openflow.stats: the tables the controller programs.
 
 A network across the lab's hosts (local ports, tunnels, the gateway), then each host's table
 read straight from its bridge and parsed both ways; then a controller restart, whose
@@ -11,9 +11,9 @@ import signal
 import pytest
 from os_ken.ofproto import ofproto_parser
 
-from flows import wire_stats
+from openflow import stats as wire_stats
 from flows.flow import OFPP_IN_PORT
-from flows.openflow import flow_from_stats
+from openflow.os_ken import flow_from_stats
 from tests.conftest import needs_lab
 from tests.helpers import eventually
 from tests.ofclient import OpenFlowClient

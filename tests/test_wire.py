@@ -1,4 +1,4 @@
-"""flows/wire.py against os-ken: the same Flow must give the very same bytes both ways.
+"""openflow/wire.py against os-ken: the same Flow must give the very same bytes both ways.
 
 Byte identity with os-ken's serialization of openflow.add_message / delete_message (and of
 its bundle and barrier messages) is the proof that the struct encoder is right: every flow the
@@ -19,10 +19,12 @@ from hypothesis import strategies as st
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from flows import HostPorts, compile_host, wire
+from flows import HostPorts, compile_host
 from flows.flow import OFPP_IN_PORT, Flow, move, output, set_field
-from flows.openflow import add_message, delete_message
 from model import Store
+from openflow import wire
+from openflow.os_ken import add_message, delete_message
+from openflow.vocabulary import FIELDS
 from tests.simfabric import DP, host_ports
 
 FLAGS = ofp.ONF_BF_ATOMIC | ofp.ONF_BF_ORDERED
@@ -68,9 +70,9 @@ def assert_identical(flow: Flow, xid: int = 0x80000001, bundle_id: int = 7,
     assert wire.bundle_add(delete, bundle_id, flags, xid) == \
         os_ken_bundle_add(delete_message(DP, flow), bundle_id, flags, xid), flow
     # The one-pack forms the reconcile path uses: the same bytes.
-    assert wire.bundle_flow_mod_add(flow, bundle_id, flags, xid) == \
+    assert wire.Bundle(bundle_id, flags).flow_mod_add(flow, xid) == \
         wire.bundle_add(add, bundle_id, flags, xid), flow
-    assert wire.bundle_flow_mod_delete_strict(flow, bundle_id, flags, xid) == \
+    assert wire.Bundle(bundle_id, flags).flow_mod_delete_strict(flow, xid) == \
         wire.bundle_add(delete, bundle_id, flags, xid), flow
 
 
@@ -332,7 +334,7 @@ def match_values(kind: str, size: int):
     return st.one_of(options)
 
 
-FIELD_KINDS = {name: (spec[2], spec[3]) for name, spec in wire._FIELD_SPECS.items()}
+FIELD_KINDS = {name: (f.kind, f.size) for name, f in FIELDS.items()}
 field_names = st.sampled_from(sorted(FIELD_KINDS))
 
 
@@ -416,7 +418,7 @@ def test_what_is_not_encoded_raises_value_error(flow):
     with pytest.raises(ValueError):
         wire.flow_mod_add(flow, 1)
     with pytest.raises(ValueError):
-        wire.bundle_flow_mod_add(flow, 1, FLAGS, 1)
+        wire.Bundle(1, FLAGS).flow_mod_add(flow, 1)
 
 
 @pytest.mark.parametrize("call", [
@@ -426,10 +428,10 @@ def test_what_is_not_encoded_raises_value_error(flow):
     lambda: wire.bundle_add(wire.barrier(1), 1 << 32, 0, 1),
     lambda: wire.bundle_add(wire.flow_mod_add(Flow.make(0, 1, 0, actions=[
         output(p) for p in range(4093)]), 1), 1, 0, 1),  # fits alone, not wrapped
-    lambda: wire.bundle_flow_mod_add(Flow.make(0, 1, 0, actions=[
-        output(p) for p in range(4093)]), 1, 0, 1),  # fits alone, not wrapped
-    lambda: wire.bundle_flow_mod_add(Flow.make(0, 1, 0), 1 << 32, 0, 1),
-    lambda: wire.bundle_flow_mod_delete_strict(Flow.make(0, 1, 0), 1, 1 << 16, 1),
+    lambda: wire.Bundle(1, 0).flow_mod_add(Flow.make(0, 1, 0, actions=[
+        output(p) for p in range(4093)]), 1),  # fits alone, not wrapped
+    lambda: wire.Bundle(1 << 32, 0).flow_mod_add(Flow.make(0, 1, 0), 1),
+    lambda: wire.Bundle(1, 1 << 16).flow_mod_delete_strict(Flow.make(0, 1, 0), 1),
     lambda: wire.bundle_ctrl(1, 1 << 16, 0, 1),
     lambda: wire.barrier(1 << 32),
 ], ids=["add-xid", "delete-xid", "short-inner", "bundle-id", "bundle-too-long",

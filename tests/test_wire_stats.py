@@ -1,8 +1,8 @@
-"""flows/wire_stats.py against os-ken: the same reply bytes must give the same Flows both ways.
+"""openflow/stats.py against os-ken: the same reply bytes must give the same Flows both ways.
 
 The reference is what the controller did before: os-ken's parse of the reply, then
 openflow.flow_from_stats. Replies are built from every flow the compiler makes (serialized by
-flows/wire.py, whose bytes are os-ken's), from the spellings Open vSwitch answers with (NXM
+openflow/wire.py, whose bytes are os-ken's), from the spellings Open vSwitch answers with (NXM
 headers in moves, its own field order), from random flows, and from a real Open vSwitch reply
 (tests/data). What the parser does not know goes to os-ken entry by entry, with the same result.
 """
@@ -18,9 +18,10 @@ from hypothesis import strategies as st
 from os_ken.ofproto import ofproto_parser
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
-from flows import wire, wire_stats
+from openflow import stats as wire_stats
+from openflow import wire
 from flows.flow import OFPP_IN_PORT, Flow, move, output
-from flows.openflow import flow_from_stats
+from openflow.os_ken import flow_from_stats
 from tests.simfabric import DP
 from tests.test_wire import TOPOLOGIES, compiled
 from tests.test_wire import flows as random_flows

@@ -5,8 +5,8 @@ OFPMatch's field conversions (netaddr); Open vSwitch takes some 250,000 flow mod
 when they come already serialized. This module packs the same messages with ``struct``
 (bench/wire_rate.py measures both).
 
-The bytes are identical to os-ken's serialization of ``openflow.add_message`` and
-``openflow.delete_message`` (and of ONFBundleAddMsg / ONFBundleCtrlMsg / OFPBarrierRequest),
+The bytes are identical to os-ken's serialization of ``os_ken.add_message`` and
+``os_ken.delete_message`` (and of ONFBundleAddMsg / ONFBundleCtrlMsg / OFPBarrierRequest),
 down to field order and padding: tests/test_wire.py compares them byte for byte. That is the
 proof of correctness, so where os-ken makes a choice the specification leaves open, this
 module makes the same one:
@@ -28,7 +28,7 @@ flow costs a few dict look-ups, a sort and a join; whole flow mod bodies are cac
 so a flow sent again (to another switch, or after a reconnection) costs a header pack only.
 A first programming misses those caches for every endpoint's address: the usual value forms
 (a str address, an int) take specialised per-field encoders, and a bundled flow mod is packed
-with its bundle header in one call (bundle_flow_mod_add).
+with its bundle header in one call (Bundle.flow_mod_add).
 The caches are bounded, and safe to share between switch threads: a dict or lru_cache update
 is atomic under the GIL, and the worst a race can do is encode something twice.
 """
@@ -38,7 +38,9 @@ import socket
 import struct
 from functools import lru_cache
 
-from .flow import Flow
+from flows.flow import Flow
+
+from .vocabulary import FIELDS, Field
 
 OFP_VERSION = 0x04  # OpenFlow 1.3
 
@@ -63,6 +65,11 @@ NXAST_REG_MOVE = 6
 ONF_EXPERIMENTER_ID = 0x4F4E4600
 ONF_ET_BUNDLE_CONTROL = 2300
 ONF_ET_BUNDLE_ADD_MESSAGE = 2301
+ONF_BCT_OPEN_REQUEST = 0
+ONF_BCT_COMMIT_REQUEST = 4
+ONF_BCT_DISCARD_REQUEST = 6
+ONF_BF_ATOMIC = 1
+ONF_BF_ORDERED = 2
 FULL_MASK_32 = (1 << 32) - 1
 FULL_MASK_64 = (1 << 64) - 1
 MAX_MESSAGE = 0xFFFF  # ofp_header.length is 16 bits
@@ -92,48 +99,9 @@ _PADDING = [bytes(n) for n in range(8)]
 
 # ---- match fields ---------------------------------------------------------------------------
 
-_OFB = 0x8000  # OFPXMC_OPENFLOW_BASIC
-_NXM_1 = 0x0001  # OFPXMC_NXM_1, the NXM_NX_* fields: os-ken encodes reg0 as NXM_NX_REG0
-
-# name -> (OXM class, OXM field, value kind, value size in bytes). Only what the compiler
-# uses (arp_tha only as a move destination); anything else is os-ken's to encode.
-_FIELD_SPECS = {
-    "in_port": (_OFB, 0, "int", 4),
-    "metadata": (_OFB, 2, "int", 8),
-    "eth_dst": (_OFB, 3, "mac", 6),
-    "eth_src": (_OFB, 4, "mac", 6),
-    "eth_type": (_OFB, 5, "int", 2),
-    "ip_proto": (_OFB, 10, "int", 1),
-    "ipv4_src": (_OFB, 11, "ipv4", 4),
-    "ipv4_dst": (_OFB, 12, "ipv4", 4),
-    "icmpv4_type": (_OFB, 19, "int", 1),
-    "arp_op": (_OFB, 21, "int", 2),
-    "arp_spa": (_OFB, 22, "ipv4", 4),
-    "arp_tpa": (_OFB, 23, "ipv4", 4),
-    "arp_sha": (_OFB, 24, "mac", 6),
-    "arp_tha": (_OFB, 25, "mac", 6),
-    "tunnel_id": (_OFB, 38, "int", 8),
-    "reg0": (_NXM_1, 0, "int", 4),
-}
-
-
-class _Field:
-    """One OXM field with its headers precomputed."""
-
-    __slots__ = ("header", "header_masked", "header_value", "kind", "name", "size")
-
-    def __init__(self, name: str, oxm_class: int, oxm_field: int, kind: str, size: int):
-        self.name = name
-        self.kind = kind
-        self.size = size
-        # OXM header: class (16 bits), field (7), hasmask (1), payload length (8).
-        self.header_value = (oxm_class << 16) | (oxm_field << 9) | size
-        self.header = struct.pack("!I", self.header_value)
-        self.header_masked = struct.pack(
-            "!I", (oxm_class << 16) | (oxm_field << 9) | (1 << 8) | (2 * size))
-
-
-FIELDS = {name: _Field(name, *spec) for name, spec in _FIELD_SPECS.items()}
+# What is encoded here is what the vocabulary declares; anything else is os-ken's to encode.
+_HEADERS = {name: struct.pack("!I", f.header) for name, f in FIELDS.items()}
+_MASKED_HEADERS = {name: struct.pack("!I", f.masked_header) for name, f in FIELDS.items()}
 
 # Caches, all bounded by _CACHE_LIMIT entries (cleared when full: simple, and a refill is
 # cheap). An endpoint's MAC and IP recur in several fields of several flows.
@@ -149,7 +117,7 @@ def _remember(cache: dict, key, value):
     return value
 
 
-def _field(name) -> _Field:
+def _field(name) -> Field:
     try:
         return FIELDS[name]
     except (KeyError, TypeError):
@@ -199,7 +167,7 @@ def _ipv4_prefix(text) -> tuple[bytes, bytes] | None:
     return None
 
 
-def _value(field: _Field, value) -> bytes:
+def _value(field: Field, value) -> bytes:
     if field.kind == "int":
         # bool is an int to os-ken as well (True is sent as 1).
         if not isinstance(value, int):
@@ -228,10 +196,10 @@ def _encode_tlv(name, value) -> bytes:
     else:
         value = _value(field, value)
     if mask is None:
-        return field.header + value
+        return _HEADERS[name] + value
     # os-ken (oxm_normalize_user) sends the value ANDed with its mask.
     value = bytes(v & m for v, m in zip(value, mask))
-    return field.header_masked + value + mask
+    return _MASKED_HEADERS[name] + value + mask
 
 
 # (name, value) -> OXM TLV. Keyed by the pair Flow.match already holds: a look-up
@@ -239,7 +207,7 @@ def _encode_tlv(name, value) -> bytes:
 _tlvs: dict = {}
 
 
-def _value_encoder(field: _Field):
+def _value_encoder(field: Field):
     """The usual value form of a field (a str address, an int) to its bytes, with the
     general _value for anything else (which raises or gives the same bytes). A first
     programming sees each endpoint's address a few times and nothing else: this is the
@@ -268,7 +236,6 @@ def _value_encoder(field: _Field):
 
 
 _VALUE_ENCODERS = {name: _value_encoder(field) for name, field in FIELDS.items()}
-_HEADERS = {name: field.header for name, field in FIELDS.items()}
 
 
 def _match_tlv(item) -> bytes:
@@ -311,10 +278,10 @@ def _u(value, bits: int, what: str) -> int:
     return value
 
 
-def _set_field_encoder(field: _Field):
+def _set_field_encoder(field: Field):
     """A set_field of the field, its action header, OXM header and padding made once."""
     length = (8 + field.size + 7) // 8 * 8
-    prefix = _ACTION_HEADER.pack(OFPAT_SET_FIELD, length) + field.header
+    prefix = _ACTION_HEADER.pack(OFPAT_SET_FIELD, length) + _HEADERS[field.name]
     padding = _PADDING[length - 8 - field.size]
     value = _VALUE_ENCODERS[field.name]
 
@@ -334,13 +301,13 @@ def _encode_action(action) -> bytes:
             and action[1] in _SET_FIELD_ENCODERS:
         return _SET_FIELD_ENCODERS[action[1]](action)
     if kind == "output" and len(action) == 2:
-        # max_len 0, as openflow._action asks (it matters only for the controller port).
+        # max_len 0, as os_ken._action asks (it matters only for the controller port).
         return _OUTPUT.pack(OFPAT_OUTPUT, 16, _u(action[1], 32, "output port"), 0)
     if kind == "set_field" and len(action) == 3:
         field = _field(action[1])
         if isinstance(action[2], tuple):  # OFPActionSetField takes no mask
             raise ValueError(f"set_field {field.name}: no mask allowed: {action[2]!r}")
-        tlv = field.header + _value(field, action[2])
+        tlv = _HEADERS[field.name] + _value(field, action[2])
         length = (4 + len(tlv) + 7) // 8 * 8
         return (_ACTION_HEADER.pack(OFPAT_SET_FIELD, length) + tlv
                 + _PADDING[length - 4 - len(tlv)])
@@ -349,7 +316,7 @@ def _encode_action(action) -> bytes:
         # os-ken writes the fields' unmasked OXM headers and offsets 0; n_bits as given.
         return _REG_MOVE.pack(OFPAT_EXPERIMENTER, 24, NX_EXPERIMENTER_ID, NXAST_REG_MOVE,
                               _u(action[3], 16, "move n_bits"), 0, 0,
-                              src.header_value, dst.header_value)
+                              src.header, dst.header)
     raise ValueError(f"action not encoded here: {action!r}")
 
 
@@ -365,7 +332,7 @@ def _action(action) -> bytes:
 
 
 def encode_instructions(flow: Flow) -> bytes:
-    """The instructions openflow.instructions builds, in its order: apply-actions,
+    """The instructions os_ken.instructions builds, in its order: apply-actions,
     write-metadata (full mask), goto-table."""
     parts = []
     if flow.actions:
@@ -398,29 +365,44 @@ def _delete_tail(flow: Flow) -> bytes:
     return encode_match(flow.match)
 
 
-def flow_mod_add(flow: Flow, xid: int) -> bytes:
-    """OFPFC_ADD, as openflow.add_message serializes: cookie, table, priority, no timeouts,
-    OFP_NO_BUFFER, out_port and out_group 0, no flags."""
+def _flow_mod(flow: Flow, xid: int, delete: bool, bundle: "Bundle | None" = None) -> bytes:
+    """The one packing of a flow mod, alone or with the bundle add that carries it (their
+    headers are adjacent, so a bundled flow mod is one pack too).
+
+    ADD is what os_ken.add_message serializes: cookie, table, priority, no timeouts,
+    OFP_NO_BUFFER, out_port and out_group 0, no flags. DELETE_STRICT is delete_message's:
+    table, priority and match; cookie 0, OFPP_ANY, OFPG_ANY, no instructions.
+    """
     try:
-        tail = _add_tail(flow)
-        return _FLOW_MOD.pack(OFP_VERSION, OFPT_FLOW_MOD, _length(_FLOW_MOD.size + len(tail)),
-                              xid, flow.cookie, 0, flow.table, OFPFC_ADD, 0, 0, flow.priority,
-                              OFP_NO_BUFFER, 0, 0, 0) + tail
+        if delete:
+            tail = _delete_tail(flow)
+            cookie, command, out_port, out_group = 0, OFPFC_DELETE_STRICT, OFPP_ANY, OFPG_ANY
+        else:
+            tail = _add_tail(flow)
+            cookie, command, out_port, out_group = flow.cookie, OFPFC_ADD, 0, 0
+        length = _FLOW_MOD.size + len(tail)
+        if bundle is None:
+            return _FLOW_MOD.pack(
+                OFP_VERSION, OFPT_FLOW_MOD, _length(length), xid, cookie, 0, flow.table,
+                command, 0, 0, flow.priority, OFP_NO_BUFFER, out_port, out_group, 0) + tail
+        return _BUNDLED_FLOW_MOD.pack(
+            OFP_VERSION, OFPT_EXPERIMENTER, _length(_BUNDLE_ADD.size + length), xid,
+            ONF_EXPERIMENTER_ID, ONF_ET_BUNDLE_ADD_MESSAGE, bundle.id, bundle.flags,
+            OFP_VERSION, OFPT_FLOW_MOD, length, xid, cookie, 0, flow.table, command, 0, 0,
+            flow.priority, OFP_NO_BUFFER, out_port, out_group, 0) + tail
     except (TypeError, struct.error) as exc:
         # Unhashable, or a number out of its field's range: nothing the compiler makes.
         raise ValueError(f"{flow}: {exc}") from None
 
 
+def flow_mod_add(flow: Flow, xid: int) -> bytes:
+    """OFPFC_ADD: replaces a flow of the same table, priority and match."""
+    return _flow_mod(flow, xid, delete=False)
+
+
 def flow_mod_delete_strict(flow: Flow, xid: int) -> bytes:
-    """OFPFC_DELETE_STRICT, as openflow.delete_message serializes: table, priority and match;
-    cookie 0, OFPP_ANY, OFPG_ANY, no instructions."""
-    try:
-        tail = _delete_tail(flow)
-        return _FLOW_MOD.pack(OFP_VERSION, OFPT_FLOW_MOD, _length(_FLOW_MOD.size + len(tail)),
-                              xid, 0, 0, flow.table, OFPFC_DELETE_STRICT, 0, 0, flow.priority,
-                              OFP_NO_BUFFER, OFPP_ANY, OFPG_ANY, 0) + tail
-    except (TypeError, struct.error) as exc:
-        raise ValueError(f"{flow}: {exc}") from None
+    """OFPFC_DELETE_STRICT of the flow of the same table, priority and match."""
+    return _flow_mod(flow, xid, delete=True)
 
 
 def _length(length: int) -> int:
@@ -448,33 +430,36 @@ def bundle_add(inner: bytes, bundle_id: int, flags: int, xid: int) -> bytes:
     return head + inner
 
 
-def bundle_flow_mod_add(flow: Flow, bundle_id: int, flags: int, xid: int) -> bytes:
-    """bundle_add(flow_mod_add(flow, xid), bundle_id, flags, xid), in one pack: the
-    reconcile path sends thousands of these, and the inner message is never needed alone."""
-    try:
-        tail = _add_tail(flow)
-        inner = _FLOW_MOD.size + len(tail)
-        return _BUNDLED_FLOW_MOD.pack(
-            OFP_VERSION, OFPT_EXPERIMENTER, _length(_BUNDLE_ADD.size + inner), xid,
-            ONF_EXPERIMENTER_ID, ONF_ET_BUNDLE_ADD_MESSAGE, bundle_id, flags,
-            OFP_VERSION, OFPT_FLOW_MOD, inner, xid, flow.cookie, 0, flow.table, OFPFC_ADD, 0, 0,
-            flow.priority, OFP_NO_BUFFER, 0, 0, 0) + tail
-    except (TypeError, struct.error) as exc:
-        raise ValueError(f"{flow}: {exc}") from None
+class Bundle:
+    """One ONF bundle: its id and flags, and the messages that open, fill, commit or discard
+    it. Atomic and ordered by default: the switch applies all of it, in order, or none."""
 
+    __slots__ = ("flags", "id")
 
-def bundle_flow_mod_delete_strict(flow: Flow, bundle_id: int, flags: int, xid: int) -> bytes:
-    """bundle_add(flow_mod_delete_strict(flow, xid), bundle_id, flags, xid), in one pack."""
-    try:
-        tail = _delete_tail(flow)
-        inner = _FLOW_MOD.size + len(tail)
-        return _BUNDLED_FLOW_MOD.pack(
-            OFP_VERSION, OFPT_EXPERIMENTER, _length(_BUNDLE_ADD.size + inner), xid,
-            ONF_EXPERIMENTER_ID, ONF_ET_BUNDLE_ADD_MESSAGE, bundle_id, flags,
-            OFP_VERSION, OFPT_FLOW_MOD, inner, xid, 0, 0, flow.table, OFPFC_DELETE_STRICT, 0, 0,
-            flow.priority, OFP_NO_BUFFER, OFPP_ANY, OFPG_ANY, 0) + tail
-    except (TypeError, struct.error) as exc:
-        raise ValueError(f"{flow}: {exc}") from None
+    def __init__(self, bundle_id: int, flags: int = ONF_BF_ATOMIC | ONF_BF_ORDERED):
+        self.id = bundle_id
+        self.flags = flags
+
+    def open(self, xid: int) -> bytes:
+        return bundle_ctrl(self.id, ONF_BCT_OPEN_REQUEST, self.flags, xid)
+
+    def commit(self, xid: int) -> bytes:
+        return bundle_ctrl(self.id, ONF_BCT_COMMIT_REQUEST, self.flags, xid)
+
+    def discard(self, xid: int) -> bytes:
+        return bundle_ctrl(self.id, ONF_BCT_DISCARD_REQUEST, self.flags, xid)
+
+    def flow_mod_add(self, flow: Flow, xid: int) -> bytes:
+        """bundle_add(flow_mod_add(flow, xid), ...) in one pack: a reconnection sends
+        thousands of these, and the inner message is never needed alone."""
+        return _flow_mod(flow, xid, delete=False, bundle=self)
+
+    def flow_mod_delete_strict(self, flow: Flow, xid: int) -> bytes:
+        return _flow_mod(flow, xid, delete=True, bundle=self)
+
+    def add(self, inner: bytes, xid: int) -> bytes:
+        """Any whole message (one os-ken serialized) into the bundle."""
+        return bundle_add(inner, self.id, self.flags, xid)
 
 
 def bundle_ctrl(bundle_id: int, type_: int, flags: int, xid: int) -> bytes:

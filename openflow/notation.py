@@ -1,18 +1,12 @@
 """Flows printed the way ovs-ofctl prints them, so that operators read one notation. Pure."""
 from __future__ import annotations
 
-from .flow import OFPP_IN_PORT, Flow
+from flows.flow import OFPP_IN_PORT, Flow
 
-_MATCH_NAMES = {"eth_src": "dl_src", "eth_dst": "dl_dst", "ipv4_src": "nw_src",
-                "ipv4_dst": "nw_dst", "tunnel_id": "tun_id", "tcp_src": "tp_src",
-                "tcp_dst": "tp_dst", "udp_src": "tp_src", "udp_dst": "tp_dst",
-                "icmpv4_type": "icmp_type", "icmpv4_code": "icmp_code"}
+from .vocabulary import FIELDS
+
+# In a set_field, ovs-ofctl keeps the OXM name but for tun_id.
 _SET_FIELD_NAMES = {"tunnel_id": "tun_id"}
-_NXM_NAMES = {"eth_src": "NXM_OF_ETH_SRC", "eth_dst": "NXM_OF_ETH_DST",
-              "arp_sha": "NXM_NX_ARP_SHA", "arp_tha": "NXM_NX_ARP_THA",
-              "arp_spa": "NXM_OF_ARP_SPA", "arp_tpa": "NXM_OF_ARP_TPA",
-              "ipv4_src": "NXM_OF_IP_SRC", "ipv4_dst": "NXM_OF_IP_DST"}
-_HEX_FIELDS = {"tunnel_id", "metadata"} | {f"reg{i}" for i in range(16)}
 _SHORTHANDS = {(0x0806, None): "arp", (0x0800, None): "ip", (0x0800, 1): "icmp",
                (0x0800, 6): "tcp", (0x0800, 17): "udp"}
 
@@ -20,7 +14,7 @@ _SHORTHANDS = {(0x0806, None): "arp", (0x0800, None): "ip", (0x0800, 1): "icmp",
 def _value(field: str, value) -> str:
     if isinstance(value, tuple):
         return f"{_value(field, value[0])}/{_value(field, value[1])}"
-    if isinstance(value, int) and field in _HEX_FIELDS:
+    if isinstance(value, int) and field in FIELDS and FIELDS[field].hex:
         return hex(value) if value else "0"
     return str(value)
 
@@ -39,7 +33,8 @@ def format_match(flow: Flow) -> str:
     elif "eth_type" in fields:
         fields["dl_type"] = hex(fields.pop("eth_type"))
     for name, value in sorted(fields.items()):
-        parts.append(f"{_MATCH_NAMES.get(name, name)}={_value(name, value)}")
+        known = FIELDS.get(name)
+        parts.append(f"{known.ofctl or name if known else name}={_value(name, value)}")
     return ",".join(parts)
 
 
@@ -51,7 +46,7 @@ def format_action(action: tuple) -> str:
         field = action[1]
         return f"set_field:{_value(field, action[2])}->{_SET_FIELD_NAMES.get(field, field)}"
     if kind == "move":
-        src, dst = (_NXM_NAMES.get(f, f) for f in action[1:3])
+        src, dst = (FIELDS[f].nxm_name if f in FIELDS else f for f in action[1:3])
         return f"move:{src}[]->{dst}[]"
     return str(action[1]) if len(action) > 1 else kind
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from .flow import Flow
+from flows.flow import Flow
+
+from .vocabulary import canonical_name
 
 FULL_MASK_64 = (1 << 64) - 1
 
@@ -72,9 +74,6 @@ def _action_tuple(action) -> tuple:
         return ("set_field", action.key, action.value)
     if isinstance(action, parser.NXActionRegMove):
         # OVS answers with the NXM spelling of OXM fields (eth_src_nxm for eth_src).
-        return ("move", _oxm_name(action.src_field), _oxm_name(action.dst_field), action.n_bits)
+        return ("move", canonical_name(action.src_field), canonical_name(action.dst_field),
+                action.n_bits)
     return ("unsupported", repr(action))
-
-
-def _oxm_name(field: str) -> str:
-    return field[:-4] if field.endswith("_nxm") else field

@@ -2,20 +2,20 @@
 
 Reading back a 10,000-flow table through os-ken costs about a second, nearly all of it in
 os-ken's parser (an OFPFlowStats, an OFPMatch and action objects per entry, netaddr for every
-address) and in openflow.flow_from_stats. This module reads the same bytes with ``struct``.
+address) and in os_ken.flow_from_stats. This module reads the same bytes with ``struct``.
 
 Its result is the one flow_from_stats gives for os-ken's parse of the same bytes, Flow for
 Flow (tests/test_wire_stats.py compares them). Where the two could differ it follows os-ken:
 
-- fields are named and typed by os-ken's own OXM table (ofproto_v1_3.oxm_types), so the
-  Nicira fields Open vSwitch answers with get os-ken's names (reg0; eth_src_nxm in a move,
-  which flow_from_stats turns into eth_src);
+- fields are named and typed by the vocabulary, whose names are os-ken's (a test holds them
+  equal); a move's fields in the NXM spelling Open vSwitch answers with (NXM_OF_ETH_SRC) get
+  the field's own name (eth_src), as flow_from_stats gives them;
 - a field with its mask bit set is a (value, mask) pair, whatever the mask; MACs are
   lower-case xx:xx:xx:xx:xx:xx, IPv4 addresses dotted quads (what netaddr prints);
 - a move keeps its field names and n_bits only, not its offsets (flow_from_stats drops them);
 - write-metadata with a full mask is the plain value, else a (value, mask) pair.
 
-An entry with anything else (a field of another type, an experimenter OXM, another action or
+An entry with anything else (a field the vocabulary lacks, another action or
 instruction, an instruction twice) is parsed by os-ken and converted by flow_from_stats, entry
 by entry: the result stays the same, only slower. A reply whose framing is broken raises
 ValueError.
@@ -29,12 +29,12 @@ from __future__ import annotations
 import socket
 import struct
 
-from os_ken.lib import type_desc
-from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from .flow import Flow
-from .openflow import flow_from_stats
+from flows.flow import Flow
+
+from .os_ken import flow_from_stats
+from .vocabulary import FIELDS, move_names
 from .wire import (FULL_MASK_64, NX_EXPERIMENTER_ID, NXAST_REG_MOVE, OFP_VERSION,
                    OFPAT_EXPERIMENTER, OFPAT_OUTPUT, OFPAT_SET_FIELD, OFPIT_APPLY_ACTIONS,
                    OFPIT_GOTO_TABLE, OFPIT_WRITE_METADATA, OFPMT_OXM)
@@ -71,30 +71,22 @@ def _mac(binary: bytes) -> str:
     return binary.hex(":")
 
 
-_DECODERS = {type_desc.MacAddr: _mac, type_desc.IPv4Addr: socket.inet_ntoa}
+_DECODERS = {"int": _int, "mac": _mac, "ipv4": socket.inet_ntoa}
 
 
-def _field_table() -> tuple[dict, dict]:
-    """(OXM TLV header -> (name, value size, decoder), OXM type -> name) for os-ken's fields
-    of integer, MAC and IPv4 type. Later entries win, as in os-ken's own num_to_field."""
-    by_type = {}
-    for f in ofp.oxm_types:
-        if isinstance(f.num, int):  # experimenter fields have (id, type) numbers
-            by_type[f.num] = f
-    headers, names = {}, {}
-    for num, f in by_type.items():
-        decode = _int if isinstance(f.type, type_desc.IntDescr) else _DECODERS.get(f.type)
-        names[num] = f.name
-        if decode is None:
-            continue
-        size = f.type.size
-        # OXM header: type (class and field, 23 bits), hasmask (1), payload length (8).
-        headers[(num << 9) | size] = (f.name, size, decode, False)
-        headers[(num << 9) | 0x100 | 2 * size] = (f.name, size, decode, True)
-    return headers, names
+def _field_table() -> dict:
+    """OXM TLV header -> (name, value size, decoder, masked), for the vocabulary's fields in
+    the spelling the encoder sends. Open vSwitch answers with the same."""
+    headers = {}
+    for f in FIELDS.values():
+        decode = _DECODERS[f.kind]
+        headers[f.header] = (f.name, f.size, decode, False)
+        headers[f.masked_header] = (f.name, f.size, decode, True)
+    return headers
 
 
-_FIELDS, _NAMES = _field_table()
+_FIELDS = _field_table()
+_MOVE_NAMES = move_names()
 
 _CACHE_LIMIT = 1 << 16
 _tlvs: dict = {}  # OXM TLV bytes -> (name, value)
@@ -142,10 +134,6 @@ def _match(buf: bytes, end: int) -> tuple:
 
 # ---- actions and instructions -----------------------------------------------------------------
 
-def _oxm_name(field: str) -> str:
-    return field[:-4] if field.endswith("_nxm") else field  # as flow_from_stats spells it
-
-
 def _decode_action(action: bytes) -> tuple:
     kind, length = _TYPE_LEN.unpack_from(action)
     if kind == OFPAT_OUTPUT and length == 16:
@@ -162,11 +150,10 @@ def _decode_action(action: bytes) -> tuple:
         experimenter, subtype, n_bits, src, dst = _REG_MOVE.unpack_from(action, 4)
         if experimenter == NX_EXPERIMENTER_ID and subtype == NXAST_REG_MOVE:
             # os-ken names a move's fields by their OXM type alone (no mask bit, no length).
-            src_name, dst_name = _NAMES.get(src >> 9), _NAMES.get(dst >> 9)
-            if src_name is None or dst_name is None or src >> 16 == 0xFFFF \
-                    or dst >> 16 == 0xFFFF:  # unknown or experimenter (64-bit) headers
+            src_name, dst_name = _MOVE_NAMES.get(src >> 9), _MOVE_NAMES.get(dst >> 9)
+            if src_name is None or dst_name is None:
                 raise Unknown
-            return ("move", _oxm_name(src_name), _oxm_name(dst_name), n_bits)
+            return ("move", src_name, dst_name, n_bits)
     raise Unknown
 
 
