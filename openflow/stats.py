@@ -26,18 +26,16 @@ and safe to share between threads (a dict update is atomic under the GIL).
 """
 from __future__ import annotations
 
-import socket
 import struct
 
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from flows.flow import Flow
-
+from . import actions, values
+from .flow import Flow
 from .os_ken import flow_from_stats
-from .vocabulary import FIELDS, move_names
-from .wire import (FULL_MASK_64, NX_EXPERIMENTER_ID, NXAST_REG_MOVE, OFP_VERSION,
-                   OFPAT_EXPERIMENTER, OFPAT_OUTPUT, OFPAT_SET_FIELD, OFPIT_APPLY_ACTIONS,
-                   OFPIT_GOTO_TABLE, OFPIT_WRITE_METADATA, OFPMT_OXM)
+from .values import Unknown
+from .wire import (FULL_MASK_64, OFP_VERSION, OFPIT_APPLY_ACTIONS, OFPIT_GOTO_TABLE,
+                   OFPIT_WRITE_METADATA, OFPMT_OXM)
 
 OFPT_MULTIPART_REPLY = 19
 OFPMP_FLOW = 1
@@ -50,43 +48,8 @@ _REPLY = struct.Struct("!BBHIHH4x")
 _ENTRY = struct.Struct("!HBx8xH10xQ16x")
 _MIN_ENTRY = _ENTRY.size + 8  # with the smallest (empty, padded) match
 _TYPE_LEN = struct.Struct("!HH")
-_HEADER = struct.Struct("!I")
-_OUTPUT = struct.Struct("!4xI")  # port
 _WRITE_METADATA = struct.Struct("!8xQQ")  # type, len, pad; metadata, mask
 _GOTO_TABLE = struct.Struct("!B")
-_REG_MOVE = struct.Struct("!IHH4xII")  # experimenter, subtype, n_bits, offsets, src, dst
-
-
-class Unknown(Exception):
-    """Something this parser does not decode: the entry goes to os-ken."""
-
-
-# ---- fields, as os-ken names and types them ---------------------------------------------------
-
-def _int(binary: bytes) -> int:
-    return int.from_bytes(binary, "big")
-
-
-def _mac(binary: bytes) -> str:
-    return binary.hex(":")
-
-
-_DECODERS = {"int": _int, "mac": _mac, "ipv4": socket.inet_ntoa}
-
-
-def _field_table() -> dict:
-    """OXM TLV header -> (name, value size, decoder, masked), for the vocabulary's fields in
-    the spelling the encoder sends. Open vSwitch answers with the same."""
-    headers = {}
-    for f in FIELDS.values():
-        decode = _DECODERS[f.kind]
-        headers[f.header] = (f.name, f.size, decode, False)
-        headers[f.masked_header] = (f.name, f.size, decode, True)
-    return headers
-
-
-_FIELDS = _field_table()
-_MOVE_NAMES = move_names()
 
 _CACHE_LIMIT = 1 << 16
 _tlvs: dict = {}  # OXM TLV bytes -> (name, value)
@@ -99,16 +62,6 @@ def _remember(cache: dict, key, value):
         cache.clear()
     cache[key] = value
     return value
-
-
-def _decode_tlv(tlv: bytes) -> tuple:
-    spec = _FIELDS.get(_HEADER.unpack_from(tlv)[0])
-    if spec is None:
-        raise Unknown
-    name, size, decode, masked = spec
-    if masked:
-        return name, (decode(tlv[4:4 + size]), decode(tlv[4 + size:]))
-    return name, decode(tlv[4:])
 
 
 def _match(buf: bytes, end: int) -> tuple:
@@ -125,7 +78,7 @@ def _match(buf: bytes, end: int) -> tuple:
         tlv = buf[offset:stop]
         item = get(tlv)
         if item is None:
-            item = _remember(_tlvs, tlv, _decode_tlv(tlv))
+            item = _remember(_tlvs, tlv, values.decode_tlv(tlv))
         items.append(item)
         offset = stop
     items.sort()
@@ -134,45 +87,11 @@ def _match(buf: bytes, end: int) -> tuple:
 
 # ---- actions and instructions -----------------------------------------------------------------
 
-def _decode_action(action: bytes) -> tuple:
-    kind, length = _TYPE_LEN.unpack_from(action)
-    if kind == OFPAT_OUTPUT and length == 16:
-        return ("output", _OUTPUT.unpack_from(action)[0])
-    if kind == OFPAT_SET_FIELD and length >= 8:
-        tlv_end = 8 + action[7]
-        if tlv_end > length or any(action[tlv_end:]):  # the rest must be padding
-            raise Unknown
-        name, value = _decode_tlv(action[4:tlv_end])
-        if isinstance(value, tuple):  # OpenFlow 1.3 has no masked set_field: os-ken fails
-            raise Unknown
-        return ("set_field", name, value)
-    if kind == OFPAT_EXPERIMENTER and length == 24:
-        experimenter, subtype, n_bits, src, dst = _REG_MOVE.unpack_from(action, 4)
-        if experimenter == NX_EXPERIMENTER_ID and subtype == NXAST_REG_MOVE:
-            # os-ken names a move's fields by their OXM type alone (no mask bit, no length).
-            src_name, dst_name = _MOVE_NAMES.get(src >> 9), _MOVE_NAMES.get(dst >> 9)
-            if src_name is None or dst_name is None:
-                raise Unknown
-            return ("move", src_name, dst_name, n_bits)
-    raise Unknown
-
-
-def _action_list(buf: bytes, offset: int, end: int) -> tuple:
-    actions = []
-    get = _actions.get
-    while offset < end:
-        if offset + 4 > end:
-            raise ValueError("truncated action")
-        length = _TYPE_LEN.unpack_from(buf, offset)[1]
-        if length < 8 or length % 8 or offset + length > end:
-            raise ValueError(f"bad action length {length}")
-        raw = buf[offset:offset + length]
-        action = get(raw)
-        if action is None:
-            action = _remember(_actions, raw, _decode_action(raw))
-        actions.append(action)
-        offset += length
-    return tuple(actions)
+def _action(raw: bytes) -> tuple:
+    action = _actions.get(raw)
+    if action is None:
+        action = _remember(_actions, raw, actions.decode(raw))
+    return action
 
 
 def _body(buf: bytes) -> tuple:
@@ -184,7 +103,7 @@ def _body(buf: bytes) -> tuple:
         raise ValueError(f"bad match length {match_len}")
     match = _match(buf, match_len)
     offset = (match_len + 7) // 8 * 8
-    actions: tuple = ()
+    applied: tuple = ()
     write_metadata = goto = None
     seen = set()
     while offset < len(buf):
@@ -197,7 +116,7 @@ def _body(buf: bytes) -> tuple:
             raise Unknown
         seen.add(kind)
         if kind == OFPIT_APPLY_ACTIONS:
-            actions = _action_list(buf, offset + 8, offset + length)
+            applied = actions.decode_list(buf, offset + 8, offset + length, _action)
         elif kind == OFPIT_WRITE_METADATA and length == 24:
             metadata, mask = _WRITE_METADATA.unpack_from(buf, offset)
             write_metadata = metadata if mask == FULL_MASK_64 else (metadata, mask)
@@ -206,7 +125,7 @@ def _body(buf: bytes) -> tuple:
         else:
             raise Unknown
         offset += length
-    return match, actions, write_metadata, goto
+    return match, applied, write_metadata, goto
 
 
 # ---- replies ----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ IPv4 address (dotted quad, or "a.b.c.d/n" in a match), as in os-ken.
 """
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 
 OFPXMC_NXM_0 = 0x0000  # NXM_OF_* fields
@@ -32,12 +33,16 @@ class Field:
     hex: bool = False  # ovs-ofctl prints the value in hex
     header: int = field(init=False)  # OXM header of the plain value
     masked_header: int = field(init=False)  # OXM header with the mask bit, value and mask
+    oxm: bytes = field(init=False)  # header, packed
+    oxm_masked: bytes = field(init=False)  # masked_header, packed
 
     def __post_init__(self):
         # OXM header: class (16 bits), field (7), hasmask (1), payload length (8).
         oxm_type = (self.oxm_class << 7) | self.oxm_field
         object.__setattr__(self, "header", (oxm_type << 9) | self.size)
         object.__setattr__(self, "masked_header", (oxm_type << 9) | 0x100 | 2 * self.size)
+        object.__setattr__(self, "oxm", struct.pack("!I", self.header))
+        object.__setattr__(self, "oxm_masked", struct.pack("!I", self.masked_header))
 
     @property
     def bits(self) -> int:

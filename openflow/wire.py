@@ -34,13 +34,13 @@ is atomic under the GIL, and the worst a race can do is encode something twice.
 """
 from __future__ import annotations
 
-import socket
 import struct
 from functools import lru_cache
 
-from flows.flow import Flow
+from .flow import Flow
 
-from .vocabulary import FIELDS, Field
+from . import actions, values
+from .vocabulary import FIELDS
 
 OFP_VERSION = 0x04  # OpenFlow 1.3
 
@@ -57,11 +57,6 @@ OFPMT_OXM = 1
 OFPIT_GOTO_TABLE = 1
 OFPIT_WRITE_METADATA = 2
 OFPIT_APPLY_ACTIONS = 4
-OFPAT_OUTPUT = 0
-OFPAT_SET_FIELD = 25
-OFPAT_EXPERIMENTER = 0xFFFF
-NX_EXPERIMENTER_ID = 0x00002320
-NXAST_REG_MOVE = 6
 ONF_EXPERIMENTER_ID = 0x4F4E4600
 ONF_ET_BUNDLE_CONTROL = 2300
 ONF_ET_BUNDLE_ADD_MESSAGE = 2301
@@ -70,7 +65,6 @@ ONF_BCT_COMMIT_REQUEST = 4
 ONF_BCT_DISCARD_REQUEST = 6
 ONF_BF_ATOMIC = 1
 ONF_BF_ORDERED = 2
-FULL_MASK_32 = (1 << 32) - 1
 FULL_MASK_64 = (1 << 64) - 1
 MAX_MESSAGE = 0xFFFF  # ofp_header.length is 16 bits
 
@@ -81,11 +75,6 @@ _FLOW_MOD = struct.Struct("!BBHIQQBBHHHIIIH2x")
 _HEADER = struct.Struct("!BBHI")
 _XID = struct.Struct("!I")
 _MATCH_HEADER = struct.Struct("!HH")  # type, length (without the trailing padding)
-_OUTPUT = struct.Struct("!HHIH6x")  # type, len, port, max_len
-_ACTION_HEADER = struct.Struct("!HH")  # set_field: type, len, then the OXM TLV and padding
-# NXActionRegMove: type, len, experimenter, subtype, n_bits, src_ofs, dst_ofs, src, dst
-# (OXM headers). 24 bytes, a multiple of 8, so it carries no padding.
-_REG_MOVE = struct.Struct("!HHIHHHHII")
 _APPLY_ACTIONS = struct.Struct("!HH4x")  # type, len
 _WRITE_METADATA = struct.Struct("!HH4xQQ")  # type, len, metadata, mask
 _GOTO_TABLE = struct.Struct("!HHB3x")  # type, len, table_id
@@ -100,106 +89,28 @@ _PADDING = [bytes(n) for n in range(8)]
 # ---- match fields ---------------------------------------------------------------------------
 
 # What is encoded here is what the vocabulary declares; anything else is os-ken's to encode.
-_HEADERS = {name: struct.pack("!I", f.header) for name, f in FIELDS.items()}
-_MASKED_HEADERS = {name: struct.pack("!I", f.masked_header) for name, f in FIELDS.items()}
+_HEADERS = {name: f.oxm for name, f in FIELDS.items()}
 
-# Caches, all bounded by _CACHE_LIMIT entries (cleared when full: simple, and a refill is
-# cheap). An endpoint's MAC and IP recur in several fields of several flows.
-_CACHE_LIMIT = 1 << 16
-_macs: dict = {}  # "xx:xx:xx:xx:xx:xx" -> 6 bytes
-_ipv4s: dict = {}  # "a.b.c.d" -> 4 bytes
-
-
-def _remember(cache: dict, key, value):
-    if len(cache) >= _CACHE_LIMIT:
-        cache.clear()
-    cache[key] = value
-    return value
-
-
-def _field(name) -> Field:
-    try:
-        return FIELDS[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"field {name!r} is not encoded here") from None
-
-
-def _mac(text) -> bytes:
-    binary = _macs.get(text)
-    if binary is not None:
-        return binary
-    # netaddr (os-ken's parser) accepts many spellings; only the usual one is taken here, and
-    # it means the same bytes in both. Anything else goes to os-ken.
-    if type(text) is str and len(text) == 17 and text[2::3] == ":::::":
-        try:
-            # fromhex skips whitespace between pairs: six bytes prove twelve hex digits.
-            binary = bytes.fromhex(text.replace(":", ""))
-        except ValueError:
-            binary = b""
-        if len(binary) == 6:
-            return _remember(_macs, text, binary)
-    raise ValueError(f"not a MAC address in the xx:xx:xx:xx:xx:xx form: {text!r}")
-
-
-def _ipv4(text) -> bytes:
-    binary = _ipv4s.get(text)
-    if binary is not None:
-        return binary
-    # inet_pton takes the dotted quad only (no leading zeros, no shorthand): what it takes,
-    # netaddr (os-ken's parser, in its INET_PTON mode) reads the same way.
-    if type(text) is str:
-        try:
-            return _remember(_ipv4s, text, socket.inet_pton(socket.AF_INET, text))
-        except OSError:
-            pass
-    raise ValueError(f"not an IPv4 address: {text!r}")
-
-
-def _ipv4_prefix(text) -> tuple[bytes, bytes] | None:
-    """"a.b.c.d/n" as (address, netmask), as os-ken reads it (netaddr.IPNetwork); else None."""
-    if type(text) is str and "/" in text:
-        address, _, length = text.partition("/")
-        if length.isdigit() and length.isascii() and (length == "0" or length[0] != "0") \
-                and int(length) <= 32:
-            mask = (FULL_MASK_32 << (32 - int(length))) & FULL_MASK_32
-            return _ipv4(address), mask.to_bytes(4, "big")
-        raise ValueError(f"not an IPv4 prefix: {text!r}")
-    return None
-
-
-def _value(field: Field, value) -> bytes:
-    if field.kind == "int":
-        # bool is an int to os-ken as well (True is sent as 1).
-        if not isinstance(value, int):
-            raise ValueError(f"{field.name}: not an integer: {value!r}")
-        try:
-            return value.to_bytes(field.size, "big")
-        except OverflowError:
-            # os-ken would silently keep the low bytes; a value that does not fit is a bug.
-            raise ValueError(f"{field.name}: {value!r} does not fit in {field.size} bytes") \
-                from None
-    if field.kind == "mac":
-        return _mac(value)
-    return _ipv4(value)
-
+# Caches of encoded pieces, bounded (cleared when full: simple, and a refill is cheap).
+_CACHE_LIMIT = values.CACHE_LIMIT
 
 def _encode_tlv(name, value) -> bytes:
     """A match field as an OXM TLV."""
-    field = _field(name)
+    field = values.field(name)
     mask = None
     if isinstance(value, tuple):
         if len(value) != 2:
             raise ValueError(f"{name}: a masked value is (value, mask): {value!r}")
-        value, mask = _value(field, value[0]), _value(field, value[1])
-    elif field.kind == "ipv4" and (prefix := _ipv4_prefix(value)) is not None:
+        value, mask = values.value(field, value[0]), values.value(field, value[1])
+    elif field.kind == "ipv4" and (prefix := values.ipv4_prefix(value)) is not None:
         value, mask = prefix
     else:
-        value = _value(field, value)
+        value = values.value(field, value)
     if mask is None:
-        return _HEADERS[name] + value
+        return field.oxm + value
     # os-ken (oxm_normalize_user) sends the value ANDed with its mask.
     value = bytes(v & m for v, m in zip(value, mask))
-    return _MASKED_HEADERS[name] + value + mask
+    return field.oxm_masked + value + mask
 
 
 # (name, value) -> OXM TLV. Keyed by the pair Flow.match already holds: a look-up
@@ -207,35 +118,6 @@ def _encode_tlv(name, value) -> bytes:
 _tlvs: dict = {}
 
 
-def _value_encoder(field: Field):
-    """The usual value form of a field (a str address, an int) to its bytes, with the
-    general _value for anything else (which raises or gives the same bytes). A first
-    programming sees each endpoint's address a few times and nothing else: this is the
-    path its time goes to, so it makes as few calls as it can."""
-    if field.kind == "mac":
-        def encode(value):
-            if type(value) is str:
-                return _macs.get(value) or _mac(value)
-            return _value(field, value)
-    elif field.kind == "ipv4":
-        def encode(value):
-            if type(value) is str:
-                return _ipv4s.get(value) or _ipv4(value)
-            return _value(field, value)
-    else:
-        size = field.size
-
-        def encode(value):
-            if type(value) is int and value >= 0:
-                try:
-                    return value.to_bytes(size, "big")
-                except OverflowError:
-                    pass
-            return _value(field, value)  # raises, or encodes a bool as os-ken does
-    return encode
-
-
-_VALUE_ENCODERS = {name: _value_encoder(field) for name, field in FIELDS.items()}
 
 
 def _match_tlv(item) -> bytes:
@@ -246,7 +128,7 @@ def _match_tlv(item) -> bytes:
         raise ValueError(f"a match item is (field, value): {item!r}") from None
     if header is not None and type(value) is not tuple and not (
             type(value) is str and "/" in value):  # not masked, not a CIDR prefix
-        tlv = header + _VALUE_ENCODERS[name](value)
+        tlv = header + values.ENCODERS[name](value)
     else:
         tlv = _encode_tlv(name, value)
     if len(_tlvs) >= _CACHE_LIMIT:
@@ -272,59 +154,11 @@ def encode_match(match: tuple) -> bytes:
 
 # ---- actions and instructions ---------------------------------------------------------------
 
-def _u(value, bits: int, what: str) -> int:
-    if not isinstance(value, int) or not 0 <= value < (1 << bits):
-        raise ValueError(f"{what}: not an unsigned {bits}-bit integer: {value!r}")
-    return value
-
-
-def _set_field_encoder(field: Field):
-    """A set_field of the field, its action header, OXM header and padding made once."""
-    length = (8 + field.size + 7) // 8 * 8
-    prefix = _ACTION_HEADER.pack(OFPAT_SET_FIELD, length) + _HEADERS[field.name]
-    padding = _PADDING[length - 8 - field.size]
-    value = _VALUE_ENCODERS[field.name]
-
-    def encode(action: tuple) -> bytes:
-        if isinstance(action[2], tuple):  # OFPActionSetField takes no mask
-            raise ValueError(f"set_field {field.name}: no mask allowed: {action[2]!r}")
-        return prefix + value(action[2]) + padding
-    return encode
-
-
-_SET_FIELD_ENCODERS = {name: _set_field_encoder(field) for name, field in FIELDS.items()}
-
-
-def _encode_action(action) -> bytes:
-    kind = action[0] if type(action) is tuple and action else None
-    if kind == "set_field" and len(action) == 3 and type(action[1]) is str \
-            and action[1] in _SET_FIELD_ENCODERS:
-        return _SET_FIELD_ENCODERS[action[1]](action)
-    if kind == "output" and len(action) == 2:
-        # max_len 0, as os_ken._action asks (it matters only for the controller port).
-        return _OUTPUT.pack(OFPAT_OUTPUT, 16, _u(action[1], 32, "output port"), 0)
-    if kind == "set_field" and len(action) == 3:
-        field = _field(action[1])
-        if isinstance(action[2], tuple):  # OFPActionSetField takes no mask
-            raise ValueError(f"set_field {field.name}: no mask allowed: {action[2]!r}")
-        tlv = _HEADERS[field.name] + _value(field, action[2])
-        length = (4 + len(tlv) + 7) // 8 * 8
-        return (_ACTION_HEADER.pack(OFPAT_SET_FIELD, length) + tlv
-                + _PADDING[length - 4 - len(tlv)])
-    if kind == "move" and len(action) == 4:
-        src, dst = _field(action[1]), _field(action[2])
-        # os-ken writes the fields' unmasked OXM headers and offsets 0; n_bits as given.
-        return _REG_MOVE.pack(OFPAT_EXPERIMENTER, 24, NX_EXPERIMENTER_ID, NXAST_REG_MOVE,
-                              _u(action[3], 16, "move n_bits"), 0, 0,
-                              src.header, dst.header)
-    raise ValueError(f"action not encoded here: {action!r}")
-
-
 _actions: dict = {}  # action tuple -> encoded action
 
 
 def _action(action) -> bytes:
-    encoded = _encode_action(action)
+    encoded = actions.encode(action)
     if len(_actions) >= _CACHE_LIMIT:
         _actions.clear()
     _actions[action] = encoded
@@ -343,10 +177,11 @@ def encode_instructions(flow: Flow) -> bytes:
         parts.append(actions)
     if flow.write_metadata is not None:
         parts.append(_WRITE_METADATA.pack(
-            OFPIT_WRITE_METADATA, 24, _u(flow.write_metadata, 64, "write_metadata"),
-            FULL_MASK_64))
+            OFPIT_WRITE_METADATA, 24,
+            values.unsigned(flow.write_metadata, 64, "write_metadata"), FULL_MASK_64))
     if flow.goto is not None:
-        parts.append(_GOTO_TABLE.pack(OFPIT_GOTO_TABLE, 8, _u(flow.goto, 8, "goto")))
+        parts.append(_GOTO_TABLE.pack(OFPIT_GOTO_TABLE, 8,
+                                      values.unsigned(flow.goto, 8, "goto")))
     return b"".join(parts)
 
 
@@ -482,7 +317,8 @@ def barrier(xid: int) -> bytes:
 
 def clear_caches() -> None:
     """Forgets every encoded field, action and flow (for benchmarks of the cold path)."""
-    for cache in (_macs, _ipv4s, _tlvs, _actions):
+    values.clear_caches()
+    for cache in (_tlvs, _actions):
         cache.clear()
     _add_tail.cache_clear()
     _delete_tail.cache_clear()

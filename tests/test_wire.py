@@ -22,7 +22,7 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 from flows import HostPorts, compile_host
 from flows.flow import OFPP_IN_PORT, Flow, move, output, set_field
 from model import Store
-from openflow import wire
+from openflow import values, wire
 from openflow.os_ken import add_message, delete_message
 from openflow.vocabulary import FIELDS
 from tests.simfabric import DP, host_ports
@@ -444,13 +444,14 @@ def test_out_of_range_arguments_raise_value_error(call):
 
 def test_caches_stay_bounded(monkeypatch):
     monkeypatch.setattr(wire, "_CACHE_LIMIT", 16)
+    monkeypatch.setattr(values, "CACHE_LIMIT", 16)
     wire.clear_caches()
     for i in range(200):
         mac = f"02:00:00:00:{i >> 8:02x}:{i & 255:02x}"
         flow = Flow.make(0, 1, 0, {"in_port": i, "eth_src": mac, "ipv4_src": f"10.0.0.{i}"},
                          actions=[set_field("eth_dst", mac), output(i)])
         assert wire.flow_mod_add(flow, i) == os_ken_add(flow, i)
-    for cache in (wire._macs, wire._ipv4s, wire._tlvs, wire._actions):
+    for cache in (values._macs, values._ipv4s, wire._tlvs, wire._actions):
         assert 0 < len(cache) <= 16
     assert wire._add_tail.cache_info().maxsize is not None
     wire.clear_caches()
