@@ -130,6 +130,18 @@ def unsigned(value, bits: int, what: str) -> int:
     return value
 
 
+def match_value(field: Field, given) -> tuple[bytes, bytes | None]:
+    """A match value as (value, mask or None): a (value, mask) pair, an "a.b.c.d/n" prefix,
+    or a plain value."""
+    if isinstance(given, tuple):
+        if len(given) != 2:
+            raise ValueError(f"{field.name}: a masked value is (value, mask): {given!r}")
+        return value(field, given[0]), value(field, given[1])
+    if field.kind == "ipv4" and (prefix := ipv4_prefix(given)) is not None:
+        return prefix
+    return value(field, given), None
+
+
 # ---- from the wire ---------------------------------------------------------------------------
 
 class Unknown(Exception):
@@ -148,6 +160,11 @@ for _f in FIELDS.values():
 _TLV_HEADER = struct.Struct("!I")
 
 
+def decode(field: Field, binary: bytes):
+    """A field's value bytes in the notation encode takes."""
+    return _DECODERS[field.kind](binary)
+
+
 def decode_tlv(tlv: bytes) -> tuple:
     """An OXM TLV as (name, value), or (name, (value, mask)) when its mask bit is set."""
     spec = _BY_HEADER.get(_TLV_HEADER.unpack_from(tlv)[0])
@@ -160,13 +177,21 @@ def decode_tlv(tlv: bytes) -> tuple:
 
 
 def text(name: str, value) -> str:
-    """A value as ovs-ofctl prints it: hex for the fields it prints in hex."""
+    """A value as ovs-ofctl prints it: hex for the fields it prints in hex, flags as flags."""
+    field = FIELDS.get(name)
+    if field is not None and field.flags and _all_ints(value):
+        value, mask = value if isinstance(value, tuple) else (value, (1 << len(field.flags)) - 1)
+        return "".join(("+" if value >> bit & 1 else "-") + flag
+                       for bit, flag in enumerate(field.flags) if mask >> bit & 1)
     if isinstance(value, tuple):
         return f"{text(name, value[0])}/{text(name, value[1])}"
-    field = FIELDS.get(name)
     if isinstance(value, int) and field is not None and field.hex:
         return hex(value) if value else "0"
     return str(value)
+
+
+def _all_ints(value) -> bool:
+    return all(type(v) is int for v in (value if isinstance(value, tuple) else (value,)))
 
 
 def clear_caches() -> None:

@@ -31,6 +31,7 @@ class Field:
     # eth_src), as (class, field, ovs-ofctl's name for it).
     nxm: tuple[int, int, str] | None = None
     hex: bool = False  # ovs-ofctl prints the value in hex
+    flags: tuple[str, ...] = ()  # ovs-ofctl prints the value as +flag-flag, from bit 0 up
     header: int = field(init=False)  # OXM header of the plain value
     masked_header: int = field(init=False)  # OXM header with the mask bit, value and mask
     oxm: bytes = field(init=False)  # header, packed
@@ -89,7 +90,8 @@ _FIELDS = [
     Field("tun_ipv4_src", _N1, 31, "ipv4", 4, "tun_src"),
     Field("tun_ipv4_dst", _N1, 32, "ipv4", 4, "tun_dst"),
     Field("conj_id", _N1, 37, "int", 4),
-    Field("ct_state", _N1, 105, "int", 4, hex=True),
+    Field("ct_state", _N1, 105, "int", 4,
+          flags=("new", "est", "rel", "rpl", "inv", "trk", "snat", "dnat")),
     Field("ct_zone", _N1, 106, "int", 2),
     Field("ct_mark", _N1, 107, "int", 4, hex=True),
     Field("ct_label", _N1, 108, "int", 16, hex=True),

@@ -97,15 +97,7 @@ _CACHE_LIMIT = values.CACHE_LIMIT
 def _encode_tlv(name, value) -> bytes:
     """A match field as an OXM TLV."""
     field = values.field(name)
-    mask = None
-    if isinstance(value, tuple):
-        if len(value) != 2:
-            raise ValueError(f"{name}: a masked value is (value, mask): {value!r}")
-        value, mask = values.value(field, value[0]), values.value(field, value[1])
-    elif field.kind == "ipv4" and (prefix := values.ipv4_prefix(value)) is not None:
-        value, mask = prefix
-    else:
-        value = values.value(field, value)
+    value, mask = values.match_value(field, value)
     if mask is None:
         return field.oxm + value
     # os-ken (oxm_normalize_user) sends the value ANDed with its mask.

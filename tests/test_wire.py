@@ -23,6 +23,7 @@ from flows import HostPorts, compile_host
 from flows.flow import OFPP_IN_PORT, Flow, move, output, set_field
 from model import Store
 from openflow import values, wire
+from openflow.actions import conjunction, ct, dec_ttl, nat
 from openflow.os_ken import add_message, delete_message
 from openflow.vocabulary import FIELDS
 from tests.simfabric import DP, host_ports
@@ -350,12 +351,39 @@ def set_fields(draw):
     return set_field(name, draw(plain_values(*FIELD_KINDS[name])))
 
 
+u16, u32 = st.integers(0, 0xFFFF), st.integers(0, 0xFFFFFFFF)
+
+
+@st.composite
+def conjunctions(draw):
+    n_clauses = draw(st.integers(1, 64))
+    return conjunction(draw(u32), draw(st.integers(1, n_clauses)), n_clauses)
+
+
+def nats(ports: bool):
+    """nat as routing asks for it. With ``ports``, also the port ranges that os-ken leaves
+    unpadded (their bytes are compared with Open vSwitch's reading instead)."""
+    either = st.tuples(ipv4s, ipv4s | st.none()) if ports else st.tuples(ipv4s, ipv4s)
+    port_ranges = st.tuples(u16, u16 | st.none()) if ports else st.nothing()
+    return st.builds(nat, st.sampled_from([None, "src", "dst"]), st.none() | either,
+                     st.none() | port_ranges)
+
+
+def cts(ports: bool = False):
+    exec_actions = st.lists(st.builds(set_field, st.sampled_from(["ct_mark", "ct_label"]),
+                                      st.integers(0, 0xFFFFFFFF)), max_size=2)
+    return st.builds(ct, st.booleans(), u16, st.none() | st.integers(0, 254),
+                     st.none() | nats(ports), exec_actions)
+
+
 actions = st.one_of(
-    st.builds(output, st.one_of(st.integers(0, 0xFFFFFFFF),
-                                st.sampled_from([OFPP_IN_PORT, ofp.OFPP_CONTROLLER,
-                                                 ofp.OFPP_FLOOD, ofp.OFPP_LOCAL]))),
+    st.builds(output, st.one_of(u32, st.sampled_from([OFPP_IN_PORT, ofp.OFPP_CONTROLLER,
+                                                      ofp.OFPP_FLOOD, ofp.OFPP_LOCAL]))),
     set_fields(),
-    st.builds(move, field_names, field_names, st.integers(0, 0xFFFF)),
+    st.builds(move, field_names, field_names, u16),
+    st.just(dec_ttl()),
+    conjunctions(),
+    cts(),
 )
 flows = st.builds(
     Flow.make, table=st.integers(0, 255), priority=st.integers(0, 0xFFFF),
