@@ -145,10 +145,12 @@ class SetField:
         return encode
 
     def encode(self, action) -> bytes:
-        _arity(action, 3)
-        encode = self._encoders.get(action[1]) if type(action[1]) is str else None
+        try:
+            encode = self._encoders[action[1]] if len(action) == 3 else None
+        except (KeyError, TypeError):  # not a field, or unhashable
+            encode = None
         if encode is None:
-            raise ValueError(f"field {action[1]!r} is not encoded here")
+            raise ValueError(f"set_field not encoded here: {action!r}")
         return encode(action)
 
     def decode(self, raw: bytes) -> tuple:
@@ -430,9 +432,12 @@ class Nat:
 
 KINDS = {entry.name: entry for entry in (Output(), SetField(), Move(), DecTtl(), Conjunction(),
                                          Ct(), Nat())}
-_BY_WIRE = {entry.wire_key: entry for entry in KINDS.values()}
+_DECODERS = {entry.wire_key: entry.decode for entry in KINDS.values()}
 _BY_OS_KEN = {entry.os_ken_type: entry for entry in KINDS.values()}
 _EXPERIMENTER = struct.Struct("!IH")  # experimenter, subtype
+
+
+_ENCODERS = {name: entry.encode for name, entry in KINDS.items()}
 
 
 def _kind(action):
@@ -445,7 +450,13 @@ def _kind(action):
 
 def encode(action) -> bytes:
     """An action tuple's wire bytes; ValueError for anything not declared here."""
-    return _kind(action).encode(action)
+    try:
+        encode_kind = _ENCODERS[action[0]]
+    except (KeyError, TypeError, IndexError):
+        raise ValueError(f"action not encoded here: {action!r}") from None
+    if type(action) is not tuple:
+        raise ValueError(f"an action is a tuple: {action!r}")
+    return encode_kind(action)
 
 
 def decode(raw: bytes) -> tuple:
@@ -455,10 +466,10 @@ def decode(raw: bytes) -> tuple:
         if len(raw) < 16:
             raise Unknown
         kind = (kind, *_EXPERIMENTER.unpack_from(raw, 4))
-    entry = _BY_WIRE.get(kind)
-    if entry is None:
+    decode_kind = _DECODERS.get(kind)
+    if decode_kind is None:
         raise Unknown
-    return entry.decode(raw)
+    return decode_kind(raw)
 
 
 def decode_list(buf: bytes, offset: int, end: int, decode_one=decode) -> tuple:

@@ -51,6 +51,8 @@ _TYPE_LEN = struct.Struct("!HH")
 _WRITE_METADATA = struct.Struct("!8xQQ")  # type, len, pad; metadata, mask
 _GOTO_TABLE = struct.Struct("!B")
 
+_decode_tlv = values.decode_tlv
+_decode_action = actions.decode
 _CACHE_LIMIT = 1 << 16
 _tlvs: dict = {}  # OXM TLV bytes -> (name, value)
 _actions: dict = {}  # action bytes -> action tuple
@@ -78,7 +80,7 @@ def _match(buf: bytes, end: int) -> tuple:
         tlv = buf[offset:stop]
         item = get(tlv)
         if item is None:
-            item = _remember(_tlvs, tlv, values.decode_tlv(tlv))
+            item = _remember(_tlvs, tlv, _decode_tlv(tlv))
         items.append(item)
         offset = stop
     items.sort()
@@ -90,7 +92,7 @@ def _match(buf: bytes, end: int) -> tuple:
 def _action(raw: bytes) -> tuple:
     action = _actions.get(raw)
     if action is None:
-        action = _remember(_actions, raw, actions.decode(raw))
+        action = _remember(_actions, raw, _decode_action(raw))
     return action
 
 

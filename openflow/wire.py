@@ -90,6 +90,7 @@ _PADDING = [bytes(n) for n in range(8)]
 
 # What is encoded here is what the vocabulary declares; anything else is os-ken's to encode.
 _HEADERS = {name: f.oxm for name, f in FIELDS.items()}
+_VALUE_ENCODERS = values.ENCODERS
 
 # Caches of encoded pieces, bounded (cleared when full: simple, and a refill is cheap).
 _CACHE_LIMIT = values.CACHE_LIMIT
@@ -120,7 +121,7 @@ def _match_tlv(item) -> bytes:
         raise ValueError(f"a match item is (field, value): {item!r}") from None
     if header is not None and type(value) is not tuple and not (
             type(value) is str and "/" in value):  # not masked, not a CIDR prefix
-        tlv = header + values.ENCODERS[name](value)
+        tlv = header + _VALUE_ENCODERS[name](value)
     else:
         tlv = _encode_tlv(name, value)
     if len(_tlvs) >= _CACHE_LIMIT:
@@ -192,44 +193,44 @@ def _delete_tail(flow: Flow) -> bytes:
     return encode_match(flow.match)
 
 
-def _flow_mod(flow: Flow, xid: int, delete: bool, bundle: "Bundle | None" = None) -> bytes:
-    """The one packing of a flow mod, alone or with the bundle add that carries it (their
-    headers are adjacent, so a bundled flow mod is one pack too).
+def _flow_mod_packer(command: int, tail_of, out_port: int, out_group: int, keeps_cookie: bool,
+                     doc: str):
+    """The one packing of a flow mod of ``command``, alone or with the bundle add that carries
+    it (their headers are adjacent, so a bundled flow mod is one pack too). Made once per
+    command, so that a flow costs one call and one pack."""
+    size, bundled_size = _FLOW_MOD.size, _BUNDLE_ADD.size + _FLOW_MOD.size
+    pack_alone, pack_bundled = _FLOW_MOD.pack, _BUNDLED_FLOW_MOD.pack
 
-    ADD is what os_ken.add_message serializes: cookie, table, priority, no timeouts,
-    OFP_NO_BUFFER, out_port and out_group 0, no flags. DELETE_STRICT is delete_message's:
-    table, priority and match; cookie 0, OFPP_ANY, OFPG_ANY, no instructions.
-    """
-    try:
-        if delete:
-            tail = _delete_tail(flow)
-            cookie, command, out_port, out_group = 0, OFPFC_DELETE_STRICT, OFPP_ANY, OFPG_ANY
-        else:
-            tail = _add_tail(flow)
-            cookie, command, out_port, out_group = flow.cookie, OFPFC_ADD, 0, 0
-        length = _FLOW_MOD.size + len(tail)
-        if bundle is None:
-            return _FLOW_MOD.pack(
-                OFP_VERSION, OFPT_FLOW_MOD, _length(length), xid, cookie, 0, flow.table,
+    def pack(flow: Flow, xid: int, bundle: "Bundle | None" = None) -> bytes:
+        try:
+            tail = tail_of(flow)
+            cookie = flow.cookie if keeps_cookie else 0
+            if bundle is None:
+                return pack_alone(
+                    OFP_VERSION, OFPT_FLOW_MOD, _length(size + len(tail)), xid, cookie, 0,
+                    flow.table, command, 0, 0, flow.priority, OFP_NO_BUFFER, out_port,
+                    out_group, 0) + tail
+            return pack_bundled(
+                OFP_VERSION, OFPT_EXPERIMENTER, _length(bundled_size + len(tail)), xid,
+                ONF_EXPERIMENTER_ID, ONF_ET_BUNDLE_ADD_MESSAGE, bundle.id, bundle.flags,
+                OFP_VERSION, OFPT_FLOW_MOD, size + len(tail), xid, cookie, 0, flow.table,
                 command, 0, 0, flow.priority, OFP_NO_BUFFER, out_port, out_group, 0) + tail
-        return _BUNDLED_FLOW_MOD.pack(
-            OFP_VERSION, OFPT_EXPERIMENTER, _length(_BUNDLE_ADD.size + length), xid,
-            ONF_EXPERIMENTER_ID, ONF_ET_BUNDLE_ADD_MESSAGE, bundle.id, bundle.flags,
-            OFP_VERSION, OFPT_FLOW_MOD, length, xid, cookie, 0, flow.table, command, 0, 0,
-            flow.priority, OFP_NO_BUFFER, out_port, out_group, 0) + tail
-    except (TypeError, struct.error) as exc:
-        # Unhashable, or a number out of its field's range: nothing the compiler makes.
-        raise ValueError(f"{flow}: {exc}") from None
+        except (TypeError, struct.error) as exc:
+            # Unhashable, or a number out of its field's range: nothing the compiler makes.
+            raise ValueError(f"{flow}: {exc}") from None
+    pack.__doc__ = doc
+    return pack
 
 
-def flow_mod_add(flow: Flow, xid: int) -> bytes:
-    """OFPFC_ADD: replaces a flow of the same table, priority and match."""
-    return _flow_mod(flow, xid, delete=False)
-
-
-def flow_mod_delete_strict(flow: Flow, xid: int) -> bytes:
-    """OFPFC_DELETE_STRICT of the flow of the same table, priority and match."""
-    return _flow_mod(flow, xid, delete=True)
+flow_mod_add = _flow_mod_packer(
+    OFPFC_ADD, _add_tail, 0, 0, True,
+    """OFPFC_ADD (replaces a flow of the same table, priority and match), as
+    os_ken.add_message serializes it: cookie, table, priority, no timeouts, OFP_NO_BUFFER,
+    out_port and out_group 0, no flags.""")
+flow_mod_delete_strict = _flow_mod_packer(
+    OFPFC_DELETE_STRICT, _delete_tail, OFPP_ANY, OFPG_ANY, False,
+    """OFPFC_DELETE_STRICT, as os_ken.delete_message serializes it: table, priority and
+    match; cookie 0, OFPP_ANY, OFPG_ANY, no instructions.""")
 
 
 def _length(length: int) -> int:
@@ -279,10 +280,10 @@ class Bundle:
     def flow_mod_add(self, flow: Flow, xid: int) -> bytes:
         """bundle_add(flow_mod_add(flow, xid), ...) in one pack: a reconnection sends
         thousands of these, and the inner message is never needed alone."""
-        return _flow_mod(flow, xid, delete=False, bundle=self)
+        return flow_mod_add(flow, xid, self)
 
     def flow_mod_delete_strict(self, flow: Flow, xid: int) -> bytes:
-        return _flow_mod(flow, xid, delete=True, bundle=self)
+        return flow_mod_delete_strict(flow, xid, self)
 
     def add(self, inner: bytes, xid: int) -> bytes:
         """Any whole message (one os-ken serialized) into the bundle."""
