@@ -4,10 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from openflow.actions import move, output, set_field
-from openflow.flow import OFPP_IN_PORT, Action, Flow, MatchValue
+from openflow.flow import OFPP_IN_PORT, Flow
 
-__all__ = ["OFPP_IN_PORT", "Action", "Flow", "FlowDiff", "MatchValue", "diff", "move", "output",
-           "set_field", "table_of"]
+__all__ = ["OFPP_IN_PORT", "Flow", "FlowDiff", "diff", "move", "output", "set_field", "table_of"]
 
 
 def table_of(flows: list[Flow]) -> dict[tuple, Flow]:

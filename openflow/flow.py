@@ -9,7 +9,7 @@ from typing import Union
 
 OFPP_IN_PORT = 0xFFFFFFF8
 
-Action = tuple
+Action = tuple  # see openflow.actions
 MatchValue = Union[int, str, tuple]
 
 

@@ -19,8 +19,9 @@ module makes the same one:
   OFPP_ANY / OFPG_ANY and cookie 0;
 - NXActionRegMove names its fields by their OXM headers (reg0 by its NXM_NX_REG0 header).
 
-Anything outside what the compiler produces (another field, action or value form) raises
-ValueError, and the caller sends that flow through os-ken instead.
+Fields and actions are the vocabulary's (openflow.vocabulary, openflow.actions); anything
+else (another field, action or value form) raises ValueError, and the caller sends that flow
+through os-ken instead.
 
 Per-flow work is kept small: each encoded match field (a (name, value) pair of Flow.match) and
 each encoded action (an action tuple) is cached, keyed by the very tuple the Flow holds, so a
@@ -37,9 +38,8 @@ from __future__ import annotations
 import struct
 from functools import lru_cache
 
-from .flow import Flow
-
 from . import actions, values
+from .flow import Flow
 from .vocabulary import FIELDS
 
 OFP_VERSION = 0x04  # OpenFlow 1.3
@@ -95,6 +95,7 @@ _VALUE_ENCODERS = values.ENCODERS
 # Caches of encoded pieces, bounded (cleared when full: simple, and a refill is cheap).
 _CACHE_LIMIT = values.CACHE_LIMIT
 
+
 def _encode_tlv(name, value) -> bytes:
     """A match field as an OXM TLV."""
     field = values.field(name)
@@ -109,8 +110,6 @@ def _encode_tlv(name, value) -> bytes:
 # (name, value) -> OXM TLV. Keyed by the pair Flow.match already holds: a look-up
 # allocates nothing. Values recur across flows (a network's metadata, eth_type, a port).
 _tlvs: dict = {}
-
-
 
 
 def _match_tlv(item) -> bytes:
@@ -164,10 +163,10 @@ def encode_instructions(flow: Flow) -> bytes:
     parts = []
     if flow.actions:
         get = _actions.get
-        actions = b"".join([get(a) or _action(a) for a in flow.actions])
+        encoded = b"".join([get(a) or _action(a) for a in flow.actions])
         # Every action is a multiple of 8 bytes long: the instruction needs no padding.
-        parts.append(_APPLY_ACTIONS.pack(OFPIT_APPLY_ACTIONS, 8 + len(actions)))
-        parts.append(actions)
+        parts.append(_APPLY_ACTIONS.pack(OFPIT_APPLY_ACTIONS, 8 + len(encoded)))
+        parts.append(encoded)
     if flow.write_metadata is not None:
         parts.append(_WRITE_METADATA.pack(
             OFPIT_WRITE_METADATA, 24,
