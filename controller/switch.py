@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import itertools
 import logging
-from contextlib import contextmanager
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
