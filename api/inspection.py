@@ -11,7 +11,7 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 from controller.fabric import Fabric
 from controller.switch import SwitchError
 from flows import diff
-from flows.openflow import flow_from_stats
+from openflow.os_ken import flow_from_stats
 from flows.pipeline import TABLE_BY_ID, TABLES
 from inspection.trace import LiveHost, resolve_endpoint, trace
 from inspection.views import Owners, flow_view, table_name

@@ -10,7 +10,7 @@ measure the switch session, not thousands of REST calls:
   compare and (not) correct it, and the flow mods sent (must be 0);
 - raw OVS: `ovs-ofctl --bundle add-flows` of the same number of flows into a spare bridge;
 - OVS's own ceiling for the controller's messages: h1's very table, serialized beforehand by
-  flows.wire into one bundle and written to the spare bridge from first byte to barrier (what
+  openflow.wire into one bundle and written to the spare bridge from first byte to barrier (what
   the controller would take if serializing cost nothing).
 The first programming counts only when it sent the whole table at once: a session that
 converges before the tunnel's port number is known sends the rest later, one flow mod at a
@@ -29,11 +29,13 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from flows import HostPorts, compile_host, wire, wire_stats  # noqa: E402
+from flows import HostPorts, compile_host  # noqa: E402
+from harness.ofclient import OpenFlowClient  # noqa: E402
 from lab import Lab  # noqa: E402
 from lab.controller import ControllerProcess  # noqa: E402
 from model import Store  # noqa: E402
-from harness.ofclient import OpenFlowClient  # noqa: E402
+from openflow import stats as wire_stats  # noqa: E402
+from openflow import wire  # noqa: E402
 from common import progress, write_results  # noqa: E402
 
 FIRST_ATTEMPTS = 3
@@ -96,11 +98,10 @@ def raw_ovs_rates(host, flows: int, table: list) -> tuple[float, float]:
                         host.bridge_mgmt("br-raw"), out.name], check=True)
         ofctl = flows / (time.perf_counter() - started)
         host.ofctl("del-flows", bridge="br-raw")
-        flags = 3  # atomic, ordered
-        data = b"".join([wire.bundle_ctrl(1, 0, flags, 1)]
-                        + [wire.bundle_flow_mod_add(f, 1, flags, 2 + i)
-                           for i, f in enumerate(table)]
-                        + [wire.bundle_ctrl(1, 4, flags, 2 + len(table))])
+        bundle = wire.Bundle(1)
+        data = b"".join([bundle.open(1)]
+                        + [bundle.flow_mod_add(f, 2 + i) for i, f in enumerate(table)]
+                        + [bundle.commit(2 + len(table))])
         with OpenFlowClient(host.bridge_mgmt("br-raw")) as client:
             started = time.perf_counter()
             client.sock.sendall(data)

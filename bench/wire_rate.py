@@ -1,4 +1,4 @@
-"""How many flow mods per second the controller can serialize: os-ken objects vs flows/wire.py.
+"""How many flow mods per second the controller can serialize: os-ken objects vs openflow/wire.py.
 
 The flows are one host's compiled table (flows.compile_host over an in-memory store: 4 hosts,
 16 networks, endpoints spread over the hosts), cut to --flows. Each figure is the best of
@@ -10,14 +10,14 @@ The flows are one host's compiled table (flows.compile_host over an in-memory st
   wire add, warm     flow_mod_add again (the same flows to another switch, or after a
                      reconnection)
   wire bundle add    bundle_add(flow_mod_add(...)), cold and warm
-  wire bundled add   bundle_flow_mod_add (one pack, what the reconcile sends), cold and warm
+  wire bundled add   Bundle.flow_mod_add (one pack, what the reconcile sends), cold and warm
   wire delete        flow_mod_delete_strict, cold
 
 and reading the same flows back from flow-stats replies (as a switch answers, in parts of 64
 KiB at most), in flows per second:
 
   os-ken read        os-ken's parser, then openflow.flow_from_stats (before)
-  wire_stats read    flows.wire_stats.flows, cold and warm
+  wire_stats read    openflow.stats.flows, cold and warm
 
 Every run also checks that both serializers gave the same bytes.
 
@@ -39,9 +39,11 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser  # noqa: E402
 
 from os_ken.ofproto import ofproto_parser  # noqa: E402
 
-from flows import HostPorts, compile_host, wire, wire_stats  # noqa: E402
-from flows.openflow import add_message, flow_from_stats  # noqa: E402
+from flows import HostPorts, compile_host  # noqa: E402
+from openflow.os_ken import add_message, flow_from_stats  # noqa: E402
 from model import Store  # noqa: E402
+from openflow import stats as wire_stats  # noqa: E402
+from openflow import wire  # noqa: E402
 
 HOSTS = 4
 NETWORKS = 16
@@ -110,8 +112,8 @@ def wire_bundle_add(flows: list) -> list:
 
 
 def wire_bundled_add(flows: list) -> list:
-    add = wire.bundle_flow_mod_add
-    return [add(flow, 1, FLAGS, xid) for xid, flow in enumerate(flows)]
+    add = wire.Bundle(1, FLAGS).flow_mod_add
+    return [add(flow, xid) for xid, flow in enumerate(flows)]
 
 
 def stats_replies(flows: list) -> list[bytes]:

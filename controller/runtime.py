@@ -7,7 +7,7 @@ import types
 from os_ken import cfg
 from os_ken.base import app_manager
 
-from flows import wire_stats
+from openflow import stats as wire_stats
 from security.tls import os_ken_options
 
 from .switch import XID_BASE
@@ -66,7 +66,7 @@ def _to_session(datapath, buf) -> bool:
     """Hands a flow-stats reply to the switch session that asked for it, unparsed.
 
     os-ken's parser turns a 10,000-flow table into objects in most of a second; the session
-    reads the bytes itself (flows.wire_stats) in a tenth of that. Only replies to a session's
+    reads the bytes itself (openflow.stats) in a tenth of that. Only replies to a session's
     own requests (xids from XID_BASE up) are taken; anything else, e.g. os_ken.lib.ofctl's
     requests, takes os-ken's way. Runs in the connection's receive thread: it only copies.
     """

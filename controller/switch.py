@@ -13,6 +13,7 @@ import itertools
 import logging
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -20,9 +21,11 @@ from os_ken.ofproto import ofproto_parser
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from flows import Flow, FlowDiff, HostFlows, HostPorts, diff, wire, wire_stats
-from flows.openflow import add_message, delete_message, flow_from_stats
+from flows import Flow, FlowDiff, HostFlows, HostPorts, diff
 from model import Snapshot, Unavailable
+from openflow import stats as wire_stats
+from openflow import wire
+from openflow.os_ken import add_message, delete_message, flow_from_stats
 
 from .heap import collection_paused
 
@@ -260,7 +263,7 @@ class SwitchSession:
     # ---- OpenFlow requests ---------------------------------------------------------------------
 
     def dump_flows(self) -> dict[tuple, Flow]:
-        """The switch's table as Flow data, read by flows.wire_stats (os-ken's parser costs
+        """The switch's table as Flow data, read by openflow.stats (os-ken's parser costs
         ten times more); parts os-ken parsed anyway (no runtime routing) are converted."""
         table = {}
         for part in self._flow_stats_parts(ofp.OFPTT_ALL):
@@ -320,65 +323,86 @@ class SwitchSession:
         """Sends the flow mods of ``changes`` (adds first, in one atomic bundle when asked)
         and waits for the barrier. Returns the errors the switch reported for them.
 
-        Messages are serialized by flows.wire (building os-ken objects costs ~15 times more
-        per flow) and written in batches as they are made, so that the switch decodes one
-        batch while the next is serialized: serializing everything first made the switch
+        Messages are serialized by openflow.wire (building os-ken objects costs ~15 times
+        more per flow) and written in batches as they are made, so that the switch decodes
+        one batch while the next is serialized: serializing everything first made the switch
         wait for all of it.
         """
         self._errors = []
-        into = (next(_bundle_ids), ofp.ONF_BF_ATOMIC | ofp.ONF_BF_ORDERED) if bundle else None
-        batch: list[bytes] = []
-        sent = False
-        try:
-            for message in self._messages(changes, into):
-                batch.append(message)
-                if len(batch) == SEND_BATCH:
-                    self.dp.send(b"".join(batch))
-                    sent, batch = True, []
-        except BaseException:
-            # A flow neither serializer takes, half-way through: the switch must not keep an
-            # open bundle holding half a table.
-            if into is not None and sent:
-                self.dp.send(wire.bundle_ctrl(into[0], ofp.ONF_BCT_DISCARD_REQUEST, into[1],
-                                              self._next_xid()))
-            raise
-        if batch:
-            self.dp.send(b"".join(batch))
+        out = _Batches(self.dp.send)
+        if bundle:
+            with self._bundled(out) as into:
+                self._write(changes, out, into)
+        else:
+            self._write(changes, out, None)
+        out.flush()
         self.flow_mods_sent += len(changes)
         self.metrics.flow_mods.labels(self.host).inc(len(changes))
         self.request(parser.OFPBarrierRequest(self.dp))
         return list(self._errors)
 
-    def _messages(self, changes: FlowDiff, into: tuple | None):
-        """The wire messages of ``changes``, one by one: adds, then deletes; inside bundle
-        ``into`` (id, flags) when given, opened and committed (each message has its xid)."""
+    @contextmanager
+    def _bundled(self, out: "_Batches"):
+        """A bundle opened in ``out`` and committed when the block ends. A block that fails
+        half-way (a flow neither serializer takes) discards it: the switch must not keep an
+        open bundle holding half a table. What was not written yet is never written."""
+        bundle = wire.Bundle(next(_bundle_ids))
+        out.write(bundle.open(self._next_xid()))
+        try:
+            yield bundle
+        except BaseException:
+            if out.written:
+                self.dp.send(bundle.discard(self._next_xid()))
+            raise
+        out.write(bundle.commit(self._next_xid()))
+
+    def _write(self, changes: FlowDiff, out: "_Batches", bundle: wire.Bundle | None) -> None:
+        """The flow mods of ``changes``: adds, then deletes, each with its xid; inside
+        ``bundle`` when given. What openflow.wire does not encode goes through os-ken."""
         xid = self._next_xid
-        encode = self._encode
-        if into is None:
-            for flow in changes.add:
-                yield encode(wire.flow_mod_add, add_message, flow, xid())
-            for flow in changes.delete:
-                yield encode(wire.flow_mod_delete_strict, delete_message, flow, xid())
-            return
-        yield wire.bundle_ctrl(into[0], ofp.ONF_BCT_OPEN_REQUEST, into[1], xid())
+        if bundle is None:
+            add, delete, wrap = wire.flow_mod_add, wire.flow_mod_delete_strict, None
+        else:
+            add, delete, wrap = bundle.flow_mod_add, bundle.flow_mod_delete_strict, bundle.add
         for flow in changes.add:
-            yield encode(wire.bundle_flow_mod_add, add_message, flow, xid(), into)
+            out.write(self._encode(add, add_message, wrap, flow, xid()))
         for flow in changes.delete:
-            yield encode(wire.bundle_flow_mod_delete_strict, delete_message, flow, xid(), into)
-        yield wire.bundle_ctrl(into[0], ofp.ONF_BCT_COMMIT_REQUEST, into[1], xid())
+            out.write(self._encode(delete, delete_message, wrap, flow, xid()))
 
     def _next_xid(self) -> int:
         return next(self._xids) & 0xFFFFFFFF | XID_BASE  # count() is thread-safe
 
-    def _encode(self, fast, slow, flow: Flow, xid: int, bundle: tuple | None = None) -> bytes:
-        """``fast`` (flows.wire) serializes the flow, inside ``bundle`` (id, flags) if given;
-        what it does not know goes through os-ken (``slow``), slower."""
+    def _encode(self, fast, slow, wrap, flow: Flow, xid: int) -> bytes:
+        """``fast`` (openflow.wire) serializes the flow; what it does not know goes through
+        os-ken (``slow``), slower, then into the bundle by ``wrap`` if there is one."""
         try:
-            return fast(flow, xid) if bundle is None else fast(flow, *bundle, xid)
+            return fast(flow, xid)
         except ValueError as exc:
             LOG.debug("switch %s: os-ken serializes %s (%s)", self.host, flow, exc)
             msg = slow(self.dp, flow)
             msg.set_xid(xid)
             msg.serialize()
             raw = bytes(msg.buf)
-            return raw if bundle is None else wire.bundle_add(raw, *bundle, xid)
+            return raw if wrap is None else wrap(raw, xid)
+
+
+class _Batches:
+    """Messages written SEND_BATCH at a time as they come; the rest on flush()."""
+
+    __slots__ = ("_batch", "_send", "written")
+
+    def __init__(self, send: Callable[[bytes], object]):
+        self._send = send
+        self._batch: list[bytes] = []
+        self.written = False
+
+    def write(self, message: bytes) -> None:
+        self._batch.append(message)
+        if len(self._batch) == SEND_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._batch:
+            self._send(b"".join(self._batch))
+            self._batch = []
+            self.written = True

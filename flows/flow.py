@@ -1,55 +1,12 @@
-"""A flow entry as plain, hashable data, so that desired and installed tables can be diffed."""
+"""Tables of flows and their difference. Flow and the actions are the codec's (openflow)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
 
-OFPP_IN_PORT = 0xFFFFFFF8
+from openflow.actions import move, output, set_field
+from openflow.flow import OFPP_IN_PORT, Flow
 
-# Actions are tuples so that they compare and hash:
-#   ("output", port) | ("set_field", field, value) | ("move", src_field, dst_field, n_bits)
-Action = tuple
-MatchValue = Union[int, str, tuple]
-
-
-def output(port: int) -> Action:
-    return ("output", port)
-
-
-def set_field(name: str, value: Any) -> Action:
-    return ("set_field", name, value)
-
-
-def move(src: str, dst: str, n_bits: int) -> Action:
-    return ("move", src, dst, n_bits)
-
-
-@dataclass(frozen=True, slots=True)  # slots: no per-flow __dict__
-class Flow:
-    table: int
-    priority: int
-    match: tuple[tuple[str, MatchValue], ...]
-    cookie: int
-    actions: tuple[Action, ...] = ()
-    write_metadata: int | None = None
-    goto: int | None = None
-
-    @staticmethod
-    def make(table: int, priority: int, cookie: int, match: dict | None = None,
-             actions: tuple | list = (), write_metadata: int | None = None,
-             goto: int | None = None) -> "Flow":
-        return Flow(table, priority, tuple(sorted((match or {}).items())), cookie,
-                    tuple(actions), write_metadata, goto)
-
-    @property
-    def key(self) -> tuple:
-        """What identifies a flow in a switch: table, priority and match."""
-        return (self.table, self.priority, self.match)
-
-    @property
-    def body(self) -> tuple:
-        """What a flow does and who owns it: a changed body means the flow must be rewritten."""
-        return (self.cookie, self.actions, self.write_metadata, self.goto)
+__all__ = ["OFPP_IN_PORT", "Flow", "FlowDiff", "diff", "move", "output", "set_field", "table_of"]
 
 
 def table_of(flows: list[Flow]) -> dict[tuple, Flow]:

@@ -1,8 +1,8 @@
 """Packet: a flat, mutable record of OXM header fields.
 
 Values use os-ken's "user" notation (MACs and IPv4 addresses as strings,
-everything else as ints). Matching and bit operations convert through
-os-ken's own OXM type descriptors, so the simulator agrees with the
+everything else as ints). Matching and bit operations convert through the
+codec's vocabulary (openflow.values), so the simulator agrees with the
 controller's encoder on widths and notations (including CIDR and masks).
 """
 from __future__ import annotations
@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
+
+from openflow import values
+from openflow.vocabulary import FIELDS
 
 ETH_TYPE_ARP = 0x0806
 ETH_TYPE_IPV4 = 0x0800
@@ -28,22 +31,31 @@ class FlowSimError(Exception):
 
 
 def field_width(name: str) -> int:
-    """Width in bits of an OXM/NXM field, as os-ken encodes it."""
-    _, type_ = ofp.oxm_get_field_info_by_name(name)
-    return type_.size * 8
+    """Width in bits of an OXM/NXM field."""
+    field = FIELDS.get(name)
+    if field is None:  # outside the vocabulary: a flow someone else installed
+        return ofp.oxm_get_field_info_by_name(name)[1].size * 8
+    return field.bits
 
 
 def to_int(name: str, user_value) -> tuple[int, int | None]:
     """User notation (value, (value, mask) or CIDR) -> (int value, int mask or None)."""
-    _, value, mask = ofp.oxm_from_user(name, user_value)
+    field = FIELDS.get(name)
+    if field is None:
+        _, value, mask = ofp.oxm_from_user(name, user_value)
+    else:
+        value, mask = values.match_value(field, user_value)
     return (int.from_bytes(value, "big"),
             None if mask is None else int.from_bytes(mask, "big"))
 
 
 def from_int(name: str, value: int):
-    """Int -> os-ken user notation for the field."""
-    num, _ = ofp.oxm_get_field_info_by_name(name)
-    return ofp.oxm_to_user(num, value.to_bytes(field_width(name) // 8, "big"), None)[1]
+    """Int -> user notation for the field."""
+    field = FIELDS.get(name)
+    if field is None:
+        num, _ = ofp.oxm_get_field_info_by_name(name)
+        return ofp.oxm_to_user(num, value.to_bytes(field_width(name) // 8, "big"), None)[1]
+    return values.decode(field, value.to_bytes(field.size, "big"))
 
 
 @dataclass(slots=True, repr=False)
@@ -116,10 +128,6 @@ class Packet:
         self.set_int(name, (old & ~mask) | ((value << ofs) & mask))
 
     # Builders.
-
-    @classmethod
-    def ethernet(cls, src: str, dst: str, eth_type: int) -> Packet:
-        return cls(eth_src=src, eth_dst=dst, eth_type=eth_type)
 
     @classmethod
     def arp_request(cls, src_mac: str, src_ip: str, target_ip: str) -> Packet:

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field, replace
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
+from openflow.vocabulary import canonical_name
+
 from .packet import FlowSimError, Packet, field_width, to_int
 
 # The spec fixes the execution order of instructions, whatever their order in the message.
@@ -28,11 +30,6 @@ def _match_key(match) -> tuple:
         if mask:  # an all-zero mask is a wildcard
             key.append((name, value & mask, mask))
     return tuple(sorted(key))
-
-
-def _oxm(field: str) -> str:
-    """Flows read back from OVS name fields in NXM spelling: eth_src_nxm for eth_src."""
-    return field[:-4] if field.endswith("_nxm") else field
 
 
 def _actions(instructions, kinds=(ofp.OFPIT_APPLY_ACTIONS, ofp.OFPIT_WRITE_ACTIONS)):
@@ -274,7 +271,8 @@ class SimSwitch:
                 raise FlowSimError(f"masked set_field {action.key}={action.value!r}")
             pkt.set_int(action.key, value)
         elif isinstance(action, parser.NXActionRegMove):
-            src_field, dst_field = _oxm(action.src_field), _oxm(action.dst_field)
+            src_field = canonical_name(action.src_field)
+            dst_field = canonical_name(action.dst_field)
             src = pkt.get_int(src_field)
             if src is None:
                 raise FlowSimError(f"move from absent field {src_field}")

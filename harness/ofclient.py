@@ -1,14 +1,15 @@
 """A minimal OpenFlow 1.3 client for tests: the raw bytes Open vSwitch sends, unparsed.
 
 It talks to a bridge's management socket (unix:<rundir>/<bridge>.mgmt), as ovs-ofctl does,
-so that tests can feed real replies to flows.wire_stats and to os-ken alike.
+so that tests can feed real replies to openflow.stats and to os-ken alike.
 """
 from __future__ import annotations
 
 import socket
 import struct
 
-from flows import wire, wire_stats
+from openflow import stats as wire_stats
+from openflow import wire
 
 HEADER = struct.Struct("!BBHI")
 HELLO = 0

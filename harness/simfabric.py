@@ -5,7 +5,7 @@ from __future__ import annotations
 from os_ken.ofproto import ofproto_v1_3, ofproto_v1_3_parser
 
 from flows import HostPorts, compile_host, diff
-from flows.openflow import add_message, delete_message
+from openflow.os_ken import add_message, delete_message
 from flowsim import SimFabric, SimSwitch
 from model import Snapshot
 

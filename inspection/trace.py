@@ -14,7 +14,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from flows import Flow, HostPorts
-from flows.openflow import flow_from_stats
+from openflow.os_ken import flow_from_stats
 from flows.pipeline import ARP, INGRESS, L2
 from flowsim import Packet, SimFabric, SimSwitch
 from model import Endpoint, InvalidRequest, NotFound, Snapshot

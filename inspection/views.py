@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from flows import Flow
-from flows.format import format_actions, format_match
+from openflow.notation import format_actions, format_match
 from flows.pipeline import TABLE_BY_ID, decode_cookie
 from model import Snapshot
 

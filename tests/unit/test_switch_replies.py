@@ -1,7 +1,7 @@
 """Flow-stats replies from the wire to a switch session, without a switch.
 
 controller.runtime hands a session's flow-stats replies over as bytes before os-ken parses
-them; SwitchSession.dump_flows reads them with flows.wire_stats and flow_stats with os-ken.
+them; SwitchSession.dump_flows reads them with openflow.stats and flow_stats with os-ken.
 A fake datapath answers the session's requests with replies built from compiled flows.
 """
 from __future__ import annotations

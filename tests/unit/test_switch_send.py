@@ -16,9 +16,10 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from controller import switch
 from controller.switch import SEND_BATCH, XID_BASE, SwitchSession
-from flows import FlowDiff, wire
+from flows import FlowDiff
 from flows.flow import Flow
-from flows.openflow import add_message, delete_message
+from openflow import wire
+from openflow.os_ken import add_message, delete_message
 from tests.unit.test_wire import compiled
 
 FLOWS = compiled("wide")
@@ -100,12 +101,12 @@ def test_batches_are_written_while_the_rest_is_serialized(monkeypatch):
     s, dp = make_session()
     flows = (FLOWS * (3 * SEND_BATCH // len(FLOWS) + 1))[:3 * SEND_BATCH]
     writes_seen = []
-    encode = wire.bundle_flow_mod_add
+    encode = wire.Bundle.flow_mod_add
 
-    def spy(flow, *args):
+    def spy(bundle, flow, xid):
         writes_seen.append(len(dp.writes))
-        return encode(flow, *args)
-    monkeypatch.setattr(wire, "bundle_flow_mod_add", spy)
+        return encode(bundle, flow, xid)
+    monkeypatch.setattr(wire.Bundle, "flow_mod_add", spy)
     s._send(FlowDiff(add=flows), bundle=True)
     # The first batch (bundle open and SEND_BATCH - 1 flows) was written before the
     # SEND_BATCH-th flow was serialized, and so on.

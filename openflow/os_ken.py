@@ -4,27 +4,17 @@ from __future__ import annotations
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
+from . import actions
 from .flow import Flow
 
 FULL_MASK_64 = (1 << 64) - 1
-
-
-def _action(dp, action: tuple):
-    kind = action[0]
-    if kind == "output":
-        return parser.OFPActionOutput(action[1], max_len=0)
-    if kind == "set_field":
-        return parser.OFPActionSetField(**{action[1]: action[2]})
-    if kind == "move":
-        return parser.NXActionRegMove(src_field=action[1], dst_field=action[2], n_bits=action[3])
-    raise ValueError(f"unknown action {action!r}")
 
 
 def instructions(dp, flow: Flow) -> list:
     result = []
     if flow.actions:
         result.append(parser.OFPInstructionActions(
-            ofp.OFPIT_APPLY_ACTIONS, [_action(dp, a) for a in flow.actions]))
+            ofp.OFPIT_APPLY_ACTIONS, [actions.to_os_ken(a) for a in flow.actions]))
     if flow.write_metadata is not None:
         result.append(parser.OFPInstructionWriteMetadata(flow.write_metadata, FULL_MASK_64))
     if flow.goto is not None:
@@ -48,11 +38,11 @@ def delete_message(dp, flow: Flow) -> parser.OFPFlowMod:
 
 def flow_from_stats(stats) -> Flow:
     """An installed flow (an OFPFlowStats entry from the switch) as Flow data."""
-    actions: tuple = ()
+    applied: tuple = ()
     write_metadata = goto = None
     for inst in stats.instructions:
         if isinstance(inst, parser.OFPInstructionActions) and inst.type == ofp.OFPIT_APPLY_ACTIONS:
-            actions = tuple(_action_tuple(a) for a in inst.actions)
+            applied = tuple(actions.from_os_ken(a) for a in inst.actions)
         elif isinstance(inst, parser.OFPInstructionWriteMetadata):
             write_metadata = inst.metadata if inst.metadata_mask == FULL_MASK_64 else (
                 inst.metadata, inst.metadata_mask)
@@ -60,21 +50,6 @@ def flow_from_stats(stats) -> Flow:
             goto = inst.table_id
         else:
             # Something we never install: keep it visible so that the diff rewrites the flow.
-            actions += (("unsupported", repr(inst)),)
+            applied += (("unsupported", repr(inst)),)
     return Flow(stats.table_id, stats.priority, tuple(sorted(stats.match.items())),
-                stats.cookie, actions, write_metadata, goto)
-
-
-def _action_tuple(action) -> tuple:
-    if isinstance(action, parser.OFPActionOutput):
-        return ("output", action.port)
-    if isinstance(action, parser.OFPActionSetField):
-        return ("set_field", action.key, action.value)
-    if isinstance(action, parser.NXActionRegMove):
-        # OVS answers with the NXM spelling of OXM fields (eth_src_nxm for eth_src).
-        return ("move", _oxm_name(action.src_field), _oxm_name(action.dst_field), action.n_bits)
-    return ("unsupported", repr(action))
-
-
-def _oxm_name(field: str) -> str:
-    return field[:-4] if field.endswith("_nxm") else field
+                stats.cookie, applied, write_metadata, goto)

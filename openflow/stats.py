@@ -2,20 +2,20 @@
 
 Reading back a 10,000-flow table through os-ken costs about a second, nearly all of it in
 os-ken's parser (an OFPFlowStats, an OFPMatch and action objects per entry, netaddr for every
-address) and in openflow.flow_from_stats. This module reads the same bytes with ``struct``.
+address) and in os_ken.flow_from_stats. This module reads the same bytes with ``struct``.
 
 Its result is the one flow_from_stats gives for os-ken's parse of the same bytes, Flow for
 Flow (tests/unit/test_wire_stats.py compares them). Where the two could differ it follows os-ken:
 
-- fields are named and typed by os-ken's own OXM table (ofproto_v1_3.oxm_types), so the
-  Nicira fields Open vSwitch answers with get os-ken's names (reg0; eth_src_nxm in a move,
-  which flow_from_stats turns into eth_src);
+- fields are named and typed by the vocabulary, whose names are os-ken's (a test holds them
+  equal); a move's fields in the NXM spelling Open vSwitch answers with (NXM_OF_ETH_SRC) get
+  the field's own name (eth_src), as flow_from_stats gives them;
 - a field with its mask bit set is a (value, mask) pair, whatever the mask; MACs are
   lower-case xx:xx:xx:xx:xx:xx, IPv4 addresses dotted quads (what netaddr prints);
 - a move keeps its field names and n_bits only, not its offsets (flow_from_stats drops them);
 - write-metadata with a full mask is the plain value, else a (value, mask) pair.
 
-An entry with anything else (a field of another type, an experimenter OXM, another action or
+An entry with anything else (a field the vocabulary lacks, another action or
 instruction, an instruction twice) is parsed by os-ken and converted by flow_from_stats, entry
 by entry: the result stays the same, only slower. A reply whose framing is broken raises
 ValueError.
@@ -26,18 +26,16 @@ and safe to share between threads (a dict update is atomic under the GIL).
 """
 from __future__ import annotations
 
-import socket
 import struct
 
-from os_ken.lib import type_desc
-from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
+from . import actions, values
 from .flow import Flow
-from .openflow import flow_from_stats
-from .wire import (FULL_MASK_64, NX_EXPERIMENTER_ID, NXAST_REG_MOVE, OFP_VERSION,
-                   OFPAT_EXPERIMENTER, OFPAT_OUTPUT, OFPAT_SET_FIELD, OFPIT_APPLY_ACTIONS,
-                   OFPIT_GOTO_TABLE, OFPIT_WRITE_METADATA, OFPMT_OXM)
+from .os_ken import flow_from_stats
+from .values import Unknown
+from .wire import (FULL_MASK_64, OFP_VERSION, OFPIT_APPLY_ACTIONS, OFPIT_GOTO_TABLE,
+                   OFPIT_WRITE_METADATA, OFPMT_OXM)
 
 OFPT_MULTIPART_REPLY = 19
 OFPMP_FLOW = 1
@@ -50,52 +48,11 @@ _REPLY = struct.Struct("!BBHIHH4x")
 _ENTRY = struct.Struct("!HBx8xH10xQ16x")
 _MIN_ENTRY = _ENTRY.size + 8  # with the smallest (empty, padded) match
 _TYPE_LEN = struct.Struct("!HH")
-_HEADER = struct.Struct("!I")
-_OUTPUT = struct.Struct("!4xI")  # port
 _WRITE_METADATA = struct.Struct("!8xQQ")  # type, len, pad; metadata, mask
 _GOTO_TABLE = struct.Struct("!B")
-_REG_MOVE = struct.Struct("!IHH4xII")  # experimenter, subtype, n_bits, offsets, src, dst
 
-
-class Unknown(Exception):
-    """Something this parser does not decode: the entry goes to os-ken."""
-
-
-# ---- fields, as os-ken names and types them ---------------------------------------------------
-
-def _int(binary: bytes) -> int:
-    return int.from_bytes(binary, "big")
-
-
-def _mac(binary: bytes) -> str:
-    return binary.hex(":")
-
-
-_DECODERS = {type_desc.MacAddr: _mac, type_desc.IPv4Addr: socket.inet_ntoa}
-
-
-def _field_table() -> tuple[dict, dict]:
-    """(OXM TLV header -> (name, value size, decoder), OXM type -> name) for os-ken's fields
-    of integer, MAC and IPv4 type. Later entries win, as in os-ken's own num_to_field."""
-    by_type = {}
-    for f in ofp.oxm_types:
-        if isinstance(f.num, int):  # experimenter fields have (id, type) numbers
-            by_type[f.num] = f
-    headers, names = {}, {}
-    for num, f in by_type.items():
-        decode = _int if isinstance(f.type, type_desc.IntDescr) else _DECODERS.get(f.type)
-        names[num] = f.name
-        if decode is None:
-            continue
-        size = f.type.size
-        # OXM header: type (class and field, 23 bits), hasmask (1), payload length (8).
-        headers[(num << 9) | size] = (f.name, size, decode, False)
-        headers[(num << 9) | 0x100 | 2 * size] = (f.name, size, decode, True)
-    return headers, names
-
-
-_FIELDS, _NAMES = _field_table()
-
+_decode_tlv = values.decode_tlv
+_decode_action = actions.decode
 _CACHE_LIMIT = 1 << 16
 _tlvs: dict = {}  # OXM TLV bytes -> (name, value)
 _actions: dict = {}  # action bytes -> action tuple
@@ -107,16 +64,6 @@ def _remember(cache: dict, key, value):
         cache.clear()
     cache[key] = value
     return value
-
-
-def _decode_tlv(tlv: bytes) -> tuple:
-    spec = _FIELDS.get(_HEADER.unpack_from(tlv)[0])
-    if spec is None:
-        raise Unknown
-    name, size, decode, masked = spec
-    if masked:
-        return name, (decode(tlv[4:4 + size]), decode(tlv[4 + size:]))
-    return name, decode(tlv[4:])
 
 
 def _match(buf: bytes, end: int) -> tuple:
@@ -142,50 +89,11 @@ def _match(buf: bytes, end: int) -> tuple:
 
 # ---- actions and instructions -----------------------------------------------------------------
 
-def _oxm_name(field: str) -> str:
-    return field[:-4] if field.endswith("_nxm") else field  # as flow_from_stats spells it
-
-
-def _decode_action(action: bytes) -> tuple:
-    kind, length = _TYPE_LEN.unpack_from(action)
-    if kind == OFPAT_OUTPUT and length == 16:
-        return ("output", _OUTPUT.unpack_from(action)[0])
-    if kind == OFPAT_SET_FIELD and length >= 8:
-        tlv_end = 8 + action[7]
-        if tlv_end > length or any(action[tlv_end:]):  # the rest must be padding
-            raise Unknown
-        name, value = _decode_tlv(action[4:tlv_end])
-        if isinstance(value, tuple):  # OpenFlow 1.3 has no masked set_field: os-ken fails
-            raise Unknown
-        return ("set_field", name, value)
-    if kind == OFPAT_EXPERIMENTER and length == 24:
-        experimenter, subtype, n_bits, src, dst = _REG_MOVE.unpack_from(action, 4)
-        if experimenter == NX_EXPERIMENTER_ID and subtype == NXAST_REG_MOVE:
-            # os-ken names a move's fields by their OXM type alone (no mask bit, no length).
-            src_name, dst_name = _NAMES.get(src >> 9), _NAMES.get(dst >> 9)
-            if src_name is None or dst_name is None or src >> 16 == 0xFFFF \
-                    or dst >> 16 == 0xFFFF:  # unknown or experimenter (64-bit) headers
-                raise Unknown
-            return ("move", _oxm_name(src_name), _oxm_name(dst_name), n_bits)
-    raise Unknown
-
-
-def _action_list(buf: bytes, offset: int, end: int) -> tuple:
-    actions = []
-    get = _actions.get
-    while offset < end:
-        if offset + 4 > end:
-            raise ValueError("truncated action")
-        length = _TYPE_LEN.unpack_from(buf, offset)[1]
-        if length < 8 or length % 8 or offset + length > end:
-            raise ValueError(f"bad action length {length}")
-        raw = buf[offset:offset + length]
-        action = get(raw)
-        if action is None:
-            action = _remember(_actions, raw, _decode_action(raw))
-        actions.append(action)
-        offset += length
-    return tuple(actions)
+def _action(raw: bytes) -> tuple:
+    action = _actions.get(raw)
+    if action is None:
+        action = _remember(_actions, raw, _decode_action(raw))
+    return action
 
 
 def _body(buf: bytes) -> tuple:
@@ -197,7 +105,7 @@ def _body(buf: bytes) -> tuple:
         raise ValueError(f"bad match length {match_len}")
     match = _match(buf, match_len)
     offset = (match_len + 7) // 8 * 8
-    actions: tuple = ()
+    applied: tuple = ()
     write_metadata = goto = None
     seen = set()
     while offset < len(buf):
@@ -210,7 +118,7 @@ def _body(buf: bytes) -> tuple:
             raise Unknown
         seen.add(kind)
         if kind == OFPIT_APPLY_ACTIONS:
-            actions = _action_list(buf, offset + 8, offset + length)
+            applied = actions.decode_list(buf, offset + 8, offset + length, _action)
         elif kind == OFPIT_WRITE_METADATA and length == 24:
             metadata, mask = _WRITE_METADATA.unpack_from(buf, offset)
             write_metadata = metadata if mask == FULL_MASK_64 else (metadata, mask)
@@ -219,7 +127,7 @@ def _body(buf: bytes) -> tuple:
         else:
             raise Unknown
         offset += length
-    return match, actions, write_metadata, goto
+    return match, applied, write_metadata, goto
 
 
 # ---- replies ----------------------------------------------------------------------------------
