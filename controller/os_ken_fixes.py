@@ -152,8 +152,7 @@ def close_on_malformed_messages() -> None:
     readers = [name for name, f in vars(controller).items() if inspect.isfunction(f)
                and "ofproto_parser" in _globals_read(f)]
     readers += [f"Datapath.{name}" for name, f in vars(controller.Datapath).items()
-                if inspect.isfunction(f) and f is not controller.Datapath._recv_loop
-                and "ofproto_parser" in _globals_read(f)]
+                if inspect.isfunction(f) and "ofproto_parser" in _globals_read(f)]
     _expect(not readers, f"{', '.join(readers)} also read(s) the module's ofproto_parser")
     controller.ofproto_parser = StrictParser(ofproto_parser)
 

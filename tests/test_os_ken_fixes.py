@@ -124,6 +124,8 @@ class Connection:
         while self.brick.datapath is None and time.monotonic() < deadline:
             time.sleep(0.01)
         self.switch.sendall(message(HELLO, 1))
+        # The controller's HELLO: its sender has sent, and now waits for more.
+        assert self.switch.recv(len(message(HELLO, 0)))[1] == HELLO
 
     @staticmethod
     def _serve(conn, address):
