@@ -11,8 +11,11 @@ RUN apt-get update \
 
 WORKDIR /opt/ovsfabric
 COPY . /opt/ovsfabric
+# At the versions the tests ran with (constraints.txt), the build backend included.
 RUN python3 -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-cache-dir /opt/ovsfabric
+    && /opt/venv/bin/pip install --no-cache-dir -c /opt/ovsfabric/constraints.txt --upgrade pip \
+    && /opt/venv/bin/pip install --no-cache-dir /opt/ovsfabric \
+        -c /opt/ovsfabric/constraints.txt --build-constraint /opt/ovsfabric/constraints.txt
 ENV PATH=/opt/venv/bin:$PATH
 
 CMD ["ovsfabric", "--help"]

@@ -2,19 +2,27 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The versions everything is tested with (make pins rewrites it), the backend that builds
+# ovsfabric itself included.
+PINS := constraints.txt
 
-.PHONY: setup system-deps demo test test-unit test-lab bench bench-compare bench-scale clean-lab
+.PHONY: setup system-deps pins demo test test-unit test-lab bench bench-compare bench-scale \
+        clean-lab
 
 system-deps:
 	@bash scripts/install-system-deps.sh
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(PINS)
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[test]'
+	$(VENV)/bin/pip install -q -c $(PINS) --upgrade pip
+	$(VENV)/bin/pip install -q -c $(PINS) --build-constraint $(PINS) -e '.[test]'
 	touch $(STAMP)
 
 setup: system-deps $(STAMP)
+
+# Moves the pins to the newest releases pyproject.toml admits; then test, and commit both.
+pins:
+	bash scripts/pin-deps.sh
 
 demo: setup
 	$(PY) -m lab.demo

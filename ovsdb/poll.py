@@ -3,10 +3,12 @@
 python-ovs waits with select(2) (its stand-in for eventlet), which refuses descriptors from
 FD_SETSIZE on; a process holding many connections (the REST API's) hands new OVSDB sessions
 such descriptors, and their threads would die in select(). python-ovs makes the class it
-polls with a module attribute meant to be replaced when nothing green-threads select.
+polls with a module attribute meant to be replaced when nothing green-threads select; a
+python-ovs that stops reading it stops start-up (and tests/unit/test_ovsdb_poll.py).
 """
 from __future__ import annotations
 
+import dis
 import select
 
 from ovs import poller
@@ -29,4 +31,10 @@ class _Poll:
 
 
 def use_poll() -> None:
+    reset = getattr(poller.Poller, "_Poller__reset", None)
+    if reset is None or "SelectPoll" not in {
+            i.argval for i in dis.get_instructions(reset) if i.opname == "LOAD_GLOBAL"}:
+        raise RuntimeError("python-ovs's Poller no longer makes its poll object from "
+                           "ovs.poller.SelectPoll: ovsdb/poll.py is written for the python-ovs "
+                           "of constraints.txt")
     poller.SelectPoll = _Poll

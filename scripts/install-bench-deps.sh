@@ -18,4 +18,5 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 VENV=${VENV:-.venv}
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-"$VENV/bin/python" -c 'import matplotlib' 2>/dev/null || "$VENV/bin/pip" install -q -e '.[bench]'
+"$VENV/bin/python" -c 'import matplotlib' 2>/dev/null || "$VENV/bin/pip" install -q \
+    -c constraints.txt --build-constraint constraints.txt -e '.[bench]'

@@ -42,3 +42,16 @@ def test_a_descriptor_above_1023_wakes_the_poller(high_pipe):
     start = time.monotonic()
     waiter.block()
     assert time.monotonic() - start < 2
+
+
+def test_python_ovs_polls_with_what_use_poll_puts_in_place():
+    poll.use_poll()
+    assert isinstance(poller.Poller().poll, poll._Poll)
+
+
+def test_a_python_ovs_that_polls_otherwise_stops_the_start(monkeypatch):
+    def reset(self):
+        self.poll = object()
+    monkeypatch.setattr(poller.Poller, "_Poller__reset", reset)
+    with pytest.raises(RuntimeError, match="constraints.txt"):
+        poll.use_poll()

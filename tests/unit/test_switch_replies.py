@@ -1,6 +1,6 @@
 """Flow-stats replies from the wire to a switch session, without a switch.
 
-controller.runtime hands a session's flow-stats replies over as bytes before os-ken parses
+controller.os_ken_fixes hands a session's flow-stats replies over as bytes before os-ken parses
 them; SwitchSession.dump_flows reads them with openflow.stats and flow_stats with os-ken.
 A fake datapath answers the session's requests with replies built from compiled flows.
 """
@@ -13,7 +13,7 @@ from os_ken.ofproto import ofproto_parser
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from controller import runtime
+from controller import os_ken_fixes
 from controller.switch import XID_BASE, SwitchError, SwitchSession
 from flows.flow import table_of
 from tests.unit.test_wire import compiled
@@ -108,14 +108,14 @@ class Sessions:
 
 @pytest.fixture
 def receive(monkeypatch):
-    """os-ken's receive loop's view of the parser, with the runtime's patches in place."""
+    """os-ken's receive loop's view of the parser, with os_ken_fixes in place."""
     from os_ken.controller import controller
     monkeypatch.setattr(controller, "ofproto_parser", ofproto_parser)  # undone after the test
-    monkeypatch.setattr(runtime, "_session_for", None)
-    runtime._close_on_malformed_messages()
+    monkeypatch.setattr(os_ken_fixes, "_session_for", None)
+    os_ken_fixes.close_on_malformed_messages()
     dp = FakeDatapath()
     sessions = Sessions(dp)
-    runtime._route_flow_stats_to_sessions(sessions)
+    os_ken_fixes.route_flow_stats_to_sessions(sessions.session_for)
 
     def parse(message: bytes, datapath=dp):
         version, msg_type, length, xid = controller.ofproto_parser.header(message)
@@ -155,7 +155,7 @@ def test_malformed_messages_still_close_the_connection(receive):
     parse, _ = receive
     masked = bytes.fromhex("0019 0010 0001 0108 00000001 00000003".replace(" ", ""))
     body = bytes.fromhex("0001000400000000") + bytes.fromhex("0004001800000000") + masked
-    with pytest.raises(runtime.MalformedMessage):
+    with pytest.raises(os_ken_fixes.MalformedMessage):
         parse(reply([entry(body)], xid=9))
 
 
@@ -164,6 +164,6 @@ def test_a_zero_length_entry_closes_the_connection(receive, xid):
     """os-ken's own parser would loop for ever on it, in the connection's receive thread."""
     parse, sessions = receive
     good = flow_entry(FLOWS[0])
-    with pytest.raises(runtime.MalformedMessage):
+    with pytest.raises(os_ken_fixes.MalformedMessage):
         parse(reply([good, b"\x00\x00" + good[2:]], xid=xid))
     assert sessions.taken == []
