@@ -80,8 +80,8 @@ def route_flow_stats_to_sessions(session_for) -> None:
 def _to_session(datapath, buf) -> bool:
     """Hands a flow-stats reply to the switch session that asked for it, unparsed.
 
-    os-ken's parser turns a 10,000-flow table into objects in most of a second; the session
-    reads the bytes itself (openflow.stats) in a tenth of that. Only replies to a session's
+    os-ken's parser builds objects for every entry of a table, which dominates a resync; the
+    session reads the bytes itself (openflow.stats), far faster (docs/performance.md). Only replies to a session's
     own requests (xids from XID_BASE up) are taken; anything else, e.g. os_ken.lib.ofctl's
     requests, takes os-ken's way. Runs in the connection's receive thread: it only copies.
     Relies on os-ken's receive loop dispatching nothing for a message parsed as None.

@@ -1,4 +1,4 @@
-"""SimSwitch: OpenFlow 1.3 flow tables driven by the os-ken messages a controller sends.
+"""SimSwitch: OpenFlow 1.3 flow tables driven by os-ken flow-mod messages.
 
 Semantics follow the OF 1.3 spec, and Open vSwitch where the spec leaves room
 (out_port/out_group delete filters, OFPTT_ALL only for deletes, goto only forward).

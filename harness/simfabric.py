@@ -1,5 +1,6 @@
-"""Builds a flowsim fabric from the model: each host's compiled flows, sent as the same
-os-ken messages the controller sends, into a simulated switch; tunnels joined pairwise."""
+"""Builds a flowsim fabric from the model: each host's compiled flows, as os-ken flow mods
+(whose bytes the controller's wire codec reproduces exactly), into a simulated switch; tunnels
+joined pairwise."""
 from __future__ import annotations
 
 from os_ken.ofproto import ofproto_v1_3, ofproto_v1_3_parser

@@ -1,8 +1,8 @@
 """Flow-stats multipart replies, from wire bytes straight to Flow data. Pure.
 
-Reading back a 10,000-flow table through os-ken costs about a second, nearly all of it in
-os-ken's parser (an OFPFlowStats, an OFPMatch and action objects per entry, netaddr for every
-address) and in os_ken.flow_from_stats. This module reads the same bytes with ``struct``.
+Reading back a large table through os-ken is slow, nearly all of it in os-ken's parser (an
+OFPFlowStats, an OFPMatch and action objects per entry, netaddr for every address) and in
+os_ken.flow_from_stats. This module reads the same bytes with ``struct``.
 
 Its result is the one flow_from_stats gives for os-ken's parse of the same bytes, Flow for
 Flow (tests/unit/test_wire_stats.py compares them). Where the two could differ it follows os-ken:
