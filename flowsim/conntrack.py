@@ -8,7 +8,7 @@ the identifier stands in for both ports and the message type tells request from 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .packet import (ICMP_QUERY_REPLY, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, FlowSimError,
                      Packet)

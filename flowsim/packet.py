@@ -177,12 +177,12 @@ class Packet:
 
     @classmethod
     def tcp(cls, src_mac: str, dst_mac: str, src_ip: str, dst_ip: str,
-            src_port: int, dst_port: int) -> Packet:
+            src_port: int, dst_port: int, **headers) -> Packet:
         return cls.ipv4(src_mac, dst_mac, src_ip, dst_ip, IPPROTO_TCP,
-                        tcp_src=src_port, tcp_dst=dst_port)
+                        tcp_src=src_port, tcp_dst=dst_port, **headers)
 
     @classmethod
     def udp(cls, src_mac: str, dst_mac: str, src_ip: str, dst_ip: str,
-            src_port: int, dst_port: int) -> Packet:
+            src_port: int, dst_port: int, **headers) -> Packet:
         return cls.ipv4(src_mac, dst_mac, src_ip, dst_ip, IPPROTO_UDP,
-                        udp_src=src_port, udp_dst=dst_port)
+                        udp_src=src_port, udp_dst=dst_port, **headers)

@@ -16,7 +16,7 @@ from openflow.vocabulary import canonical_name
 from .consistency import NX_CT_F_COMMIT, NX_NAT_F_DST, NX_NAT_F_SRC, check_flow
 from .conntrack import ConnTracker, Nat, state_text
 from .lookup import clauses, lookup
-from .packet import FlowSimError, Packet, field_width, to_int
+from .packet import CT_FIELDS, FlowSimError, Packet, field_width, to_int
 from .trace import CtEvent, Step, TtlEvent
 
 NX_CT_RECIRC_NONE = 0xFF
@@ -350,14 +350,16 @@ class SimSwitch:
             recirculate, outcome.translated, _committed(outcome, writes),
             tracked.ct_mark, tracked.ct_label))
         if recirculate is not None:
-            # The tracked copy continues there; this one goes on untracked, as it came in.
             context.passes.append(_Pass(recirculate, tracked, dict(context.action_set),
                                         context.recirculation + 1))
         else:
-            # The datapath translated the packet itself; the ct_* results are only visible
-            # to a recirculation.
+            # The datapath translated the packet itself.
             for name in NAT_FIELDS:
                 setattr(pkt, name, getattr(tracked, name))
+        # As OVS: the packet that goes on is untracked, its conntrack fields cleared; only a
+        # recirculation sees what ct returned.
+        for name in CT_FIELDS:
+            setattr(pkt, name, 0)
 
     def _output(self, port: int, pkt: Packet, out: list) -> None:
         if port == ofp.OFPP_CONTROLLER:

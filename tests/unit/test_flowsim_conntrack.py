@@ -124,6 +124,15 @@ def test_without_table_ct_results_stay_hidden():
     assert len(sw.conntrack.connections()) == 1
 
 
+def test_a_tracked_packet_goes_on_untracked_after_another_ct():
+    sw = switch(flow(IP | state(0, TRK), [apply(ct(table=1))]),
+                flow(IP | state(TRK | NEW, TRK | NEW), [apply(ct(commit=True)), goto(2)],
+                     table=1),
+                flow(IP | state(0, TRK), [apply(output(2))], table=2),
+                flow(IP | state(TRK, TRK), [apply(output(3))], table=2))
+    assert ports_of(sw.process(udp(), 1)) == [2]
+
+
 def test_ct_with_table_forks_and_the_original_goes_on():
     sw = switch(flow(IP, [apply(ct(table=2), output(3)), goto(1)]),
                 flow(IP, [apply(output(4))], table=1),
