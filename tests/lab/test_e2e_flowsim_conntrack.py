@@ -52,6 +52,12 @@ table=3,priority=100,ip,ct_state=-trk,actions=output:2
 table=3,priority=90,ip,ct_state=+trk,actions=output:1
 """
 
+# An expired TTL stops its flow, not the action set written before it.
+ACTION_SET = """
+table=0,priority=10,ip,actions=write_actions(output:3),goto_table:1
+table=1,priority=10,ip,actions=dec_ttl,output:2
+"""
+
 # Conjunctions of 2 and 3 dimensions in front of a router hop.
 ROUTER = f"""
 table=0,priority=50,ip,nw_src=10.0.0.1,actions=conjunction(9,1/2)
@@ -190,6 +196,13 @@ def test_a_forked_packet_goes_on_untracked_as_in_ofproto_trace(bridge):
     out = compare(bridge, switch, udp("10.0.0.1", "10.0.0.2", 5000, 53), 4)
     assert out["passes"] == [[(0, 100), (1, 100)], [(2, 100), (3, 100)]]
     assert (out["ct_next"], out["zones"], out["ports"]) == (["new,trk"], [7], [3, 1, 2])
+
+
+@pytest.mark.parametrize("ttl, expected_ports", [(1, [3]), (2, [2, 3])])
+def test_expired_ttl_and_the_action_set_as_in_ofproto_trace(bridge, ttl, expected_ports):
+    switch = install(bridge, ACTION_SET)
+    out = compare(bridge, switch, udp("10.0.0.1", "10.0.0.2", 1, 2, ttl=ttl), 1)
+    assert out["ports"] == expected_ports
 
 
 @pytest.mark.parametrize("src, dst, proto, port, in_port, ttl, expected_ports", [

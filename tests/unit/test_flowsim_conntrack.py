@@ -6,7 +6,7 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from flowsim import CtEvent, FlowSimError, Packet, TtlEvent
 from flowsim.conntrack import DNAT, EST, INV, NEW, RPL, SNAT, TRK
-from tests.unit.test_flowsim import apply, flow, goto, output, ports_of, switch
+from tests.unit.test_flowsim import apply, flow, goto, output, ports_of, switch, write
 
 MAC1, MAC2, GW_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02", "02:00:00:00:00:fe"
 IP1, IP2, IP3, PUBLIC = "10.0.0.1", "10.0.0.2", "10.0.0.3", "192.0.2.10"
@@ -277,6 +277,12 @@ def test_expired_ttl_keeps_earlier_outputs_and_skips_the_goto():
                 flow({}, [apply(output(4))], table=1))
     assert ports_of(sw.process(Packet.icmp(MAC1, MAC2, IP1, IP2, nw_ttl=1), 1)) == [3]
     assert ports_of(sw.process(Packet.icmp(MAC1, MAC2, IP1, IP2, nw_ttl=2), 1)) == [3, 2, 4]
+
+
+def test_expired_ttl_leaves_the_action_set_to_run():
+    sw = switch(flow(IP, [write(output(3)), goto(1)]),
+                flow(IP, [apply(parser.OFPActionDecNwTtl(), output(2))], table=1))
+    assert ports_of(sw.process(Packet.icmp(MAC1, MAC2, IP1, IP2, nw_ttl=1), 1)) == [3]
 
 
 # ---- conjunctive matches -------------------------------------------------------------
