@@ -2,5 +2,7 @@
 from .fabric import SimFabric
 from .packet import FlowSimError, Packet
 from .switch import FlowEntry, SimSwitch
+from .trace import CtEvent, Step, TtlEvent
 
-__all__ = ["FlowEntry", "FlowSimError", "Packet", "SimFabric", "SimSwitch"]
+__all__ = ["CtEvent", "FlowEntry", "FlowSimError", "Packet", "SimFabric", "SimSwitch", "Step",
+           "TtlEvent"]

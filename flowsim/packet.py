@@ -18,12 +18,21 @@ ETH_TYPE_ARP = 0x0806
 ETH_TYPE_IPV4 = 0x0800
 IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP = 1, 6, 17
 ARP_REQUEST, ARP_REPLY = 1, 2
+# ICMP queries (echo, timestamp, information, address mask) and their replies: they carry an
+# identifier; errors do not.
+ICMP_QUERY_REPLY = {8: 0, 13: 14, 15: 16, 17: 18}
+ICMP_QUERY_TYPES = frozenset(ICMP_QUERY_REPLY) | frozenset(ICMP_QUERY_REPLY.values())
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 ZERO_MAC = "00:00:00:00:00:00"
 
 REGS = tuple(f"reg{i}" for i in range(8))
-# Pipeline state rather than headers: reset for every packet entering a switch.
-PIPELINE_FIELDS = ("metadata",) + REGS
+CT_FIELDS = ("ct_state", "ct_zone", "ct_mark", "ct_label")
+# Pipeline state rather than headers: reset for every packet entering a switch (a packet that
+# has not been through ct is untracked: ct_state 0).
+PIPELINE_FIELDS = ("metadata",) + REGS + CT_FIELDS + ("conj_id",)
+# Headers no flow can match, so no OXM field types them: kept as given.
+UNTYPED_FIELDS = ("icmp_id",)
+DEFAULT_TTL = 64
 
 
 class FlowSimError(Exception):
@@ -68,8 +77,10 @@ class Packet:
     ipv4_src: str | None = None
     ipv4_dst: str | None = None
     ip_proto: int | None = None
+    nw_ttl: int | None = None
     icmpv4_type: int | None = None
     icmpv4_code: int | None = None
+    icmp_id: int | None = None  # echo and other queries: conntrack's port for ICMP
     tcp_src: int | None = None
     tcp_dst: int | None = None
     udp_src: int | None = None
@@ -90,11 +101,16 @@ class Packet:
     reg5: int = 0
     reg6: int = 0
     reg7: int = 0
+    ct_state: int = 0
+    ct_zone: int = 0
+    ct_mark: int = 0
+    ct_label: int = 0
+    conj_id: int = 0  # set only while a table looks up the flow of a satisfied conjunction
 
     def __setattr__(self, name, value):
         # Canonical notation (e.g. lower-case MACs) so packets compare equal
         # however the value was written.
-        if value is not None:
+        if value is not None and name not in UNTYPED_FIELDS:
             value = from_int(name, to_int(name, value)[0])
         object.__setattr__(self, name, value)
 
@@ -113,11 +129,13 @@ class Packet:
     # Integer views used by the flow table.
 
     def get_int(self, name: str) -> int | None:
+        if name in UNTYPED_FIELDS:
+            return getattr(self, name)
         value = getattr(self, name, None)  # fields we don't model are absent
         return None if value is None else to_int(name, value)[0]
 
     def set_int(self, name: str, value: int) -> None:
-        if not hasattr(self, name):
+        if not hasattr(self, name) or name in UNTYPED_FIELDS:
             raise FlowSimError(f"Packet does not model field {name!r}")
         setattr(self, name, from_int(name, value))
 
@@ -144,23 +162,27 @@ class Packet:
     @classmethod
     def ipv4(cls, src_mac: str, dst_mac: str, src_ip: str, dst_ip: str,
              ip_proto: int, **l4) -> Packet:
+        l4.setdefault("nw_ttl", DEFAULT_TTL)
         return cls(eth_src=src_mac, eth_dst=dst_mac, eth_type=ETH_TYPE_IPV4,
                    ipv4_src=src_ip, ipv4_dst=dst_ip, ip_proto=ip_proto, **l4)
 
     @classmethod
     def icmp(cls, src_mac: str, dst_mac: str, src_ip: str, dst_ip: str,
-             icmp_type: int = 8, icmp_code: int = 0) -> Packet:
-        return cls.ipv4(src_mac, dst_mac, src_ip, dst_ip, IPPROTO_ICMP,
-                        icmpv4_type=icmp_type, icmpv4_code=icmp_code)
+             icmp_type: int = 8, icmp_code: int = 0, icmp_id: int | None = None,
+             **headers) -> Packet:
+        if icmp_id is None and icmp_type in ICMP_QUERY_TYPES:
+            icmp_id = 0
+        return cls.ipv4(src_mac, dst_mac, src_ip, dst_ip, IPPROTO_ICMP, icmpv4_type=icmp_type,
+                        icmpv4_code=icmp_code, icmp_id=icmp_id, **headers)
 
     @classmethod
     def tcp(cls, src_mac: str, dst_mac: str, src_ip: str, dst_ip: str,
-            src_port: int, dst_port: int) -> Packet:
+            src_port: int, dst_port: int, **headers) -> Packet:
         return cls.ipv4(src_mac, dst_mac, src_ip, dst_ip, IPPROTO_TCP,
-                        tcp_src=src_port, tcp_dst=dst_port)
+                        tcp_src=src_port, tcp_dst=dst_port, **headers)
 
     @classmethod
     def udp(cls, src_mac: str, dst_mac: str, src_ip: str, dst_ip: str,
-            src_port: int, dst_port: int) -> Packet:
+            src_port: int, dst_port: int, **headers) -> Packet:
         return cls.ipv4(src_mac, dst_mac, src_ip, dst_ip, IPPROTO_UDP,
-                        udp_src=src_port, udp_dst=dst_port)
+                        udp_src=src_port, udp_dst=dst_port, **headers)

@@ -5,6 +5,7 @@ Semantics follow the OF 1.3 spec, and Open vSwitch where the spec leaves room
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field, replace
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
@@ -12,7 +13,17 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from openflow.vocabulary import canonical_name
 
-from .packet import FlowSimError, Packet, field_width, to_int
+from .consistency import NX_CT_F_COMMIT, NX_NAT_F_DST, NX_NAT_F_SRC, check_flow
+from .conntrack import ConnTracker, Nat, state_text
+from .lookup import clauses, lookup
+from .packet import CT_FIELDS, FlowSimError, Packet, field_width, to_int
+from .trace import CtEvent, Step, TtlEvent
+
+NX_CT_RECIRC_NONE = 0xFF
+# What a ct's nat may rewrite in the packet.
+NAT_FIELDS = ("ipv4_src", "ipv4_dst", "tcp_src", "tcp_dst", "udp_src", "udp_dst")
+# Lookups per packet: more means a ct(table=) loop (OVS stops recirculating at a depth too).
+MAX_STEPS = 256
 
 # The spec fixes the execution order of instructions, whatever their order in the message.
 _INSTRUCTION_ORDER = {ofp.OFPIT_METER: 0, ofp.OFPIT_APPLY_ACTIONS: 1, ofp.OFPIT_CLEAR_ACTIONS: 2,
@@ -48,6 +59,8 @@ class FlowEntry:
     packet_count: int = 0
     flags: int = 0
     key: tuple = field(default=(), repr=False)
+    # Its conjunction actions: a flow with any is a clause, never a match by itself.
+    conjunctions: tuple = field(default=(), repr=False)
 
     def matches(self, pkt: Packet) -> bool:
         for name, value, mask in self.key:
@@ -89,7 +102,8 @@ class SimSwitch:
         self.ports = None if ports is None else set(ports)  # None: any port number exists
         self._tables: dict[int, list[FlowEntry]] = {}
         self._bundles: dict[int, dict] = {}
-        self.last_trace: list[tuple[int, FlowEntry | None]] = []
+        self.conntrack = ConnTracker()
+        self.last_trace: list[Step] = []  # every lookup of the last process(), in order
 
     # ---- messages -------------------------------------------------------
 
@@ -125,6 +139,7 @@ class SimSwitch:
             # OVS rejects backward/self gotos when the flow is added (OFPBIC_BAD_TABLE_ID).
             if isinstance(inst, parser.OFPInstructionGotoTable) and inst.table_id <= tid:
                 raise FlowSimError(f"goto_table:{inst.table_id} from table {tid} must go forward")
+        check_flow(msg.match, msg.instructions)
         if cmd == ofp.OFPFC_ADD:
             self._add(msg)
         else:
@@ -132,7 +147,8 @@ class SimSwitch:
 
     def _add(self, msg) -> None:
         entry = FlowEntry(msg.table_id, msg.priority, dict(msg.match.items()),
-                          list(msg.instructions), msg.cookie, 0, msg.flags, _match_key(msg.match))
+                          list(msg.instructions), msg.cookie, 0, msg.flags, _match_key(msg.match),
+                          clauses(msg.instructions))
         table = self._tables.setdefault(msg.table_id, [])
         for i, old in enumerate(table):
             if old.priority == entry.priority and old.key == entry.key:
@@ -167,7 +183,8 @@ class SimSwitch:
         # rollback can restore a shallow snapshot.
         for table, i, e in list(self._selected(msg, strict)):
             count = 0 if msg.flags & ofp.OFPFF_RESET_COUNTS else e.packet_count
-            table[i] = replace(e, instructions=list(msg.instructions), packet_count=count)
+            table[i] = replace(e, instructions=list(msg.instructions), packet_count=count,
+                               conjunctions=clauses(msg.instructions))
 
     def _delete(self, msg, strict: bool) -> None:
         # As OVS: out_port/out_group filter unless OFPP_ANY/OFPG_ANY. os-ken's
@@ -218,24 +235,32 @@ class SimSwitch:
 
     # ---- pipeline -------------------------------------------------------
 
-    def _lookup(self, table_id: int, pkt: Packet) -> FlowEntry | None:
-        return next((e for e in self._tables.get(table_id, []) if e.matches(pkt)), None)
-
     def process(self, pkt: Packet, in_port: int) -> list[tuple[int | str, Packet]]:
         pkt = pkt.copy()
         pkt.in_port = in_port
         pkt.reset_pipeline()
         out: list = []
-        action_set: dict = {}
         self.last_trace = []
-        table_id = 0
+        # A ct(table=) forks: the tracked copy is a pass of its own, run after the current one
+        # (as OVS runs a recirculation after the actions it was forked from).
+        passes = deque([_Pass(0, pkt, {}, 0)])
+        while passes:
+            if len(self.last_trace) > MAX_STEPS:
+                raise FlowSimError(f"more than {MAX_STEPS} lookups: a recirculation loop?")
+            self._run(passes.popleft(), out, passes)
+        return out
+
+    def _run(self, run: _Pass, out: list, passes: deque) -> None:
+        table_id, pkt, action_set = run.table_id, run.pkt, run.action_set
         while table_id is not None:
-            entry = self._lookup(table_id, pkt)
-            self.last_trace.append((table_id, entry))
+            entry, conj_id = lookup(self._tables.get(table_id, []), pkt)
+            step = Step(table_id, entry, run.recirculation, conj_id)
+            self.last_trace.append(step)
             if entry is None:
-                return out  # table miss without a miss flow: drop, action set discarded
+                return  # table miss without a miss flow: drop, action set discarded
             entry.packet_count += 1
             table_id = None
+            context = _Context(pkt, out, step, passes, run.recirculation, action_set)
             for inst in sorted(entry.instructions, key=lambda i: _INSTRUCTION_ORDER.get(i.type, 9)):
                 if isinstance(inst, parser.OFPInstructionGotoTable):
                     table_id = inst.table_id
@@ -245,8 +270,8 @@ class SimSwitch:
                 elif isinstance(inst, parser.OFPInstructionMeter):
                     pass  # rate limiting does not change where a packet goes
                 elif inst.type == ofp.OFPIT_APPLY_ACTIONS:
-                    for action in inst.actions:
-                        self._execute(action, pkt, out)
+                    if not all(self._execute(action, context) for action in inst.actions):
+                        break  # as OVS: the rest of this flow's instructions are skipped
                 elif inst.type == ofp.OFPIT_CLEAR_ACTIONS:
                     action_set.clear()
                 elif inst.type == ofp.OFPIT_WRITE_ACTIONS:
@@ -255,14 +280,16 @@ class SimSwitch:
                 else:
                     raise FlowSimError(f"unsupported instruction {inst!r}")
         # Pipeline end: the action set runs field changes first, output last.
+        context = _Context(pkt, out, self.last_trace[-1], passes, run.recirculation, {})
         for slot, action in action_set.items():
-            if slot != "output":
-                self._execute(action, pkt, out)
+            if slot != "output" and not self._execute(action, context):
+                return
         if "output" in action_set:
-            self._execute(action_set["output"], pkt, out)
-        return out
+            self._execute(action_set["output"], context)
 
-    def _execute(self, action, pkt: Packet, out: list) -> None:
+    def _execute(self, action, context: _Context) -> bool:
+        """Run one action; False when the packet goes no further in this table."""
+        pkt, out = context.pkt, context.out
         if isinstance(action, parser.OFPActionOutput):
             self._output(action.port, pkt, out)
         elif isinstance(action, parser.OFPActionSetField):
@@ -282,8 +309,57 @@ class SimSwitch:
             # ofs_nbits packs the start bit (<< 6) and n_bits - 1.
             ofs, n_bits = action.ofs_nbits >> 6, (action.ofs_nbits & 0x3F) + 1
             pkt.write_bits(action.dst, action.value, ofs, n_bits)
+        elif isinstance(action, parser.OFPActionDecNwTtl):
+            return self._dec_ttl(context)
+        elif isinstance(action, parser.NXActionCT):
+            self._ct(action, context)
         else:
             raise FlowSimError(f"unsupported action {type(action).__name__}")
+        return True
+
+    @staticmethod
+    def _dec_ttl(context: _Context) -> bool:
+        pkt = context.pkt
+        if pkt.nw_ttl is None:
+            return True  # not IP: OVS leaves the packet as it is
+        expired = pkt.nw_ttl <= 1
+        context.step.events.append(TtlEvent(pkt.nw_ttl, expired))
+        if expired:
+            # OVS stops this table's actions; its packet-in for an invalid TTL is off by
+            # default, so the packet is just not forwarded.
+            return False
+        pkt.nw_ttl -= 1
+        return True
+
+    def _ct(self, action, context: _Context) -> None:
+        if action.flags & ~NX_CT_F_COMMIT or action.alg:
+            raise FlowSimError(f"ct with flags {action.flags:#x} or alg {action.alg}: not modelled")
+        pkt = context.pkt
+        nat, writes = None, {}
+        for nested in action.actions:
+            if isinstance(nested, parser.NXActionNAT):
+                nat = _nat(nested)
+            else:  # ct_mark or ct_label, as consistency.check_flow allows
+                writes[nested.key] = to_int(nested.key, nested.value)[0]
+        commit = bool(action.flags & NX_CT_F_COMMIT)
+        tracked = pkt.copy()
+        outcome = self.conntrack.execute(tracked, _zone(action, pkt), commit, nat, writes)
+        recirculate = None if action.recirc_table == NX_CT_RECIRC_NONE else action.recirc_table
+        context.step.events.append(CtEvent(
+            outcome.zone, commit, state_text(pkt.ct_state), state_text(outcome.state),
+            recirculate, outcome.translated, _committed(outcome, writes),
+            tracked.ct_mark, tracked.ct_label))
+        if recirculate is not None:
+            context.passes.append(_Pass(recirculate, tracked, dict(context.action_set),
+                                        context.recirculation + 1))
+        else:
+            # The datapath translated the packet itself.
+            for name in NAT_FIELDS:
+                setattr(pkt, name, getattr(tracked, name))
+        # As OVS: the packet that goes on is untracked, its conntrack fields cleared; only a
+        # recirculation sees what ct returned.
+        for name in CT_FIELDS:
+            setattr(pkt, name, 0)
 
     def _output(self, port: int, pkt: Packet, out: list) -> None:
         if port == ofp.OFPP_CONTROLLER:
@@ -314,3 +390,53 @@ def _set_slot(action):
     if isinstance(action, parser.OFPActionOutput):
         return "output"
     return type(action).__name__
+
+
+@dataclass
+class _Pass:
+    """One way through the tables: the packet as received, or a copy ct recirculated."""
+    table_id: int
+    pkt: Packet
+    action_set: dict
+    recirculation: int
+
+
+@dataclass
+class _Context:
+    """What an action may touch: the packet, the outputs, and the pass it runs in."""
+    pkt: Packet
+    out: list
+    step: Step
+    passes: deque
+    recirculation: int
+    action_set: dict
+
+
+def _zone(action, pkt: Packet) -> int:
+    """A ct's zone: immediate, or bits of a field (zone_ofs_nbits then packs them)."""
+    if not action.zone_src:
+        return action.zone_ofs_nbits
+    name = canonical_name(action.zone_src)
+    ofs, n_bits = action.zone_ofs_nbits >> 6, (action.zone_ofs_nbits & 0x3F) + 1
+    return ((pkt.get_int(name) or 0) >> ofs) & ((1 << n_bits) - 1)
+
+
+def _nat(action) -> Nat:
+    if action.flags & ~(NX_NAT_F_SRC | NX_NAT_F_DST) or action.range_ipv6_min:
+        raise FlowSimError(f"nat flags {action.flags:#x} or IPv6 ranges: not modelled")
+    kind = "src" if action.flags & NX_NAT_F_SRC else "dst" if action.flags & NX_NAT_F_DST \
+        else None
+    addresses = (action.range_ipv4_min, action.range_ipv4_max or None) \
+        if action.range_ipv4_min else None
+    ports = (action.range_proto_min, action.range_proto_max) \
+        if action.range_proto_min is not None else None
+    return Nat(kind, addresses, ports)
+
+
+def _committed(outcome, writes: dict) -> str | None:
+    if not outcome.commit or outcome.connection is None:
+        return None
+    what = "new connection" if outcome.committed_new else "existing connection"
+    if writes:
+        what += " with " + ", ".join(f"{k}={v:#x}" for k, v in sorted(writes.items()))
+    return what

@@ -119,11 +119,11 @@ def _hops(fabric: SimFabric, live, tables, owners: Owners, vni: int) -> list[dic
             if peer is not None:
                 hops.append({"host": peer, "step": "tunnel", "vni": vni, "remote_host": host,
                              "port": live[peer].ports.tunnels[host]})
-        for table_id, entry in steps:
-            hop = {"host": host, "step": "table", "table": table_id,
-                   "table_name": table_name(table_id), "flow": None}
-            if entry is not None:
-                flow = flow_from_stats(entry)
+        for step in steps:
+            hop = {"host": host, "step": "table", "table": step.table_id,
+                   "table_name": table_name(step.table_id), "flow": None}
+            if step.entry is not None:
+                flow = flow_from_stats(step.entry)
                 hop["flow"] = flow_view(host, flow, owners, tables[host].get(flow.key))
                 hop["_flow"] = flow
             hops.append(hop)

@@ -66,11 +66,11 @@ def test_highest_priority_wins_counts_and_miss_drops():
     assert ports_of(sw.process(pkt, in_port=1)) == [3]
     assert ports_of(sw.process(Packet.icmp(MAC1, GW_MAC, IP1, GW_IP), in_port=1)) == [2]
     assert [f.packet_count for f in sw.flows()] == [1, 1]
-    assert sw.last_trace[0][1].priority == 1
+    assert sw.last_trace[0].entry.priority == 1
 
     empty = switch()
     assert empty.process(pkt, in_port=1) == []
-    assert empty.last_trace == [(0, None)]
+    assert [(s.table_id, s.entry) for s in empty.last_trace] == [(0, None)]
 
 
 def test_masked_matches_use_the_mask():
@@ -97,7 +97,7 @@ def test_goto_and_write_metadata():
     sw = switch(flow({"in_port": 1}, [parser.OFPInstructionWriteMetadata(0x1234, 0xFF00), goto(1)]),
                 flow({"metadata": 0x1200}, [apply(output(2))], table=1))  # mask kept 0x34 out
     assert ports_of(sw.process(Packet.icmp(MAC1, MAC2, IP1, IP2), 1)) == [2]
-    assert [t for t, _ in sw.last_trace] == [0, 1]
+    assert [s.table_id for s in sw.last_trace] == [0, 1]
 
 
 def test_metadata_and_registers_reset_per_packet():
