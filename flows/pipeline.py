@@ -99,7 +99,7 @@ ARP = _table(
     writes="eth_src eth_dst arp_op arp_sha arp_spa arp_tha arp_tpa tunnel_id", miss="l2")
 L3_LOOKUP = _table(
     12, "l3_lookup", "routes of the router a packet to a gateway MAC is in",
-    matches="metadata eth_dst eth_type ipv4_dst", writes="reg3 ip_ttl",
+    matches="metadata eth_dst eth_type ipv4_dst", writes="reg3 nw_ttl",
     goes_to="neighbour", miss="l2", reserved=True)
 NEIGHBOUR = _table(
     14, "neighbour", "the MAC of the next hop, and the network it is in",
