@@ -27,10 +27,17 @@ class Host:
     tunnel_ip: str
     datapath_type: str = "system"
     bridge: str = "br-int"
+    # The address the host's containers leave the fabric from (source NAT) and its published
+    # ports answer on; None: the tunnel address.
+    egress_ip: str | None = None
 
     @property
     def dpid(self) -> int:
         return dpid_for_host_seq(self.seq)
+
+    @property
+    def outside_ip(self) -> str:
+        return self.egress_ip or self.tunnel_ip
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,8 @@ class Network:
     mtu: int
     # Who made it besides an admin (e.g. a host's plugin), and so may delete it; None: an admin.
     owner: str | None = None
+    # Its containers reach addresses outside the fabric through their own host.
+    egress: bool = True
 
     @property
     def prefix_len(self) -> int:
@@ -60,6 +69,50 @@ GATEWAY_MAC_PREFIX = "02:0f:5f"
 
 def gateway_mac(vni: int) -> str:
     return GATEWAY_MAC_PREFIX + "".join(f":{b:02x}" for b in vni.to_bytes(3, "big"))
+
+
+ROUTER_MAC_PREFIX = "02:0f:5e:00"
+
+
+def router_mac(number: int) -> str:
+    return f"{ROUTER_MAC_PREFIX}:{number >> 8:02x}:{number & 0xFF:02x}"
+
+
+@dataclass(frozen=True)
+class Route:
+    """A static route: packets to ``destination`` (a CIDR) go to ``nexthop``, the address of
+    an endpoint (an appliance) in one of the router's networks."""
+
+    destination: str
+    nexthop: str
+
+
+@dataclass(frozen=True)
+class Router:
+    """Routes between the networks attached to it, on the sending host. Each attached network's
+    gateway address is the router's interface there, answered with the router's MAC."""
+
+    seq: int
+    id: str
+    name: str
+    number: int  # 1..65535, unique: the router's bits in the packet metadata
+    networks: tuple[str, ...] = ()  # ids of the attached networks, in the order attached
+    routes: tuple[Route, ...] = ()
+
+    @property
+    def mac(self) -> str:
+        return router_mac(self.number)
+
+
+@dataclass(frozen=True)
+class PublishedPort:
+    """Connections to the endpoint's host address at ``host_port`` reach the endpoint's
+    ``port``."""
+
+    endpoint_id: str
+    protocol: str  # "tcp" or "udp"
+    port: int
+    host_port: int
 
 
 @dataclass(frozen=True)
@@ -93,6 +146,8 @@ class Change:
     networks: frozenset = frozenset()  # ids of networks whose endpoints or existence changed
     hosts: bool = False  # hosts came or went: every host's tunnels change
     endpoints: frozenset = frozenset()  # ids of endpoints created or deleted
+    routers: frozenset = frozenset()  # ids of routers created, deleted, attached or re-routed
+    published: frozenset = frozenset()  # ids of endpoints whose published ports changed
 
 
 EVERYTHING = Change(hosts=True)
@@ -115,6 +170,14 @@ class Snapshot:
     # network id -> Map(host -> number of the network's endpoints there)
     network_hosts: Map = field(default_factory=Map)
     reservations: Mapping[tuple[str, str], Reservation] = field(default_factory=dict)
+    routers: Mapping[str, Router] = field(default_factory=dict)  # id -> Router
+    network_router: Mapping[str, str] = field(default_factory=dict)  # network id -> router id
+    # endpoint id -> its published ports, sorted by (protocol, host_port)
+    published: Mapping[str, tuple[PublishedPort, ...]] = field(default_factory=dict)
+
+    def router_of(self, network_id: str) -> Router | None:
+        router_id = self.network_router.get(network_id)
+        return self.routers[router_id] if router_id is not None else None
 
     def network_endpoints(self, network_id: str) -> list[Endpoint]:
         """The network's endpoints, in no particular order."""
