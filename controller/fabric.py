@@ -70,6 +70,10 @@ class Fabric:
                 self._hosts_changed(snap)
                 self._dirty = dict.fromkeys(concerned)  # None: rebuild every table
                 with_ports = concerned
+            elif change.routers:
+                # Rare, and it touches every endpoint of the router's networks: rebuild.
+                self._dirty.update(dict.fromkeys(concerned))
+                with_ports = set()
             else:
                 units = touched_units(change)
                 for name in concerned:

@@ -16,11 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
-from model.entities import Endpoint, Network, Snapshot
+from model.entities import Endpoint, Network, Router, Snapshot
 
 from . import pipeline as p
 from .conformance import check
 from .flow import OFPP_IN_PORT, Flow, move, output, set_field, table_of
+from .routing import forwarded_sources, neighbour_flow, prefix_match, router_flows
 
 ETH_IPV4 = 0x0800
 ETH_ARP = 0x0806
@@ -37,7 +38,8 @@ MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
 # tests hold to the declaration, and checking each one would slow the incremental path.
 check_flows = False
 
-Unit = tuple  # ("fabric", "") | ("network", network id) | ("endpoint", endpoint id)
+# ("fabric", "") | ("network", network id) | ("endpoint", endpoint id) | ("router", router id)
+Unit = tuple
 FABRIC_UNIT: Unit = ("fabric", "")
 
 
@@ -47,6 +49,10 @@ def network_unit(network_id: str) -> Unit:
 
 def endpoint_unit(endpoint_id: str) -> Unit:
     return ("endpoint", endpoint_id)
+
+
+def router_unit(router_id: str) -> Unit:
+    return ("router", router_id)
 
 
 @dataclass(frozen=True)
@@ -66,13 +72,17 @@ class HostWiring:
     ``local``: the host's endpoints that have an OpenFlow port. The number OVS reports wins; a
     port the controller is still adding has the number it asked for, so that its flows are in
     place when the port appears. ``networks``: the networks present on the host (those with a
-    local endpoint), each with its local ports, sorted.
+    local endpoint), each with its local ports, sorted. ``routers``: the routers of those
+    networks, which route here what the host's endpoints send; ``routed``: the other networks
+    of those routers, whose endpoints the host must know to route to them.
     """
 
     host: str
     local: Mapping[str, int]
     networks: Mapping[str, tuple[int, ...]]
     tunnels: Mapping[str, int]
+    routers: frozenset[str] = frozenset()
+    routed: frozenset[str] = frozenset()
 
 
 def host_wiring(snap: Snapshot, host: str, ports: HostPorts) -> HostWiring:
@@ -84,13 +94,20 @@ def host_wiring(snap: Snapshot, host: str, ports: HostPorts) -> HostWiring:
             local[ep.id] = ofport
             by_network.setdefault(ep.network_id, []).append(ofport)
     networks = {n: tuple(sorted(ofports)) for n, ofports in by_network.items()}
-    return HostWiring(host, local, networks, dict(ports.tunnels))
+    routers = frozenset(snap.network_router[n] for n in networks if n in snap.network_router)
+    routed = frozenset(n for r in routers for n in snap.routers[r].networks) - networks.keys()
+    return HostWiring(host, local, networks, dict(ports.tunnels), routers, routed)
 
 
 def units_of(snap: Snapshot, view: HostWiring) -> Iterable[Unit]:
     yield FABRIC_UNIT
     for network_id in view.networks:
         yield from units_of_network(snap, network_id)
+    for network_id in view.routed:
+        for endpoint_id in snap.endpoints_by_network.get(network_id, ()):
+            yield endpoint_unit(endpoint_id)
+    for router_id in view.routers:
+        yield router_unit(router_id)
 
 
 def units_of_network(snap: Snapshot, network_id: str) -> Iterable[Unit]:
@@ -119,9 +136,15 @@ def unit_flows(snap: Snapshot, view: HostWiring, unit: Unit) -> list[Flow]:
     kind, ident = unit
     if kind == "endpoint":
         ep = snap.endpoints.get(ident)
-        if ep is None or ep.network_id not in view.networks:
+        if ep is None or not (ep.network_id in view.networks or ep.network_id in view.routed):
             return []
-        return endpoint_flows(ep, snap.networks[ep.network_id], view)
+        return endpoint_flows(ep, snap.networks[ep.network_id], view,
+                              snap.router_of(ep.network_id))
+    if kind == "router":
+        router = snap.routers.get(ident)
+        if router is None or ident not in view.routers:
+            return []
+        return router_flows(snap, router, view.networks)
     if kind == "network":
         network = snap.networks.get(ident)
         if network is None or ident not in view.networks:
@@ -136,6 +159,9 @@ def fixed_flows() -> list[Flow]:
     return [
         miss_flow(p.INGRESS),  # unknown port or VNI: drop
         miss_flow(p.ARP),  # not ours to answer: forward
+        miss_flow(p.ROUTER_IN),  # to a network on no router, or to another MAC: switch it
+        miss_flow(p.L3_LOOKUP),  # no route: drop
+        miss_flow(p.NEIGHBOUR),  # a next hop no endpoint has: drop
         # An ARP request that came through a tunnel was sent to the host of its address;
         # when no responder here took it, the address is nobody's.
         Flow.make(p.ARP.id, p.PRIO_ARP_TO_OWNER, p.FABRIC_COOKIE,
@@ -151,9 +177,11 @@ def miss_flow(table: p.Table) -> Flow:
     return Flow.make(table.id, p.PRIO_MISS, p.FABRIC_COOKIE, goto=goto)
 
 
-def endpoint_flows(ep: Endpoint, network: Network, view: HostWiring) -> list[Flow]:
+def endpoint_flows(ep: Endpoint, network: Network, view: HostWiring,
+                   router: Router | None) -> list[Flow]:
     vni = network.vni
     c = p.cookie("endpoint", ep.seq)
+    routing = [neighbour_flow(ep, network, router)] if router is not None else []
     if ep.host != view.host:
         tunnel = view.tunnels.get(ep.host)
         if tunnel is None:
@@ -161,27 +189,32 @@ def endpoint_flows(ep: Endpoint, network: Network, view: HostWiring) -> list[Flo
         # Only traffic from local ports goes into a tunnel (split horizon).
         return [Flow.make(p.L2.id, p.PRIO_L2_UNICAST, c,
                           {"metadata": vni, p.FROM_TUNNEL_REG: 0, "eth_dst": ep.mac},
-                          actions=[set_field("tunnel_id", vni), output(tunnel)])]
+                          actions=[set_field("tunnel_id", vni), output(tunnel)]),
+                *routing]
     ofport = view.local.get(ep.id)
     if ofport is None:
         return []
-    return [*port_security_flows(ep, network, ofport),
+    return [*port_security_flows(ep, network, ofport, forwarded_sources(ep, router)),
             arp_reply_flow(vni, ep.ip, ep.mac, c),
             Flow.make(p.L2.id, p.PRIO_L2_UNICAST, c, {"metadata": vni, "eth_dst": ep.mac},
-                      actions=[output(ofport)])]
+                      actions=[output(ofport)]),
+            *routing]
 
 
-def port_security_flows(ep: Endpoint, network: Network, ofport: int) -> list[Flow]:
-    """A local port may send IPv4 and ARP only with its endpoint's own MAC and IP; anything
-    else from it meets the ingress table's miss: a drop."""
+def port_security_flows(ep: Endpoint, network: Network, ofport: int,
+                        forwarded: list[str] = ()) -> list[Flow]:
+    """A local port may send IPv4 and ARP only with its endpoint's own MAC and IP (and, for an
+    appliance that routes lead through, IPv4 from the prefixes it forwards for); anything else
+    from it meets the ingress table's miss: a drop."""
     c = p.cookie("endpoint", ep.seq)
+    from_port = {"in_port": ofport, "eth_src": ep.mac}
+    ipv4_sources = [{"ipv4_src": ep.ip}] + [prefix_match(cidr, "ipv4_src") for cidr in forwarded]
     return [
+        *(Flow.make(p.INGRESS.id, p.PRIO_PORT_ALLOW, c, from_port | {"eth_type": ETH_IPV4} | src,
+                    write_metadata=network.vni, goto=p.ROUTER_IN.id)
+          for src in ipv4_sources),
         Flow.make(p.INGRESS.id, p.PRIO_PORT_ALLOW, c,
-                  {"in_port": ofport, "eth_src": ep.mac, "eth_type": ETH_IPV4, "ipv4_src": ep.ip},
-                  write_metadata=network.vni, goto=p.L2.id),
-        Flow.make(p.INGRESS.id, p.PRIO_PORT_ALLOW, c,
-                  {"in_port": ofport, "eth_src": ep.mac, "eth_type": ETH_ARP,
-                   "arp_spa": ep.ip, "arp_sha": ep.mac},
+                  from_port | {"eth_type": ETH_ARP, "arp_spa": ep.ip, "arp_sha": ep.mac},
                   write_metadata=network.vni, goto=p.ARP.id),
     ]
 

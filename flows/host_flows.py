@@ -19,12 +19,21 @@ _ABSENT = object()
 
 
 def concerned_hosts(previous: Snapshot, snap: Snapshot, change: Change) -> set[str]:
-    """The hosts whose flows a change can alter: where a changed network lives, before or
-    after the change (every host when hosts came or went)."""
+    """The hosts whose flows a change can alter: where a changed network lives, or a network
+    routed with it, before or after the change (every host when hosts came or went)."""
     if change.hosts:
         return set(snap.hosts)
+    networks = set(change.networks)
+    for state in (previous, snap):
+        for network_id in change.networks:
+            router = state.router_of(network_id)
+            if router is not None:
+                networks.update(router.networks)
+        for router_id in change.routers:
+            if router_id in state.routers:
+                networks.update(state.routers[router_id].networks)
     hosts: set[str] = set()
-    for network_id in change.networks:
+    for network_id in networks:
         hosts |= previous.hosts_of_network(network_id) | snap.hosts_of_network(network_id)
     return hosts & snap.hosts.keys()
 
@@ -43,17 +52,19 @@ class HostFlows:
         self._units: dict[Unit, dict[tuple, Flow]] = {}
         self._network_units: dict[str, set[Unit]] = {}  # network id -> its units here
         self._unit_network: dict[Unit, str] = {}  # the reverse, for units with flows
-        self._view_cache: tuple = (None, None, None)  # host's endpoints, ports, their view
+        # what the host's view was made from (its endpoints, ports, the routers), and the view
+        self._view_cache: tuple = (None, None, None, None)
 
     def view_for(self, snap: Snapshot, host: str, ports: HostPorts) -> HostWiring:
         """The host's view, reused while neither its endpoints (a persistent map: the same
-        object until one of them changes) nor its ports changed, so that a change elsewhere
-        in a network costs this host no walk over its own endpoints."""
-        endpoints, cached_ports, view = self._view_cache
+        object until one of them changes), its ports nor the routers changed, so that a change
+        elsewhere in a network costs this host no walk over its own endpoints."""
+        endpoints, cached_ports, routers, view = self._view_cache
         here = snap.endpoints_by_host.get(host)
-        if view is None or here is not endpoints or ports is not cached_ports:
+        if (view is None or here is not endpoints or ports is not cached_ports
+                or (snap.routers, snap.network_router) != routers):
             view = host_wiring(snap, host, ports)
-            self._view_cache = (here, ports, view)
+            self._view_cache = (here, ports, (snap.routers, snap.network_router), view)
         return view
 
     def rebuild(self, snap: Snapshot, view: HostWiring) -> dict[tuple, Flow]:
@@ -65,11 +76,13 @@ class HostFlows:
 
     def update(self, snap: Snapshot, view: HostWiring, units: set[Unit]) -> FlowDiff | None:
         """The difference that ``units`` changing makes; None when only a rebuild will do
-        (never built, or the host's tunnels changed, which touches every remote endpoint)."""
+        (never built, the host's tunnels changed, which touches every remote endpoint, or the
+        routers it routes for, which touch every endpoint of their networks)."""
         old = self.view
         if old is view:
             return self._recompile(snap, view, units)
-        if old is None or view.tunnels != old.tunnels:
+        if (old is None or view.tunnels != old.tunnels or view.routers != old.routers
+                or view.routed != old.routed):
             return None
         stale = set(units)
         for network_id in old.networks.keys() - view.networks.keys():

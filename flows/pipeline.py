@@ -32,12 +32,13 @@ class Bits:
         return ((1 << self.width) - 1) << self.start
 
 
-# Today's flows write and match these fields whole (metadata=VNI, reg0=0 or 1), which is the
-# same thing while every other bit of the field is zero. The first flow to use a reserved
-# range of a field turns the other flows on that field into masked matches and writes.
+# Flows write and match metadata and reg0 whole (metadata=VNI, reg0=0 or 1), which is the
+# same thing while every other bit of the field is zero: the router bits are set only between
+# router_in and l3_lookup, which writes the whole metadata again. The first flow to use a
+# reserved range of a field turns the other flows on that field into masked matches and writes.
 NETWORK = Bits("network", "metadata", 0, 24, "the VNI of the network the packet is in")
 ROUTER = Bits("router", "metadata", 32, 16,
-              "the router (VRF) whose routes the L3 lookup uses", reserved=True)
+              "the router (VRF) whose routes the L3 lookup uses (its number)")
 FROM_TUNNEL_BIT = Bits("from_tunnel", "reg0", 0, 1,
                        "1: the packet came in through a tunnel, so it never goes back into "
                        "one (split horizon: floods cannot loop)")
@@ -50,8 +51,7 @@ LOGICAL_OUT_PORT = Bits("logical_out_port", "reg2", 0, 32,
                         "the endpoint the packet goes to, for ingress rules and the commit",
                         reserved=True)
 NEXT_HOP = Bits("next_hop", "reg3", 0, 32,
-                "the IPv4 next hop the L3 lookup chose, resolved by the neighbour table",
-                reserved=True)
+                "the IPv4 next hop the L3 lookup chose, resolved by the neighbour table")
 POLICY_MARK = Bits("policy_mark", "ct_mark", 0, 32,
                    "the rule that admitted a connection, committed with it", reserved=True)
 LAYOUT = (NETWORK, ROUTER, FROM_TUNNEL_BIT, FLAGS, LOGICAL_IN_PORT, LOGICAL_OUT_PORT, NEXT_HOP,
@@ -85,7 +85,7 @@ def _table(id: int, name: str, purpose: str, matches: str = "", writes: str = ""
 INGRESS = _table(
     0, "ingress", "port security and network classification",
     matches="in_port eth_src eth_type ipv4_src arp_spa arp_sha tunnel_id",
-    writes="metadata reg0", goes_to="arp l2")
+    writes="metadata reg0", goes_to="arp router_in")
 CONNTRACK = _table(
     2, "conntrack", "connection tracking in the network's zone, for the rules that follow",
     matches="metadata reg0 eth_type", goes_to="egress_rules", reserved=True)
@@ -97,14 +97,17 @@ ARP = _table(
     10, "arp", "ARP responder for known addresses",
     matches="metadata reg0 eth_type arp_op arp_tpa",
     writes="eth_src eth_dst arp_op arp_sha arp_spa arp_tha arp_tpa tunnel_id", miss="l2")
+ROUTER_IN = _table(
+    11, "router_in", "IPv4 to a network's gateway MAC enters the router the network is on",
+    matches="metadata eth_dst eth_type ipv4_dst", writes="metadata", goes_to="l3_lookup l2",
+    miss="l2")
 L3_LOOKUP = _table(
-    12, "l3_lookup", "routes of the router a packet to a gateway MAC is in",
-    matches="metadata eth_dst eth_type ipv4_dst", writes="reg3 nw_ttl",
-    goes_to="neighbour", miss="l2", reserved=True)
+    12, "l3_lookup", "the routes of the router in the metadata, longest prefix first: the "
+    "next hop and the network it is in",
+    matches="metadata eth_type ipv4_dst", writes="metadata reg3 nw_ttl", goes_to="neighbour")
 NEIGHBOUR = _table(
-    14, "neighbour", "the MAC of the next hop, and the network it is in",
-    matches="metadata reg3", writes="metadata eth_src eth_dst", goes_to="nat l2",
-    reserved=True)
+    14, "neighbour", "the MAC of the next hop, with the router's as the source",
+    matches="metadata reg3", writes="eth_src eth_dst", goes_to="nat l2")
 NAT = _table(
     16, "nat", "address translation between a router and the outside",
     matches="metadata eth_type ipv4_src ipv4_dst", writes="ipv4_src ipv4_dst",
@@ -121,8 +124,8 @@ COMMIT = _table(
     32, "commit", "commits an admitted connection with its policy mark, then delivers",
     matches="reg2 ct_state", writes="ct_mark", reserved=True)
 
-PIPELINE = (INGRESS, CONNTRACK, EGRESS_RULES, ARP, L3_LOOKUP, NEIGHBOUR, NAT, L2, INGRESS_RULES,
-            COMMIT)
+PIPELINE = (INGRESS, CONNTRACK, EGRESS_RULES, ARP, ROUTER_IN, L3_LOOKUP, NEIGHBOUR, NAT, L2,
+            INGRESS_RULES, COMMIT)
 DECLARED_BY_NAME = {t.name: t for t in PIPELINE}
 TABLES = tuple(t for t in PIPELINE if not t.reserved)  # the tables that hold flows today
 TABLE_BY_ID = {t.id: t for t in TABLES}
@@ -132,6 +135,11 @@ PRIO_PORT_ALLOW = 200  # ingress
 PRIO_TUNNEL_IN = 50
 PRIO_ARP_REPLY = 100  # arp
 PRIO_ARP_TO_OWNER = 10
+PRIO_TO_GATEWAY = 150  # router_in: the gateway's own address, answered in l2
+PRIO_INTO_ROUTER = 100
+# l3_lookup: the longest prefix first; of two as long, the attached network before a static route
+PRIO_ROUTE_BASE = 100
+PRIO_NEIGHBOUR = 100  # neighbour
 PRIO_GATEWAY = 150  # l2
 PRIO_L2_UNICAST = 100
 PRIO_FLOOD = 10
@@ -141,8 +149,12 @@ PRIO_MISS = 0
 # Installed flows carry these codes: a code is never reused for another kind.
 COOKIE_KIND_SHIFT = 56
 COOKIE_ID_MASK = (1 << COOKIE_KIND_SHIFT) - 1
-KINDS = {1: "fabric", 3: "network", 4: "endpoint"}
+KINDS = {1: "fabric", 3: "network", 4: "endpoint", 5: "router"}
 KIND_CODES = {v: k for k, v in KINDS.items()}
+
+
+def route_priority(prefix_len: int, attached: bool) -> int:
+    return PRIO_ROUTE_BASE + 2 * prefix_len + (1 if attached else 0)
 
 
 def cookie(kind: str, seq: int = 0) -> int:
