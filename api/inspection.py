@@ -13,7 +13,7 @@ from controller.switch import SwitchError
 from flows import diff
 from openflow.os_ken import flow_from_stats
 from flows.pipeline import TABLE_BY_ID, TABLES
-from inspection.trace import LiveHost, resolve_endpoint, trace
+from inspection.trace import LiveHost, hosts_to_read, resolve_endpoint, trace
 from inspection.views import Owners, flow_view, table_name
 from model import InvalidRequest, Unavailable
 
@@ -165,7 +165,7 @@ def register(api: Api, fabric: Fabric) -> None:
         snap = store.snapshot()
         src = resolve_endpoint(snap, body.from_)
         live = {}
-        for host in connected_hosts(snap.hosts_of_network(src.network_id)):
+        for host in connected_hosts(hosts_to_read(snap, src)):
             live[host] = LiveHost(fabric.switch(host).flow_stats(),
                                   fabric.ovsdb_sessions[host].ports)
         if src.host not in live:

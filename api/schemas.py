@@ -237,9 +237,23 @@ class TraceRequest(Strict):
     from_: str = Field(alias="from", min_length=1, max_length=64,
                        description="endpoint id or name")
     to: str = Field(min_length=1, max_length=64,
-                    description="endpoint id or name, or an IPv4 address in from's network")
+                    description="endpoint id or name, or an IPv4 address")
     protocol: Literal["icmp", "tcp", "udp", "arp"] = "icmp"
     dst_port: Optional[int] = Field(None, ge=1, le=65535)
+
+
+class TraceTtl(BaseModel):
+    before: int
+    after: Optional[int] = Field(description="none: it expired, and the packet was dropped")
+
+
+class TraceRoute(BaseModel):
+    router: Optional[str]
+    destination: str = Field(description="the prefix of the route taken")
+    nexthop: Optional[str] = Field(description="a static route's next hop; none: the "
+                                   "destination is in the attached network")
+    network: Optional[str] = Field(description="the network the packet was routed into")
+    ttl: Optional[TraceTtl]
 
 
 class TraceHop(BaseModel):
@@ -252,6 +266,7 @@ class TraceHop(BaseModel):
     remote_host: Optional[str] = None
     port: Optional[int] = None
     endpoint: Optional[str] = None
+    route: Optional[TraceRoute] = Field(None, description="in l3_lookup: the route taken")
 
 
 class TraceVerdict(BaseModel):
@@ -262,6 +277,7 @@ class TraceVerdict(BaseModel):
     table_name: Optional[str] = None
     flow: Optional[FlowView] = None
     reason: str
+    routes: Optional[list[TraceRoute]] = Field(None, description="the routes taken, in order")
 
 
 class TraceView(BaseModel):

@@ -60,3 +60,15 @@ def diff_messages(desired: dict, installed: dict) -> list:
     changes = diff(desired, installed)
     return [add_message(DP, f) for f in changes.add] + \
         [delete_message(DP, f) for f in changes.delete]
+
+
+def flow_stats(flows: dict) -> list:
+    """The compiled flows as the switch reports them (OFPFlowStats), zero counters."""
+    stats = []
+    for flow in flows.values():
+        mod = add_message(DP, flow)
+        stats.append(ofproto_v1_3_parser.OFPFlowStats(
+            table_id=flow.table, duration_sec=0, duration_nsec=0, priority=flow.priority,
+            idle_timeout=0, hard_timeout=0, flags=0, cookie=flow.cookie, packet_count=0,
+            byte_count=0, match=mod.match, instructions=mod.instructions))
+    return stats

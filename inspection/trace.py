@@ -15,8 +15,8 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from flows import Flow, HostPorts
 from openflow.os_ken import flow_from_stats
-from flows.pipeline import ARP, INGRESS, L2
-from flowsim import Packet, SimFabric, SimSwitch
+from flows.pipeline import ARP, INGRESS, L2, L3_LOOKUP, NEIGHBOUR, decode_cookie
+from flowsim import Packet, SimFabric, SimSwitch, TtlEvent
 from model import Endpoint, InvalidRequest, NotFound, Snapshot
 
 from .views import Owners, flow_view, table_name
@@ -57,18 +57,26 @@ def build_packet(src: Endpoint, dst_ip: str, dst_mac: str | None, protocol: str,
     return maker(src.mac, dst_mac, src.ip, dst_ip, TRACE_SRC_PORT, dst_port or 80)
 
 
+def hosts_to_read(snap: Snapshot, src: Endpoint) -> set[str]:
+    """The hosts a packet from ``src`` can cross: those of its network, and of the networks
+    its router routes to."""
+    router = snap.router_of(src.network_id)
+    networks = router.networks if router is not None else (src.network_id,)
+    return {h for n in networks for h in snap.hosts_of_network(n)}
+
+
 def trace(snap: Snapshot, src_ref: str, to: str, protocol: str, dst_port: int | None,
           live: dict[str, LiveHost]) -> dict:
     src = resolve_endpoint(snap, src_ref)
-    dst, dst_ip = _destination(snap, src, to)
+    dst, dst_ip, dst_mac = _destination(snap, src, to)
     if src.host not in live or src.id not in live[src.host].ports.endpoints:
         raise InvalidRequest(f"endpoint {src.name} is not attached to a port on {src.host} "
                              "that the controller can see, so nothing can be traced from it")
-    packet = build_packet(src, dst_ip, dst.mac if dst else None, protocol, dst_port)
+    packet = build_packet(src, dst_ip, dst_mac, protocol, dst_port)
     owners = Owners(snap)
     fabric, tables = _simulate(live)
     delivered = fabric.send(src.id, packet)
-    hops = _hops(fabric, live, tables, owners, snap.networks[src.network_id].vni)
+    hops = _hops(snap, fabric, live, tables, owners)
     hops += [{"host": snap.endpoints[ep].host, "step": "deliver", "endpoint": ep,
               "port": live[snap.endpoints[ep].host].ports.endpoints.get(ep)}
              for ep, _ in delivered]
@@ -78,15 +86,27 @@ def trace(snap: Snapshot, src_ref: str, to: str, protocol: str, dst_port: int | 
             "verdict": _verdict(snap, src, dst, packet, delivered, hops)}
 
 
-def _destination(snap: Snapshot, src: Endpoint, to: str) -> tuple[Endpoint | None, str]:
+def _destination(snap: Snapshot, src: Endpoint,
+                 to: str) -> tuple[Endpoint | None, str, str | None]:
+    """The endpoint meant (if any), its address, and the MAC the sender puts on the packet, as
+    a container does: the destination's own on its subnet (None, an ARP request, for an address
+    no endpoint there has), its gateway's for an address off the subnet."""
+    network = snap.networks[src.network_id]
     try:
         ip = str(ipaddress.IPv4Address(to))
+        dst = None
     except ValueError:
         dst = resolve_endpoint(snap, to, prefer_network=src.network_id)
-        return dst, dst.ip
-    same_net = [e for e in snap.network_endpoints(src.network_id) if e.ip == ip]
-    # An address no endpoint of the network has: the sender's ARP request is what is sent.
-    return (same_net[0] if same_net else None), ip
+        ip = dst.ip
+    if ipaddress.IPv4Address(ip) in ipaddress.IPv4Network(network.subnet):
+        if dst is None or dst.network_id != src.network_id:
+            dst = next((e for e in snap.network_endpoints(src.network_id) if e.ip == ip), dst)
+        return dst, ip, dst.mac if dst is not None and dst.network_id == src.network_id else None
+    if dst is None:
+        router = snap.router_of(src.network_id)
+        routed = router.networks if router is not None else ()
+        dst = next((e for n in routed for e in snap.network_endpoints(n) if e.ip == ip), None)
+    return dst, ip, network.gateway_mac
 
 
 def _simulate(live: dict[str, LiveHost]):
@@ -110,15 +130,17 @@ def _simulate(live: dict[str, LiveHost]):
     return fabric, tables
 
 
-def _hops(fabric: SimFabric, live, tables, owners: Owners, vni: int) -> list[dict]:
+def _hops(snap: Snapshot, fabric: SimFabric, live, tables, owners: Owners) -> list[dict]:
     hops = []
     for index, (host, in_port, steps) in enumerate(fabric.last_path):
         if index > 0:
             peer = next((p for p, port in live[host].ports.tunnels.items() if port == in_port),
                         None)
             if peer is not None:
-                hops.append({"host": peer, "step": "tunnel", "vni": vni, "remote_host": host,
-                             "port": live[peer].ports.tunnels[host]})
+                # The far end's first lookup is the tunnel's classification, by the VNI.
+                arrived = steps[0].entry.match if steps and steps[0].entry is not None else {}
+                hops.append({"host": peer, "step": "tunnel", "vni": arrived.get("tunnel_id"),
+                             "remote_host": host, "port": live[peer].ports.tunnels[host]})
         for step in steps:
             hop = {"host": host, "step": "table", "table": step.table_id,
                    "table_name": table_name(step.table_id), "flow": None}
@@ -126,8 +148,27 @@ def _hops(fabric: SimFabric, live, tables, owners: Owners, vni: int) -> list[dic
                 flow = flow_from_stats(step.entry)
                 hop["flow"] = flow_view(host, flow, owners, tables[host].get(flow.key))
                 hop["_flow"] = flow
+                if flow.table == L3_LOOKUP.id and flow.goto is not None:
+                    hop["route"] = _route_taken(snap, flow, step.events)
             hops.append(hop)
     return hops
+
+
+def _route_taken(snap: Snapshot, flow: Flow, events: list) -> dict:
+    """Which router routed the packet, by which route, and what became of its TTL."""
+    kind, seq = decode_cookie(flow.cookie) or ("", 0)
+    router = next((r for r in snap.routers.values() if kind == "router" and r.seq == seq), None)
+    destination = dict(flow.match).get("ipv4_dst", "0.0.0.0/0")
+    if isinstance(destination, tuple):
+        destination = str(ipaddress.IPv4Network("/".join(destination)))
+    network = next((n for n in snap.networks.values() if n.vni == flow.write_metadata), None)
+    nexthop = next((str(ipaddress.IPv4Address(a[2])) for a in flow.actions
+                    if a[0] == "set_field" and a[1] == "reg3"), None)
+    ttl = next((e for e in events if isinstance(e, TtlEvent)), None)
+    return {"router": router.name if router else None, "destination": destination,
+            "nexthop": nexthop, "network": network.name if network else None,
+            "ttl": None if ttl is None else
+            {"before": ttl.ttl_before, "after": None if ttl.expired else ttl.ttl_before - 1}}
 
 
 def _verdict(snap, src: Endpoint, dst: Endpoint | None, packet: Packet, delivered, hops) -> dict:
@@ -140,7 +181,12 @@ def _verdict(snap, src: Endpoint, dst: Endpoint | None, packet: Packet, delivere
             reason = f"delivered to {names}"
             if dst is not None and dst.id not in reached:
                 reason += f" but not to {dst.name}"
+        routes = [h["route"] for h in hops if "route" in h]
+        if routes:
+            reason += "; " + "; ".join(_describe(r) for r in routes)
         result = {"result": "delivered", "endpoints": reached, "reason": reason}
+        if routes:
+            result["routes"] = routes
     else:
         last = next((h for h in reversed(hops) if h["step"] == "table"), None)
         result = {"result": "dropped", "endpoints": [], "reason": "no hop was taken"}
@@ -153,16 +199,37 @@ def _verdict(snap, src: Endpoint, dst: Endpoint | None, packet: Packet, delivere
     return result
 
 
+def _describe(route: dict) -> str:
+    via = (f"next hop {route['nexthop']} in {route['network']}" if route["nexthop"]
+           else f"attached network {route['network']}")
+    text = f"routed by {route['router']} (route {route['destination']}, {via})"
+    if route["ttl"] is not None:
+        text += f", TTL {route['ttl']['before']} -> {route['ttl']['after']}"
+    return text
+
+
 def _why_dropped(snap, src: Endpoint, packet: Packet, hop: dict) -> str:
     flow: Flow | None = hop.get("_flow")
     network = snap.networks[src.network_id]
     if flow is None:
         return f"no flow in table {hop['table']} ({hop['table_name']}) matches: table miss"
+    ttl = hop.get("route", {}).get("ttl")
+    if ttl is not None and ttl["after"] is None:
+        return f"its TTL ({ttl['before']}) expired at router {hop['route']['router']}"
     if flow.actions:
         return ("the last flow sent it to a port with no endpoint or connected host behind it "
                 f"({hop['flow']['actions']})")
     if flow.table == INGRESS.id:
         return "no flow admits this packet at ingress: unknown port or VNI"
+    router = snap.router_of(src.network_id)
+    if flow.table == L3_LOOKUP.id:
+        return f"router {router.name if router else '?'} has no route to {packet.ipv4_dst}"
+    if flow.table == NEIGHBOUR.id:
+        return (f"no endpoint has the next hop address of the route to {packet.ipv4_dst}: "
+                "nothing to deliver it to")
+    if flow.table == L2.id and packet.eth_dst == network.gateway_mac and router is None:
+        return (f"network {network.name} is on no router: its gateway routes nothing, and "
+                f"{packet.ipv4_dst} is off its subnet")
     if flow.table == L2.id:
         return (f"no endpoint of network {network.name} has destination MAC {packet.eth_dst}: "
                 "networks are isolated")

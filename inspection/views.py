@@ -13,13 +13,15 @@ class Owners:
     def __init__(self, snap: Snapshot):
         self.networks = {n.seq: n for n in snap.networks.values()}
         self.endpoints = {e.seq: e for e in snap.endpoints.values()}
+        self.routers = {r.seq: r for r in snap.routers.values()}
 
     def of(self, cookie: int) -> dict:
         decoded = decode_cookie(cookie)
         if decoded is None:
             return {"kind": "unknown", "id": None, "name": None}
         kind, seq = decoded
-        owner = {"network": self.networks, "endpoint": self.endpoints}.get(kind, {}).get(seq)
+        owner = {"network": self.networks, "endpoint": self.endpoints,
+                 "router": self.routers}.get(kind, {}).get(seq)
         return {"kind": kind, "id": owner.id if owner else None,
                 "name": owner.name if owner else None}
 
