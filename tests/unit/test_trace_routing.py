@@ -2,10 +2,17 @@
 router, the route and the TTL, and says why a packet is not routed."""
 from __future__ import annotations
 
+import pytest
+
 from flows import compile_host
 from harness.simfabric import flow_stats, host_ports
 from inspection.trace import LiveHost, hosts_to_read, trace
-from tests.unit.test_routing_flows import eps, snap, with_routers  # noqa: F401 (fixture)
+from tests.unit.routed_fabric import eps, routed_store, with_routers
+
+
+@pytest.fixture
+def snap():
+    return with_routers(routed_store().snapshot())
 
 
 def live(snap):
