@@ -10,6 +10,8 @@ Flows per host: 4 fixed, 6 per network present, 4 per local endpoint (2 anti-spo
 reply, delivery) and 1 per remote endpoint (into its host's tunnel). ARP requests for a
 remote address are answered by the responder on the address's own host, reached through the
 tunnel: a remote endpoint needs no ARP flow, and no endpoint ever sees an ARP request.
+With a physical bridge patched in, the way out (flows.egress) adds 4 per host, 2 or 4 per
+network, 2 per local endpoint and 1 per published port.
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from model.entities import Endpoint, Network, Router, Snapshot
 
 from . import pipeline as p
 from .conformance import check
+from .egress import (Outside, PhysicalBridge, endpoint_egress_flows, network_egress_flows,
+                     outside_flows)
 from .flow import OFPP_IN_PORT, Flow, move, output, set_field, table_of
 from .routing import forwarded_sources, neighbour_flow, prefix_match, router_flows
 
@@ -38,9 +42,11 @@ MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
 # tests hold to the declaration, and checking each one would slow the incremental path.
 check_flows = False
 
-# ("fabric", "") | ("network", network id) | ("endpoint", endpoint id) | ("router", router id)
+# ("fabric", "") | ("outside", "") | ("network", network id) | ("endpoint", endpoint id)
+# | ("router", router id)
 Unit = tuple
 FABRIC_UNIT: Unit = ("fabric", "")
+OUTSIDE_UNIT: Unit = ("outside", "")  # the host's way out, whatever its networks
 
 
 def network_unit(network_id: str) -> Unit:
@@ -63,6 +69,8 @@ class HostPorts:
     tunnels: Mapping[str, int] = field(default_factory=dict)  # peer host name -> ofport
     # endpoint id -> why OVS could not attach its port (Interface.error), e.g. no such device
     errors: Mapping[str, str] = field(default_factory=dict)
+    # the host's physical bridge and the patch to it; None: not there (yet): no way out
+    physical: PhysicalBridge | None = None
 
 
 @dataclass(frozen=True)
@@ -74,7 +82,8 @@ class HostWiring:
     place when the port appears. ``networks``: the networks present on the host (those with a
     local endpoint), each with its local ports, sorted. ``routers``: the routers of those
     networks, which route here what the host's endpoints send; ``routed``: the other networks
-    of those routers, whose endpoints the host must know to route to them.
+    of those routers, whose endpoints the host must know to route to them. ``outside``: the
+    host's way out (None while it has no physical bridge patched in).
     """
 
     host: str
@@ -83,6 +92,7 @@ class HostWiring:
     tunnels: Mapping[str, int]
     routers: frozenset[str] = frozenset()
     routed: frozenset[str] = frozenset()
+    outside: Outside | None = None
 
 
 def host_wiring(snap: Snapshot, host: str, ports: HostPorts) -> HostWiring:
@@ -96,11 +106,16 @@ def host_wiring(snap: Snapshot, host: str, ports: HostPorts) -> HostWiring:
     networks = {n: tuple(sorted(ofports)) for n, ofports in by_network.items()}
     routers = frozenset(snap.network_router[n] for n in networks if n in snap.network_router)
     routed = frozenset(n for r in routers for n in snap.routers[r].networks) - networks.keys()
-    return HostWiring(host, local, networks, dict(ports.tunnels), routers, routed)
+    bridge, outside = ports.physical, None
+    if bridge is not None and host in snap.hosts:
+        outside = Outside(snap.hosts[host].outside_ip, bridge.patch, bridge.mac,
+                          bridge.next_hop_mac)
+    return HostWiring(host, local, networks, dict(ports.tunnels), routers, routed, outside)
 
 
 def units_of(snap: Snapshot, view: HostWiring) -> Iterable[Unit]:
     yield FABRIC_UNIT
+    yield OUTSIDE_UNIT
     for network_id in view.networks:
         yield from units_of_network(snap, network_id)
     for network_id in view.routed:
@@ -139,7 +154,7 @@ def unit_flows(snap: Snapshot, view: HostWiring, unit: Unit) -> list[Flow]:
         if ep is None or not (ep.network_id in view.networks or ep.network_id in view.routed):
             return []
         return endpoint_flows(ep, snap.networks[ep.network_id], view,
-                              snap.router_of(ep.network_id))
+                              snap.router_of(ep.network_id), snap.published.get(ep.id, ()))
     if kind == "router":
         router = snap.routers.get(ident)
         if router is None or ident not in view.routers:
@@ -150,8 +165,16 @@ def unit_flows(snap: Snapshot, view: HostWiring, unit: Unit) -> list[Flow]:
         if network is None or ident not in view.networks:
             return []
         remote_hosts = sorted((snap.hosts_of_network(ident) - {view.host}) & view.tunnels.keys())
-        return network_flows(network, view.networks[ident],
-                             [view.tunnels[h] for h in remote_hosts])
+        flows = network_flows(network, view.networks[ident],
+                              [view.tunnels[h] for h in remote_hosts])
+        if view.outside is not None:
+            flows += network_egress_flows(network, snap.router_of(ident), view.outside)
+        return flows
+    if kind == "outside":
+        host = snap.hosts.get(view.host)
+        if host is None or view.outside is None:
+            return []
+        return outside_flows(host.seq, view.outside)
     return fixed_flows()
 
 
@@ -162,6 +185,10 @@ def fixed_flows() -> list[Flow]:
         miss_flow(p.ROUTER_IN),  # to a network on no router, or to another MAC: switch it
         miss_flow(p.L3_LOOKUP),  # no route: drop
         miss_flow(p.NEIGHBOUR),  # a next hop no endpoint has: drop
+        miss_flow(p.NAT),  # from an address that has no transit address: drop
+        miss_flow(p.OUTBOUND),  # new, from a network without egress, or invalid: drop
+        miss_flow(p.FROM_OUTSIDE),  # to no transit address (conntrack knew nothing): drop
+        miss_flow(p.TO_OUTSIDE),  # the next hop is not known yet: drop (TCP retries)
         # An ARP request that came through a tunnel was sent to the host of its address;
         # when no responder here took it, the address is nobody's.
         Flow.make(p.ARP.id, p.PRIO_ARP_TO_OWNER, p.FABRIC_COOKIE,
@@ -178,7 +205,7 @@ def miss_flow(table: p.Table) -> Flow:
 
 
 def endpoint_flows(ep: Endpoint, network: Network, view: HostWiring,
-                   router: Router | None) -> list[Flow]:
+                   router: Router | None, published: tuple = ()) -> list[Flow]:
     vni = network.vni
     c = p.cookie("endpoint", ep.seq)
     routing = [neighbour_flow(ep, network, router)] if router is not None else []
@@ -194,11 +221,13 @@ def endpoint_flows(ep: Endpoint, network: Network, view: HostWiring,
     ofport = view.local.get(ep.id)
     if ofport is None:
         return []
+    egress = ([] if view.outside is None else
+              endpoint_egress_flows(ep, network, view.outside, published))
     return [*port_security_flows(ep, network, ofport, forwarded_sources(ep, router)),
             arp_reply_flow(vni, ep.ip, ep.mac, c),
             Flow.make(p.L2.id, p.PRIO_L2_UNICAST, c, {"metadata": vni, "eth_dst": ep.mac},
                       actions=[output(ofport)]),
-            *routing]
+            *routing, *egress]
 
 
 def port_security_flows(ep: Endpoint, network: Network, ofport: int,

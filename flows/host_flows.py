@@ -35,12 +35,17 @@ def concerned_hosts(previous: Snapshot, snap: Snapshot, change: Change) -> set[s
     hosts: set[str] = set()
     for network_id in networks:
         hosts |= previous.hosts_of_network(network_id) | snap.hosts_of_network(network_id)
+    for endpoint_id in change.published:  # published ports are flows on their host only
+        for state in (previous, snap):
+            ep = state.endpoints.get(endpoint_id)
+            if ep is not None:
+                hosts.add(ep.host)
     return hosts & snap.hosts.keys()
 
 
 def touched_units(change: Change) -> set[Unit]:
     return ({network_unit(n) for n in change.networks}
-            | {endpoint_unit(e) for e in change.endpoints})
+            | {endpoint_unit(e) for e in change.endpoints | change.published})
 
 
 class HostFlows:
@@ -57,14 +62,16 @@ class HostFlows:
 
     def view_for(self, snap: Snapshot, host: str, ports: HostPorts) -> HostWiring:
         """The host's view, reused while neither its endpoints (a persistent map: the same
-        object until one of them changes), its ports nor the routers changed, so that a change
+        object until one of them changes), its ports, the routers nor the hosts (their outside
+        addresses) changed, so that a change
         elsewhere in a network costs this host no walk over its own endpoints."""
         endpoints, cached_ports, routers, view = self._view_cache
         here = snap.endpoints_by_host.get(host)
         if (view is None or here is not endpoints or ports is not cached_ports
-                or (snap.routers, snap.network_router) != routers):
+                or (snap.routers, snap.network_router, snap.hosts) != routers):
             view = host_wiring(snap, host, ports)
-            self._view_cache = (here, ports, (snap.routers, snap.network_router), view)
+            self._view_cache = (here, ports, (snap.routers, snap.network_router, snap.hosts),
+                                view)
         return view
 
     def rebuild(self, snap: Snapshot, view: HostWiring) -> dict[tuple, Flow]:
@@ -76,13 +83,14 @@ class HostFlows:
 
     def update(self, snap: Snapshot, view: HostWiring, units: set[Unit]) -> FlowDiff | None:
         """The difference that ``units`` changing makes; None when only a rebuild will do
-        (never built, the host's tunnels changed, which touches every remote endpoint, or the
-        routers it routes for, which touch every endpoint of their networks)."""
+        (never built, the host's tunnels changed, which touches every remote endpoint, the
+        routers it routes for, which touch every endpoint of their networks, or its way out,
+        which touches every local endpoint)."""
         old = self.view
         if old is view:
             return self._recompile(snap, view, units)
         if (old is None or view.tunnels != old.tunnels or view.routers != old.routers
-                or view.routed != old.routed):
+                or view.routed != old.routed or view.outside != old.outside):
             return None
         stale = set(units)
         for network_id in old.networks.keys() - view.networks.keys():

@@ -64,7 +64,7 @@ FROM_TUNNEL = 1 << FROM_TUNNEL_BIT.start
 
 @dataclass(frozen=True)
 class Table:
-    """One OpenFlow table of the pipeline."""
+    """One OpenFlow table of a pipeline."""
 
     id: int
     name: str
@@ -74,18 +74,24 @@ class Table:
     goes_to: tuple[str, ...]  # the tables its flows may go to, by name
     miss: str | None  # the table a packet no flow matches goes to; None: dropped
     reserved: bool = False  # declared for what is to come: no flow may be installed in it
+    # The table's flows may hand packets to the switch's own forwarding (output:NORMAL), and a
+    # packet no flow matches meets it: the physical bridge keeps doing what it did for the host.
+    normal: bool = False
 
 
 def _table(id: int, name: str, purpose: str, matches: str = "", writes: str = "",
-           goes_to: str = "", miss: str | None = None, reserved: bool = False) -> Table:
+           goes_to: str = "", miss: str | None = None, reserved: bool = False,
+           normal: bool = False) -> Table:
     return Table(id, name, purpose, frozenset(matches.split()), frozenset(writes.split()),
-                 tuple(goes_to.split()), miss, reserved)
+                 tuple(goes_to.split()), miss, reserved, normal)
 
 
 INGRESS = _table(
-    0, "ingress", "port security and network classification",
-    matches="in_port eth_src eth_type ipv4_src arp_spa arp_sha tunnel_id",
-    writes="metadata reg0", goes_to="arp router_in")
+    0, "ingress", "port security and network classification; from the physical bridge, "
+    "conntrack in the NAT zone: replies un-NATed, published ports DNATed",
+    matches="in_port eth_src eth_type ipv4_src arp_spa arp_sha tunnel_id ip_proto ipv4_dst "
+    "tcp_dst udp_dst",
+    writes="metadata reg0", goes_to="arp router_in from_outside")
 CONNTRACK = _table(
     2, "conntrack", "connection tracking in the network's zone, for the rules that follow",
     matches="metadata reg0 eth_type", goes_to="egress_rules", reserved=True)
@@ -99,19 +105,31 @@ ARP = _table(
     writes="eth_src eth_dst arp_op arp_sha arp_spa arp_tha arp_tpa tunnel_id", miss="l2")
 ROUTER_IN = _table(
     11, "router_in", "IPv4 to a network's gateway MAC enters the router the network is on",
-    matches="metadata eth_dst eth_type ipv4_dst", writes="metadata", goes_to="l3_lookup l2",
-    miss="l2")
+    matches="metadata eth_dst eth_type ipv4_dst", writes="metadata",
+    goes_to="l3_lookup nat l2", miss="l2")
 L3_LOOKUP = _table(
     12, "l3_lookup", "the routes of the router in the metadata, longest prefix first: the "
     "next hop and the network it is in",
-    matches="metadata eth_type ipv4_dst", writes="metadata reg3 nw_ttl", goes_to="neighbour")
+    matches="metadata eth_type ipv4_dst", writes="metadata reg3 nw_ttl",
+    goes_to="neighbour nat")
 NEIGHBOUR = _table(
     14, "neighbour", "the MAC of the next hop, with the router's as the source",
     matches="metadata reg3", writes="eth_src eth_dst", goes_to="nat l2")
 NAT = _table(
-    16, "nat", "address translation between a router and the outside",
-    matches="metadata eth_type ipv4_src ipv4_dst", writes="ipv4_src ipv4_dst",
-    goes_to="l2", miss="l2", reserved=True)
+    16, "nat", "to the outside: the endpoint's source rewritten to its transit address, then "
+    "conntrack in the NAT zone (replies of published ports un-NATed)",
+    matches="metadata eth_type ipv4_src", writes="ipv4_src", goes_to="outbound")
+OUTBOUND = _table(
+    17, "outbound", "established connections leave; a new one only from a network with "
+    "egress, committed and source-NATed to the host's outside address",
+    matches="metadata eth_type ct_state", goes_to="to_outside")
+FROM_OUTSIDE = _table(
+    18, "from_outside", "from the outside, after conntrack: the transit address back to the "
+    "endpoint, delivered in its network",
+    matches="eth_type ipv4_dst", writes="ipv4_dst eth_src eth_dst metadata", goes_to="l2")
+TO_OUTSIDE = _table(
+    19, "to_outside", "into the physical bridge, with its MAC as the source and the next "
+    "hop's as the destination", matches="eth_type", writes="eth_src eth_dst")
 L2 = _table(
     20, "l2", "forwarding by destination MAC within a network, and flooding",
     matches="metadata reg0 eth_dst eth_type ip_proto ipv4_dst icmpv4_type",
@@ -124,11 +142,35 @@ COMMIT = _table(
     32, "commit", "commits an admitted connection with its policy mark, then delivers",
     matches="reg2 ct_state", writes="ct_mark", reserved=True)
 
-PIPELINE = (INGRESS, CONNTRACK, EGRESS_RULES, ARP, ROUTER_IN, L3_LOOKUP, NEIGHBOUR, NAT, L2,
-            INGRESS_RULES, COMMIT)
+PIPELINE = (INGRESS, CONNTRACK, EGRESS_RULES, ARP, ROUTER_IN, L3_LOOKUP, NEIGHBOUR, NAT,
+            OUTBOUND, FROM_OUTSIDE, TO_OUTSIDE, L2, INGRESS_RULES, COMMIT)
 DECLARED_BY_NAME = {t.name: t for t in PIPELINE}
 TABLES = tuple(t for t in PIPELINE if not t.reserved)  # the tables that hold flows today
 TABLE_BY_ID = {t.id: t for t in TABLES}
+
+# The host's physical bridge (br-phy, which holds its underlay address): a pipeline of its own.
+# It forwards as it did (NORMAL) except what belongs to the fabric's NAT: what comes from the
+# integration bridge leaves by the uplink, and what arrives for the host's outside address goes
+# to the integration bridge when it is a published port or a connection the NAT zone knows.
+PHY_IN = _table(
+    0, "phy_in", "from the integration bridge: out of the uplink; tunnels and the host's own "
+    "traffic: as before; published ports: to the integration bridge; the rest for the outside "
+    "address: conntrack in the NAT zone",
+    matches="in_port eth_type ip_proto ipv4_dst tcp_dst udp_dst", goes_to="phy_return",
+    normal=True)
+PHY_RETURN = _table(
+    1, "phy_return", "connections the NAT zone knows go to the integration bridge, the rest "
+    "to the host", matches="ct_state", normal=True)
+PHYSICAL_PIPELINE = (PHY_IN, PHY_RETURN)
+PHYSICAL_BY_NAME = {t.name: t for t in PHYSICAL_PIPELINE}
+PHYSICAL_TABLE_BY_ID = {t.id: t for t in PHYSICAL_PIPELINE}
+
+# Egress and published ports: one conntrack zone per host for all of its NAT (the physical
+# bridge looks replies up in it too). Overlapping subnets stay apart because each endpoint's
+# address is first rewritten, statelessly, to its transit address: TRANSIT_RANGE plus its row
+# number, unique in the fabric.
+NAT_ZONE = 65000
+TRANSIT_RANGE = "100.64.0.0/10"
 
 # Priorities per table, highest first. Priority 0 is each table's miss flow, declared above.
 PRIO_PORT_ALLOW = 200  # ingress
@@ -139,7 +181,24 @@ PRIO_TO_GATEWAY = 150  # router_in: the gateway's own address, answered in l2
 PRIO_INTO_ROUTER = 100
 # l3_lookup: the longest prefix first; of two as long, the attached network before a static route
 PRIO_ROUTE_BASE = 100
+# l3_lookup: below every route, a network with egress sends what no route takes to the outside
+PRIO_EGRESS_ROUTE = 99
+# router_in, a network on no router: its own subnet is not routed; the rest goes out (nat)
+PRIO_OWN_SUBNET = 100
+PRIO_TO_OUTSIDE = 50
 PRIO_NEIGHBOUR = 100  # neighbour
+PRIO_PUBLISHED = 120  # ingress, from the physical bridge: a published port, then any reply
+PRIO_FROM_OUTSIDE = 110
+PRIO_TRANSIT = 100  # nat, from_outside
+PRIO_ESTABLISHED = 100  # outbound
+PRIO_NEW_EGRESS = 50
+PRIO_OUTSIDE = 100  # to_outside
+# phy_in
+PRIO_PHY_FROM_INTEGRATION = 110
+PRIO_PHY_TUNNEL = 105
+PRIO_PHY_PUBLISHED = 102
+PRIO_PHY_OUTSIDE_ADDRESS = 100
+PRIO_PHY_KNOWN = 100  # phy_return
 PRIO_GATEWAY = 150  # l2
 PRIO_L2_UNICAST = 100
 PRIO_FLOOD = 10
@@ -149,7 +208,7 @@ PRIO_MISS = 0
 # Installed flows carry these codes: a code is never reused for another kind.
 COOKIE_KIND_SHIFT = 56
 COOKIE_ID_MASK = (1 << COOKIE_KIND_SHIFT) - 1
-KINDS = {1: "fabric", 3: "network", 4: "endpoint", 5: "router"}
+KINDS = {1: "fabric", 3: "network", 4: "endpoint", 5: "router", 6: "host"}
 KIND_CODES = {v: k for k, v in KINDS.items()}
 
 

@@ -153,7 +153,8 @@ class ConnTracker:
     def _bind(self, conn: Connection, nat: Nat) -> None:
         """Choose the translation of a new connection: the lowest address of the range, and
         the packet's own port if the range holds it and the reply tuple stays unique, else
-        the lowest free one (Linux hashes over the range; lowest keeps traces reproducible)."""
+        the lowest free one (Linux hashes over the range; lowest keeps traces reproducible).
+        With no range, the range is the own port's class (below 512, below 1024, above)."""
         o = conn.original
         has_ports = o.proto in _PORTS and nat.ports is not None
         port_low, port_high = nat.ports if has_ports else (None, None)
@@ -165,7 +166,12 @@ class ConnTracker:
         if nat.addresses is not None:
             candidates = _addresses(*nat.addresses)
         ports = [own]
-        if has_ports and not port_low <= own <= port_high:
+        if o.proto in _PORTS and nat.ports is None:
+            # No range given: the packet's own port if free, else another of its class, as
+            # Open vSwitch's and Linux's conntrack choose.
+            low, high = (1, 511) if own < 512 else (600, 1023) if own < 1024 else (1024, 65535)
+            ports = [own] + [p for p in range(low, high + 1) if p != own]
+        elif has_ports and not port_low <= own <= port_high:
             ports = list(range(port_low, port_high + 1))
         elif has_ports:
             ports = [own] + [p for p in range(port_low, port_high + 1) if p != own]

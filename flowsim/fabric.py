@@ -17,6 +17,7 @@ class SimFabric:
         self._endpoints: dict[str, Port] = {}
         self._attached: dict[Port, str] = {}
         self.punted: list[tuple[str, Packet]] = []  # (switch, packet) sent to the controller
+        self.normal: list[tuple[str, Packet]] = []  # (switch, packet) given to NORMAL
         # Every switch visit of the last send(): (switch, in_port, that switch's last_trace).
         self.last_path: list[tuple[str, int, list]] = []
 
@@ -44,7 +45,7 @@ class SimFabric:
         start.tunnel_id = 0  # a host port is not a tunnel
         queue = deque([(*self._endpoints[from_endpoint], start, 0)])
         delivered = []
-        self.punted, self.last_path = [], []
+        self.punted, self.normal, self.last_path = [], [], []
         while queue:
             name, in_port, p, hops = queue.popleft()
             sw = self.switches[name]
@@ -53,6 +54,8 @@ class SimFabric:
             for out_port, q in outputs:
                 if out_port == "controller":
                     self.punted.append((name, q))
+                elif out_port == "normal":
+                    self.normal.append((name, q))
                 elif (name, out_port) in self._tunnels:
                     if hops + 1 > self.max_hops:
                         raise FlowSimError(f"hop limit {self.max_hops} exceeded: forwarding loop?")

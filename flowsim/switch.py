@@ -364,6 +364,8 @@ class SimSwitch:
     def _output(self, port: int, pkt: Packet, out: list) -> None:
         if port == ofp.OFPP_CONTROLLER:
             out.append(("controller", pkt.copy()))
+        elif port == ofp.OFPP_NORMAL:
+            out.append(("normal", pkt.copy()))  # the switch's own L2 forwarding: not modelled
         elif port == ofp.OFPP_IN_PORT:
             out.append((pkt.in_port, pkt.copy()))
         elif port in (ofp.OFPP_FLOOD, ofp.OFPP_ALL):

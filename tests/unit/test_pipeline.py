@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 import flows.compiler
 from flows import compile_host
 from flows import pipeline as p
-from flows.conformance import PipelineViolation, check
+from flows.conformance import OFPP_NORMAL, PipelineViolation, check, check_physical
 from flows.flow import Flow, move, output, set_field
+from openflow.actions import ct
 from harness.simfabric import host_ports
 from model import Store
 from tests.helpers import ROOT
@@ -33,7 +34,11 @@ C = p.FABRIC_COOKIE
      "may not go to table 0"),
     (Flow.make(p.ARP.id, p.PRIO_ARP_REPLY, C, {"arp_op": 1}, goto=15), "may not go to table 15"),
     (Flow.make(15, 1, C, {"in_port": 1}), "table 15 holds no flows"),
-    (Flow.make(p.NAT.id, 1, C, {"ipv4_dst": "10.0.0.1"}), "table 16 holds no flows"),
+    (Flow.make(p.INGRESS_RULES.id, 1, C, {"ipv4_src": "10.0.0.1"}), "table 30 holds no flows"),
+    (Flow.make(p.NAT.id, p.PRIO_TRANSIT, C, {"ipv4_src": "10.0.0.1"},
+               actions=[ct(table=p.L2.id)]), "may not go to table 20"),  # ct recirculates
+    (Flow.make(p.TO_OUTSIDE.id, p.PRIO_OUTSIDE, C, actions=[output(OFPP_NORMAL)]),
+     "does not hand packets to NORMAL"),
     (Flow.make(p.INGRESS.id, p.PRIO_PORT_ALLOW, C, {"in_port": 1},
                write_metadata=1 << 56, goto=p.ROUTER_IN.id), "metadata bits"),
     (Flow.make(p.INGRESS.id, p.PRIO_PORT_ALLOW, C, {"in_port": 1}, goto=p.L2.id),
@@ -61,6 +66,14 @@ def test_a_flow_that_breaks_the_declaration_is_refused(flow, complaint):
 def test_the_declared_miss_flows_pass():
     for table in p.TABLES:
         check(flows.compiler.miss_flow(table))
+
+
+def test_the_physical_bridge_misses_to_normal_and_only_that():
+    check_physical(Flow.make(p.PHY_IN.id, p.PRIO_MISS, C, actions=[output(OFPP_NORMAL)]))
+    with pytest.raises(PipelineViolation, match="miss flow of table phy_in"):
+        check_physical(Flow.make(p.PHY_IN.id, p.PRIO_MISS, C))
+    with pytest.raises(PipelineViolation, match="table 2 holds no flows"):
+        check_physical(Flow.make(2, 1, C, {"in_port": 1}))
 
 
 def test_the_compiler_checks_every_flow_in_the_tests():
@@ -95,17 +108,21 @@ def test_every_flow_the_compiler_emits_keeps_to_the_declaration(store):
 # ---- the declaration itself --------------------------------------------------------------------
 
 def test_tables_are_declared_once_in_the_order_a_packet_meets_them():
-    ids = [t.id for t in p.PIPELINE]
-    assert ids == sorted(set(ids))
-    assert len(p.DECLARED_BY_NAME) == len(p.PIPELINE)
+    for pipeline, by_name in [(p.PIPELINE, p.DECLARED_BY_NAME),
+                              (p.PHYSICAL_PIPELINE, p.PHYSICAL_BY_NAME)]:
+        ids = [t.id for t in pipeline]
+        assert ids == sorted(set(ids))
+        assert len(by_name) == len(pipeline)
     assert p.TABLES == tuple(t for t in p.PIPELINE if not t.reserved)
 
 
 def test_every_next_table_is_declared_and_further_on():
     """OpenFlow 1.3 goto only goes forward, so the pipeline cannot loop."""
-    for table in p.PIPELINE:
-        for name in table.goes_to + ((table.miss,) if table.miss else ()):
-            assert p.DECLARED_BY_NAME[name].id > table.id, (table.name, name)
+    for pipeline, by_name in [(p.PIPELINE, p.DECLARED_BY_NAME),
+                              (p.PHYSICAL_PIPELINE, p.PHYSICAL_BY_NAME)]:
+        for table in pipeline:
+            for name in table.goes_to + ((table.miss,) if table.miss else ()):
+                assert by_name[name].id > table.id, (table.name, name)
 
 
 def test_the_layout_has_no_overlaps_and_fits_its_fields():
@@ -127,10 +144,10 @@ def test_the_tables_use_only_layout_fields_they_may_match():
 
 # ---- the documentation -------------------------------------------------------------------------
 
-def _table_row(table: p.Table) -> str:
+def _table_row(table: p.Table, by_name=p.DECLARED_BY_NAME) -> str:
     def ref(name):
-        return f"{name} ({p.DECLARED_BY_NAME[name].id})"
-    miss = f"to {ref(table.miss)}" if table.miss else "drop"
+        return f"{name} ({by_name[name].id})"
+    miss = f"to {ref(table.miss)}" if table.miss else "NORMAL" if table.normal else "drop"
     return (f"| {table.id} | {table.name} | {'reserved' if table.reserved else 'in use'} | "
             f"{table.purpose} | {', '.join(sorted(table.matches))} | "
             f"{', '.join(sorted(table.writes)) or '-'} | "
@@ -149,11 +166,16 @@ def rendered(name: str) -> str:
         header = ("| id | name | now | purpose | matches | writes | goes to | on a miss |\n"
                   "|---|---|---|---|---|---|---|---|")
         return "\n".join([header] + [_table_row(t) for t in p.PIPELINE])
+    if name == "physical":
+        header = ("| id | name | now | purpose | matches | writes | goes to | on a miss |\n"
+                  "|---|---|---|---|---|---|---|---|")
+        return "\n".join([header] + [_table_row(t, p.PHYSICAL_BY_NAME)
+                                      for t in p.PHYSICAL_PIPELINE])
     header = "| field | bits | name | now | meaning |\n|---|---|---|---|---|"
     return "\n".join([header] + [_bits_row(b) for b in p.LAYOUT])
 
 
-@pytest.mark.parametrize("name", ["pipeline", "layout"])
+@pytest.mark.parametrize("name", ["pipeline", "physical", "layout"])
 def test_the_documented_declaration_is_the_declaration(name):
     text = ARCHITECTURE.read_text()
     found = re.search(rf"<!-- {name}: generated[^>]*-->\n(.*?)\n<!-- /{name} -->", text, re.S)
