@@ -72,3 +72,52 @@ def flow_stats(flows: dict) -> list:
             idle_timeout=0, hard_timeout=0, flags=0, cookie=flow.cookie, packet_count=0,
             byte_count=0, match=mod.match, instructions=mod.instructions))
     return stats
+
+
+# The physical bridge of every host in the fabric build_outside makes: the patch on both sides,
+# the uplink, the bridge's MAC and the next hop's, and where the outside is attached.
+PATCH = 90  # on the integration bridge
+PEER_PATCH, UPLINK = 1, 2  # on the physical bridge
+PHY_MAC = "02:99:00:00:00:01"
+NEXT_HOP_MAC = "02:99:00:00:00:fe"
+
+
+def outside_name(host: str) -> str:
+    """The endpoint that stands for the underlay behind ``host``'s uplink."""
+    return f"outside@{host}"
+
+
+def physical_name(host: str) -> str:
+    return f"{host}/phy"
+
+
+def with_physical(ports: dict[str, HostPorts], next_hop_mac: str | None = NEXT_HOP_MAC
+                  ) -> dict[str, HostPorts]:
+    """``ports`` with every host's physical bridge patched in."""
+    from dataclasses import replace
+
+    from flows.egress import PhysicalBridge
+    bridge = PhysicalBridge(PATCH, PEER_PATCH, UPLINK, PHY_MAC, next_hop_mac)
+    return {host: replace(hp, physical=bridge) for host, hp in ports.items()}
+
+
+def build_outside(snap: Snapshot, ports: dict[str, HostPorts] | None = None):
+    """As build, with each host's physical bridge: a second switch sharing the integration
+    bridge's conntrack (one datapath), joined by the patch, the outside on its uplink.
+    Returns (fabric, integration tables, physical tables)."""
+    from flows.physical import compile_physical
+    ports = ports or with_physical(host_ports(snap))
+    fabric, tables = build(snap, ports)
+    physical = {}
+    for host in snap.hosts:
+        switch = SimSwitch(dpid=snap.hosts[host].dpid)
+        switch.conntrack = fabric.switches[host].conntrack
+        physical[host] = compile_physical(snap, host, ports[host])
+        switch.apply_all(messages_for(physical[host]))
+        name = physical_name(host)
+        fabric.add_switch(name, switch)
+        bridge = ports[host].physical
+        if bridge is not None:
+            fabric.link_tunnel((host, bridge.patch), (name, bridge.peer_patch))
+            fabric.attach(outside_name(host), (name, bridge.uplink))
+    return fabric, tables, physical
