@@ -13,9 +13,11 @@ import time
 
 from flows import compile_host
 from flows.host_flows import concerned_hosts, touched_units
+from flows.physical import PhysicalFlows, compile_physical
+from flows.pipeline import COOKIE_KIND_SHIFT, cookie
 from model import Snapshot, Store, Unavailable
 from model.entities import EVERYTHING, Change
-from ovsdb.config import HostConfig, host_config
+from ovsdb.config import PHYSICAL_BRIDGE, cleanup_config, host_config
 from ovsdb.session import HostSession
 
 from .metrics import FabricMetrics
@@ -31,6 +33,10 @@ class Fabric:
         self.advertise = advertise
         self.ovsdb_sessions: dict[str, HostSession] = {}  # by host name
         self.switches: dict[str, SwitchSession] = {}  # by host name
+        # The hosts' physical bridges (br-phy), each a switch of its own with its own table.
+        self.physical_switches: dict[str, SwitchSession] = {}  # by host name
+        # Hosts whose physical bridge has the controller's flows: it may be fail_mode secure.
+        self._physical_ready: set[str] = set()
         # Every connected switch by datapath id, managed or not. A switch can connect before
         # its host is registered: a controller started on an empty state, hosts registered
         # again in the same order get the same datapath ids, and OVS, seeing nothing change,
@@ -53,7 +59,7 @@ class Fabric:
 
     def stop(self) -> None:
         with self._lock:
-            switches = list(self.switches.values())
+            switches = list(self.switches.values()) + list(self.physical_switches.values())
             sessions = list(self.ovsdb_sessions.values())
         for switch in switches:
             switch.stop()
@@ -85,12 +91,17 @@ class Fabric:
                            for e in change.endpoints]
                 with_ports = {ep.host for ep in touched if ep.port} & concerned
             for name in with_ports:
-                self.ovsdb_sessions[name].set_desired(
-                    host_config(snap, snap.hosts[name], self.advertise))
+                self._configure(name)
             for name in concerned:
-                switch = self.switches.get(name)
-                if switch is not None:
-                    switch.kick()
+                for switches in (self.switches, self.physical_switches):
+                    switch = switches.get(name)
+                    if switch is not None:
+                        switch.kick()
+
+    def _configure(self, name: str) -> None:
+        snap = self._snapshot
+        self.ovsdb_sessions[name].set_desired(host_config(
+            snap, snap.hosts[name], self.advertise, name in self._physical_ready))
 
     def _hosts_changed(self, snap: Snapshot) -> None:
         for name in list(self.ovsdb_sessions):
@@ -104,6 +115,9 @@ class Fabric:
             dp = self._datapaths.get(host.dpid)
             if host.name not in self.switches and dp is not None:
                 self._manage(host.name, dp)
+            dp = self._datapaths.get(host.physical_dpid)
+            if host.name not in self.physical_switches and dp is not None:
+                self._manage_physical(host.name, dp)
 
     def _forget_host(self, name: str) -> None:
         """A deleted host keeps no flows, tunnel ports or controller of ours."""
@@ -112,19 +126,22 @@ class Fabric:
         if switch is not None:
             switch.stop()
             clear_flows(switch.dp)
+        physical = self.physical_switches.pop(name, None)
+        if physical is not None:
+            physical.stop()
+            clear_flows(physical.dp, keep_forwarding=True)
+        self._physical_ready.discard(name)
         desired = session.desired
-        cleanup = None
-        if desired is not None:
-            cleanup = HostConfig(desired.bridge, desired.datapath_type, desired.dpid,
-                                 controller="")
+        cleanup = cleanup_config(desired) if desired is not None else None
         threading.Thread(target=session.stop, args=(cleanup,), daemon=True).start()
 
     def _ports_changed(self, host: str) -> None:
         with self._lock:
             self._ports_versions[host] = self._ports_versions.get(host, 0) + 1
-            switch = self.switches.get(host)
-        if switch is not None:
-            switch.kick()
+            switches = [self.switches.get(host), self.physical_switches.get(host)]
+        for switch in switches:
+            if switch is not None:
+                switch.kick()
 
     # ---- switches ----------------------------------------------------------------------------
 
@@ -133,11 +150,15 @@ class Fabric:
             self._datapaths[dp.id] = dp
             snap = self.store.snapshot()
             host = next((h for h in snap.hosts.values() if h.dpid == dp.id), None)
-            if host is None:
-                LOG.warning("switch %016x connected but belongs to no registered host: no "
-                            "flows until a host with this datapath id is registered", dp.id)
+            if host is not None:
+                self._manage(host.name, dp)
                 return
-            self._manage(host.name, dp)
+            host = next((h for h in snap.hosts.values() if h.physical_dpid == dp.id), None)
+            if host is not None:
+                self._manage_physical(host.name, dp)
+                return
+            LOG.warning("switch %016x connected but belongs to no registered host: no "
+                        "flows until a host with this datapath id is registered", dp.id)
 
     def _manage(self, host: str, dp) -> None:
         """Starts the session that keeps ``dp``'s table as host ``host`` needs it."""
@@ -151,20 +172,46 @@ class Fabric:
         self.metrics.switch_connects.labels(host).inc()
         session.start()
 
+    def _manage_physical(self, host: str, dp) -> None:
+        """Starts the session that keeps the host's physical bridge's table."""
+        old = self.physical_switches.get(host)
+        if old is not None:
+            old.stop()
+        name = f"{host}/{PHYSICAL_BRIDGE}"
+        session = SwitchSession(dp, host, lambda: self._take_work(host, whole=True),
+                                lambda s: self._physical_applied(host, s), self.metrics,
+                                table=PhysicalFlows(), name=name)
+        self.physical_switches[host] = session
+        LOG.info("switch %016x, the physical bridge of host %s, connected", dp.id, host)
+        self.metrics.switch_connects.labels(name).inc()
+        session.start()
+
+    def _physical_applied(self, host: str, session: SwitchSession) -> None:
+        """The physical bridge has the controller's flows, their NORMAL among them: from now
+        on it may keep them when the controller is away (fail_mode secure)."""
+        with self._lock:
+            if host not in self._physical_ready and host in self.ovsdb_sessions and \
+                    self.physical_switches.get(host) is session:
+                self._physical_ready.add(host)
+                self._configure(host)
+        self._wake_waiters()
+
     def switch_disconnected(self, dp) -> None:
         with self._lock:
             if self._datapaths.get(dp.id) is dp:
                 del self._datapaths[dp.id]
-            for name, session in list(self.switches.items()):
-                if session.dp is dp:
-                    session.stop()
-                    del self.switches[name]
-                    LOG.info("switch %016x of host %s disconnected", dp.id, name)
+            for switches in (self.switches, self.physical_switches):
+                for name, session in list(switches.items()):
+                    if session.dp is dp:
+                        session.stop()
+                        del switches[name]
+                        LOG.info("switch %016x (%s) disconnected", dp.id, session.name)
             self._applied.notify_all()  # requests waiting for it need not wait any more
 
     def session_for(self, dp) -> SwitchSession | None:
         with self._lock:
-            return next((s for s in self.switches.values() if s.dp is dp), None)
+            sessions = list(self.switches.values()) + list(self.physical_switches.values())
+        return next((s for s in sessions if s.dp is dp), None)
 
     def switch(self, host: str) -> SwitchSession:
         """The connected switch of a registered host, or an error saying why there is none."""
@@ -187,17 +234,29 @@ class Fabric:
             return None
         return compile_host(snap, host, ports)
 
-    def _take_work(self, host: str) -> Work | None:
+    def desired_physical_table(self, host: str) -> dict | None:
+        """The same for the host's physical bridge."""
+        with self._lock:
+            session = self.ovsdb_sessions.get(host)
+            if session is None or not session.synced or not self._ports_versions.get(host):
+                return None
+            snap, ports = self._snapshot, session.ports
+        if host not in snap.hosts:
+            return None
+        return compile_physical(snap, host, ports)
+
+    def _take_work(self, host: str, whole: bool = False) -> Work | None:
         """What a switch session needs to bring its table up to date, taken atomically with
         the units changed since its last call (None while the host's OVSDB view is not
-        ready: acting then could delete flows)."""
+        ready: acting then could delete flows). ``whole``: for a table that is always
+        rebuilt (the physical bridge's), which leaves the changed units to the other."""
         with self._lock:
             session = self.ovsdb_sessions.get(host)
             version = self._ports_versions.get(host, 0)
             if session is None or not session.synced or version == 0 or \
                     host not in self._snapshot.hosts:
                 return None
-            units = self._dirty.pop(host, set())
+            units = None if whole else self._dirty.pop(host, set())
             return Work(self._snapshot, session.ports, version, units)
 
     def port_holder(self, host: str, port: str) -> str | None:
@@ -235,7 +294,20 @@ class Fabric:
             "flow_mods_sent": switch.flow_mods_sent if switch and switch.reconciles else None,
             "last_reconcile": switch.last_reconcile if switch else None,
             "error": session.last_error if session else None,
+            "physical": self._physical_status(name),
         }
+
+    def _physical_status(self, name: str) -> dict | None:
+        """The host's physical bridge as a switch of the controller's; None: not connected."""
+        with self._lock:
+            switch = self.physical_switches.get(name)
+            ready = name in self._physical_ready
+        if switch is None:
+            return None
+        return {"dpid": f"{switch.dpid:016x}",
+                "flows": len(switch.installed) if switch.installed is not None else None,
+                "flow_mods_sent": switch.flow_mods_sent if switch.reconciles else None,
+                "last_reconcile": switch.last_reconcile, "fail_secure": ready}
 
     def wait_programmed(self, hosts: set[str], revision: int, bound: dict[str, str] | None = None,
                         timeout: float = 5.0) -> bool:
@@ -261,6 +333,9 @@ class Fabric:
             return True
         if switch.applied_revision < revision:
             return False
+        physical = self.physical_switches.get(host)
+        if physical is not None and physical.applied_revision < revision:
+            return False
         for endpoint_id, ep_host in bound.items():
             ports = session.ports
             if ep_host == host and endpoint_id not in ports.endpoints and \
@@ -269,13 +344,30 @@ class Fabric:
         return switch.applied_ports_version >= self._ports_versions.get(host, 0)
 
 
-def clear_flows(dp) -> None:
-    """Deletes every flow of a switch the fabric no longer manages."""
+def clear_flows(dp, keep_forwarding: bool = False) -> None:
+    """Deletes every flow of a switch the fabric no longer manages. ``keep_forwarding`` (a
+    physical bridge, which the host needs): the bridge first gets back the one NORMAL flow a
+    new bridge has, in place of the controller's, then the controller's flows go, by their
+    cookies, so forwarding never stops."""
     from os_ken.ofproto import ofproto_v1_3 as ofp
     from os_ken.ofproto import ofproto_v1_3_parser as parser
+
+    def delete(cookie: int = 0, cookie_mask: int = 0):
+        return parser.OFPFlowMod(dp, cookie=cookie, cookie_mask=cookie_mask,
+                                 table_id=ofp.OFPTT_ALL, command=ofp.OFPFC_DELETE,
+                                 out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
+                                 match=parser.OFPMatch())
     try:
-        dp.send_msg(parser.OFPFlowMod(dp, table_id=ofp.OFPTT_ALL, command=ofp.OFPFC_DELETE,
-                                      out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
-                                      match=parser.OFPMatch()))
+        if not keep_forwarding:
+            messages = [delete()]
+        else:
+            normal = [parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, [
+                parser.OFPActionOutput(ofp.OFPP_NORMAL, max_len=0)])]
+            kind_mask = 0xFF << COOKIE_KIND_SHIFT
+            messages = [parser.OFPFlowMod(dp, table_id=0, priority=0, command=ofp.OFPFC_ADD,
+                                          match=parser.OFPMatch(), instructions=normal)]
+            messages += [delete(cookie(kind), kind_mask) for kind in ("host", "endpoint")]
+        for message in messages:
+            dp.send_msg(message)
     except Exception as exc:
         LOG.warning("could not clear flows of %016x: %s", dp.id, exc)

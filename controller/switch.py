@@ -71,13 +71,19 @@ class Work:
 
 
 class SwitchSession:
+    """``table`` keeps the desired flows (HostFlows: the integration bridge's, by compile
+    unit; flows.physical.PhysicalFlows: the physical bridge's); ``name`` names the switch in
+    logs and metrics, the host's name by default."""
+
     def __init__(self, datapath, host: str, take_work: Callable[[], Work | None],
-                 on_applied: Callable[["SwitchSession"], None], metrics):
+                 on_applied: Callable[["SwitchSession"], None], metrics, table=None,
+                 name: str | None = None):
         self.dp = datapath
         self.metrics = metrics
         self.host = host
+        self.name = name or host
         self._take_work = take_work
-        self.table = HostFlows()  # the desired flows, by compile unit
+        self.table = table if table is not None else HostFlows()
         self._on_applied = on_applied
         self.installed: dict[tuple, Flow] | None = None
         self.applied_revision = -1
@@ -90,7 +96,8 @@ class SwitchSession:
         self._errors: list = []
         self._wake = threading.Event()
         self._alive = True
-        self._thread = threading.Thread(target=self._run, name=f"switch-{host}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"switch-{self.name}",
+                                        daemon=True)
 
     @property
     def dpid(self) -> int:
@@ -134,7 +141,7 @@ class SwitchSession:
         return True
 
     def on_error(self, msg) -> None:
-        LOG.warning("switch %s (%016x): error type=%s code=%s", self.host, self.dpid,
+        LOG.warning("switch %s (%016x): error type=%s code=%s", self.name, self.dpid,
                     msg.type, msg.code)
         pending = self._pending.get(msg.xid)
         if pending is not None:
@@ -173,14 +180,14 @@ class SwitchSession:
                 if not self._answers():
                     self._drop(str(exc))
                     return
-                LOG.warning("switch %s: %s; re-reading its table", self.host, exc)
+                LOG.warning("switch %s: %s; re-reading its table", self.name, exc)
                 self.installed = None
                 self._wake.set()
             except Exception as exc:
                 if not self._alive:
                     return
                 LOG.warning("switch %s: programming failed (%s); re-reading its table",
-                            self.host, exc)
+                            self.name, exc)
                 self.installed = None
                 time.sleep(0.5)
                 self._wake.set()
@@ -197,12 +204,12 @@ class SwitchSession:
         if not self._alive:  # stopped meanwhile: the connection is someone else's business
             return
         LOG.warning("switch %s: %s: closing its connection (it reconnects and is reconciled)",
-                    self.host, why)
+                    self.name, why)
         self._alive = False
         try:
             self.dp.close()
         except Exception as exc:
-            LOG.warning("switch %s: closing failed: %s", self.host, exc)
+            LOG.warning("switch %s: closing failed: %s", self.name, exc)
 
     def _converge(self, rebuild: bool = False) -> None:
         work = self._take_work()
@@ -213,7 +220,7 @@ class SwitchSession:
         if first:
             self.installed = self.dump_flows()
             self.reconciles += 1
-            self.metrics.reconciles.labels(self.host).inc()
+            self.metrics.reconciles.labels(self.name).inc()
             read = time.monotonic()
         view = self.table.view_for(work.snap, self.host, work.ports)
         changes = None
@@ -223,13 +230,13 @@ class SwitchSession:
             with collection_paused():
                 changes = diff(self.table.rebuild(work.snap, view), self.installed)
             if rebuild and changes:  # the incremental path missed something: say so, fix it
-                LOG.warning("switch %s: safety check found %d flows to correct", self.host,
+                LOG.warning("switch %s: safety check found %d flows to correct", self.name,
                             len(changes))
         compiled = time.monotonic()
         if changes:
             if first and LOG.isEnabledFor(logging.DEBUG):
                 for flow in changes.add:
-                    LOG.debug("switch %s: rewriting %s (installed: %s)", self.host, flow,
+                    LOG.debug("switch %s: rewriting %s (installed: %s)", self.name, flow,
                               self.installed.get(flow.key))
             # A reconnection's difference goes in one atomic bundle, so that traffic never
             # sees half of it. On failure the thread forgets what is installed: the next pass
@@ -242,7 +249,7 @@ class SwitchSession:
                 self.installed[flow.key] = flow
             for flow in changes.delete:
                 self.installed.pop(flow.key, None)
-            LOG.info("switch %s: +%d -%d flows in %.1f ms%s", self.host, len(changes.add),
+            LOG.info("switch %s: +%d -%d flows in %.1f ms%s", self.name, len(changes.add),
                      len(changes.delete), (time.monotonic() - started) * 1000,
                      " (reconcile)" if first else "")
         if first:
@@ -254,7 +261,7 @@ class SwitchSession:
                 "compile_seconds": round(compiled - read, 4),
                 "send_seconds": round(done - compiled, 4), "seconds": round(done - started, 4)}
             LOG.info("switch %s: reconciled %d flows in %.1f ms (read in %.1f ms), +%d -%d",
-                     self.host, len(self.installed), (done - started) * 1000,
+                     self.name, len(self.installed), (done - started) * 1000,
                      (read - started) * 1000, len(changes.add), len(changes.delete))
         self.applied_revision = work.snap.revision
         self.applied_ports_version = work.ports_version
@@ -271,7 +278,7 @@ class SwitchSession:
                 try:
                     flows = wire_stats.flows(part)
                 except ValueError as exc:
-                    raise SwitchError(f"switch {self.host}: bad flow-stats reply: {exc}") \
+                    raise SwitchError(f"switch {self.name}: bad flow-stats reply: {exc}") \
                         from None
             else:
                 flows = map(flow_from_stats, part.body)
@@ -288,7 +295,7 @@ class SwitchSession:
                 version, msg_type, length, xid = ofproto_parser.header(part)
                 part = ofproto_parser.msg(self.dp, version, msg_type, length, xid, part)
                 if part is None:  # os-ken logged why
-                    raise SwitchError(f"switch {self.host}: unparseable flow-stats reply")
+                    raise SwitchError(f"switch {self.name}: unparseable flow-stats reply")
             stats.extend(part.body)
         return stats
 
@@ -310,10 +317,10 @@ class SwitchSession:
         try:
             self.dp.send_msg(request)
             if not pending.done.wait(timeout) or not self._alive:
-                raise NoReply(f"no reply from switch {self.host}")
+                raise NoReply(f"no reply from switch {self.name}")
             if pending.errors:
                 error = pending.errors[0]
-                raise SwitchError(f"switch {self.host} refused the request "
+                raise SwitchError(f"switch {self.name} refused the request "
                                   f"(error type {error.type}, code {error.code})")
             return pending.parts
         finally:
@@ -337,7 +344,7 @@ class SwitchSession:
             self._write(changes, out, None)
         out.flush()
         self.flow_mods_sent += len(changes)
-        self.metrics.flow_mods.labels(self.host).inc(len(changes))
+        self.metrics.flow_mods.labels(self.name).inc(len(changes))
         self.request(parser.OFPBarrierRequest(self.dp))
         return list(self._errors)
 
@@ -378,7 +385,7 @@ class SwitchSession:
         try:
             return fast(flow, xid)
         except ValueError as exc:
-            LOG.debug("switch %s: os-ken serializes %s (%s)", self.host, flow, exc)
+            LOG.debug("switch %s: os-ken serializes %s (%s)", self.name, flow, exc)
             msg = slow(self.dp, flow)
             msg.set_xid(xid)
             msg.serialize()

@@ -19,6 +19,15 @@ def dpid_for_host_seq(seq: int) -> int:
     return DPID_PREFIX | seq
 
 
+# The host's physical bridge (the one holding its underlay address) is a switch of its own:
+# its id is derived the same way, with another prefix, so the controller knows whose it is.
+PHYSICAL_DPID_PREFIX = 0x0F5E << 48
+
+
+def physical_dpid_for_host_seq(seq: int) -> int:
+    return PHYSICAL_DPID_PREFIX | seq
+
+
 @dataclass(frozen=True)
 class Host:
     seq: int
@@ -34,6 +43,10 @@ class Host:
     @property
     def dpid(self) -> int:
         return dpid_for_host_seq(self.seq)
+
+    @property
+    def physical_dpid(self) -> int:
+        return physical_dpid_for_host_seq(self.seq)
 
     @property
     def outside_ip(self) -> str:

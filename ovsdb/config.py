@@ -11,6 +11,15 @@ from model.entities import Host, Snapshot
 PEER_KEY = "ovsfabric-peer"
 OWNED_KEY = "ovsfabric-owned"
 IFACE_ID_KEY = "iface-id"
+PATCH_KEY = "ovsfabric-patch"  # on both ends of the patch between the two bridges
+
+# The host's physical bridge: it holds the underlay address and is the host's own (its setup
+# makes it); the controller patches it to the integration bridge and manages a few of its
+# flows. The MAC what leaves is sent to is the host's to say, in the bridge's external_ids.
+PHYSICAL_BRIDGE = "br-phy"
+PATCH_TO_PHYSICAL = "patch-br-phy"  # on the integration bridge
+PATCH_TO_INTEGRATION = "patch-br-int"  # on the physical bridge
+NEXT_HOP_MAC_KEY = "ovsfabric-next-hop-mac"
 
 
 def tunnel_port_name(remote_ip: str) -> str:
@@ -26,6 +35,22 @@ class TunnelPort:
 
 
 @dataclass(frozen=True)
+class PhysicalConfig:
+    """What the controller sets on the host's physical bridge, if the host has one."""
+
+    bridge: str
+    dpid: int
+    # fail_mode secure, once the controller's flows (their NORMAL among them) are in: set then,
+    # never taken back but by the cleanup, so tunnels never stop and a controller restart
+    # changes nothing.
+    secure: bool = False
+
+    @property
+    def datapath_id(self) -> str:
+        return f"{self.dpid:016x}"
+
+
+@dataclass(frozen=True)
 class HostConfig:
     bridge: str
     datapath_type: str
@@ -34,15 +59,26 @@ class HostConfig:
     tunnels: tuple[TunnelPort, ...] = ()
     # port name -> (endpoint id, requested OpenFlow port number)
     endpoint_ports: dict[str, tuple[str, int]] = field(default_factory=dict)
+    physical: PhysicalConfig | None = None
 
     @property
     def datapath_id(self) -> str:
         return f"{self.dpid:016x}"
 
 
-def host_config(snap: Snapshot, host: Host, controller: str) -> HostConfig:
+def host_config(snap: Snapshot, host: Host, controller: str,
+                physical_secure: bool = False) -> HostConfig:
     tunnels = tuple(
         TunnelPort(tunnel_port_name(peer.tunnel_ip), peer.name, peer.tunnel_ip)
         for peer in sorted(snap.hosts.values(), key=lambda h: h.name) if peer.name != host.name)
     ports = {ep.port: (ep.id, ep.ofport) for ep in snap.host_endpoints(host.name) if ep.port}
-    return HostConfig(host.bridge, host.datapath_type, host.dpid, controller, tunnels, ports)
+    physical = PhysicalConfig(PHYSICAL_BRIDGE, host.physical_dpid, physical_secure)
+    return HostConfig(host.bridge, host.datapath_type, host.dpid, controller, tunnels, ports,
+                      physical)
+
+
+def cleanup_config(desired: HostConfig) -> HostConfig:
+    """What removes the controller's own from the host: its ports, tunnels and controller,
+    and on the physical bridge the patch, the controller and the settings it made."""
+    return HostConfig(desired.bridge, desired.datapath_type, desired.dpid, controller="",
+                      physical=desired.physical)

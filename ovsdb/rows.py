@@ -21,6 +21,7 @@ class Interface:
     ofport: int  # -1 until OVS has given it one
     ofport_request: list
     error: str | None
+    mac_in_use: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,4 +57,5 @@ class RowCache:
 def _interface(row) -> Interface:
     return Interface(row.uuid, row.name, row.type, dict(row.options), dict(row.external_ids),
                      row.ofport[0] if row.ofport else -1, list(row.ofport_request),
-                     row.error[0] if row.error else None)
+                     row.error[0] if row.error else None,
+                     row.mac_in_use[0] if getattr(row, "mac_in_use", None) else None)

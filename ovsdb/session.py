@@ -18,9 +18,11 @@ from ovsdbapp.backend.ovs_idl import command, connection, idlutils, transaction
 from ovsdbapp.schema.open_vswitch import impl_idl
 
 from flows.compiler import HostPorts
+from flows.egress import PhysicalBridge
 
 from . import poll
-from .config import IFACE_ID_KEY, OWNED_KEY, PEER_KEY, HostConfig
+from .config import (IFACE_ID_KEY, NEXT_HOP_MAC_KEY, OWNED_KEY, PATCH_KEY, PATCH_TO_INTEGRATION,
+                     PATCH_TO_PHYSICAL, PEER_KEY, HostConfig)
 from .rows import RowCache
 
 poll.use_poll()
@@ -36,19 +38,23 @@ SAFETY_RECHECK_S = 30
 COLUMNS = {
     "Open_vSwitch": ["bridges"],
     "Bridge": ["name", "ports", "controller", "datapath_type", "datapath_id", "fail_mode",
-               "protocols", "other_config"],
+               "protocols", "other_config", "external_ids"],
     "Port": ["name", "interfaces"],
     "Interface": ["name", "type", "options", "external_ids", "ofport", "ofport_request",
-                  "error", "mtu_request"],
-    "Controller": ["target", "max_backoff", "inactivity_probe"],
+                  "error", "mtu_request", "mac_in_use"],
+    "Controller": ["target", "max_backoff", "inactivity_probe", "connection_mode"],
 }
 # The controller must come back fast after a restart: OVS's default backoff reaches 8 s.
 CONTROLLER_SETTINGS = {"max_backoff": 1000, "inactivity_probe": 5000}
+# The physical bridge carries the underlay: in-band control would add hidden flows of its own.
+PHYSICAL_CONTROLLER_SETTINGS = CONTROLLER_SETTINGS | {"connection_mode": "out-of-band"}
+BRIDGE_SETTINGS = ("datapath-id", "disable-in-band")  # the other_config keys the controller sets
 
 
 # Columns ovs-vswitchd writes back once it has acted on a change: they feed the port view,
 # but there is nothing to plan when only they changed (a plan reads every port of the bridge).
-REPORTED_COLUMNS = {("Interface", "ofport"), ("Interface", "error")}
+REPORTED_COLUMNS = {("Interface", "ofport"), ("Interface", "error"),
+                    ("Interface", "mac_in_use")}
 
 
 class _WatchedIdl(connection.OvsdbIdl):
@@ -237,8 +243,17 @@ class HostSession:
     def _bridge_row(self):
         if self._idl is None or self._desired is None:
             return None
+        return self._named_bridge(self._desired.bridge)
+
+    def _named_bridge(self, name: str):
         rows = self._idl.tables["Bridge"].rows.values()
-        return next((b for b in rows if b.name == self._desired.bridge), None)
+        return next((b for b in rows if b.name == name), None)
+
+    def _physical_row(self):
+        desired = self._desired
+        if self._idl is None or desired is None or desired.physical is None:
+            return None
+        return self._named_bridge(desired.physical.bridge)
 
     def _read_ports(self) -> tuple[HostPorts, dict[str, str]]:
         """The port view of our bridge, and the names an endpoint may not take (see
@@ -260,6 +275,8 @@ class HostSession:
                 ids = iface.external_ids
                 if port.name == bridge.name:
                     holder = f"the own interface of bridge {bridge.name}"
+                elif PATCH_KEY in ids:
+                    holder = "the patch to the physical bridge"
                 elif PEER_KEY in ids:
                     holder = f"the tunnel port to {ids[PEER_KEY]}"
                 elif OWNED_KEY not in ids:
@@ -277,7 +294,36 @@ class HostSession:
                     tunnels[ids[PEER_KEY]] = ofport
                 elif IFACE_ID_KEY in ids:
                     endpoints[ids[IFACE_ID_KEY]] = ofport
-        return HostPorts(endpoints, tunnels, errors), taken
+        return HostPorts(endpoints, tunnels, errors, self._read_physical(bridge)), taken
+
+    def _read_physical(self, bridge) -> PhysicalBridge | None:
+        """The physical bridge and the patch to it, once OVS numbered both ends; None while
+        anything is missing, or when the uplink is not the one port besides them."""
+        physical = self._physical_row()
+        if physical is None:
+            return None
+        patch = self._ofport(bridge, PATCH_TO_PHYSICAL)
+        peer = mac = None
+        uplinks = []
+        for port in map(self._rows.port, physical.ports):
+            for iface in map(self._rows.interface, port.interfaces):
+                if port.name == physical.name:
+                    mac = iface.mac_in_use
+                elif iface.name == PATCH_TO_INTEGRATION:
+                    peer = iface.ofport
+                else:
+                    uplinks.append(iface.ofport)
+        if None in (patch, peer, mac) or patch <= 0 or peer <= 0 or len(uplinks) != 1 \
+                or uplinks[0] <= 0:
+            return None
+        return PhysicalBridge(patch, peer, uplinks[0], mac,
+                              physical.external_ids.get(NEXT_HOP_MAC_KEY))
+
+    def _ofport(self, bridge, name: str) -> int | None:
+        for port in map(self._rows.port, bridge.ports):
+            if port.name == name:
+                return self._rows.interface(port.interfaces[0]).ofport
+        return None
 
     # ---- converging the database -------------------------------------------------------------
 
@@ -335,18 +381,78 @@ class HostSession:
                 commands.append(api.db_set("Interface", iface.uuid,
                                            ("external_ids", {**iface.external_ids, **ids}),
                                            ("ofport_request", ofport)))
+        physical = self._physical_row()
+        if physical is not None and desired.controller:
+            wanted.add(PATCH_TO_PHYSICAL)
+            commands += self._plan_patch(existing, desired.bridge, PATCH_TO_PHYSICAL,
+                                         PATCH_TO_INTEGRATION)
         for name, port in existing.items():
             ours = any(PEER_KEY in i.external_ids or OWNED_KEY in i.external_ids
                        for i in map(rows.interface, port.interfaces))
             if ours and name not in wanted:
                 commands.append(api.del_port(name, desired.bridge))
+        if physical is not None:
+            more, again_physical = self._plan_physical(physical, desired)
+            commands += more
+            again = again or again_physical
         return commands, again
+
+    def _plan_patch(self, existing: dict, bridge: str, name: str, peer: str) -> list:
+        options = {"peer": peer}
+        ids = {OWNED_KEY: "true", PATCH_KEY: "physical"}
+        port = existing.get(name)
+        if port is None:
+            return [self._api.add_port(bridge, name, type="patch", options=options,
+                                       external_ids=ids)]
+        iface = self._rows.interface(port.interfaces[0])
+        if iface.type != "patch" or iface.options != options or \
+                any(iface.external_ids.get(k) != v for k, v in ids.items()):
+            return [self._api.db_set("Interface", iface.uuid, ("type", "patch"),
+                                     ("options", options),
+                                     ("external_ids", {**iface.external_ids, **ids}))]
+        return []
+
+    def _plan_physical(self, bridge, desired: HostConfig) -> tuple[list, bool]:
+        """The physical bridge: the patch's other end, its controller (out of band), its
+        datapath id, and fail_mode secure once asked; with no controller (a host's cleanup),
+        all of that removed again. The bridge itself is the host's: never created here."""
+        api, conf = self._api, desired.physical
+        existing = {p.name: p for p in map(self._rows.port, bridge.ports)}
+        if not desired.controller:
+            commands = []
+            if PATCH_TO_INTEGRATION in existing:
+                commands.append(api.del_port(PATCH_TO_INTEGRATION, conf.bridge))
+            if bridge.controller:
+                commands.append(api.del_controller(conf.bridge))
+            changes = []
+            if bridge.fail_mode:
+                changes.append(("fail_mode", []))
+            if any(k in bridge.other_config for k in BRIDGE_SETTINGS):
+                changes.append(("other_config", {k: v for k, v in bridge.other_config.items()
+                                                 if k not in BRIDGE_SETTINGS}))
+            if changes:
+                commands.append(api.db_set("Bridge", bridge.uuid, *changes))
+            return commands, False
+        commands = self._plan_patch(existing, conf.bridge, PATCH_TO_INTEGRATION,
+                                    PATCH_TO_PHYSICAL)
+        changes = []
+        if list(bridge.protocols) != ["OpenFlow13"]:
+            changes.append(("protocols", ["OpenFlow13"]))
+        other = {"datapath-id": conf.datapath_id, "disable-in-band": "true"}
+        if any(bridge.other_config.get(k) != v for k, v in other.items()):
+            changes.append(("other_config", {**bridge.other_config, **other}))
+        if conf.secure and bridge.fail_mode != ["secure"]:
+            changes.append(("fail_mode", "secure"))
+        if changes:
+            commands.append(api.db_set("Bridge", bridge.uuid, *changes))
+        more, again = self._plan_controller(bridge, conf.bridge, desired.controller,
+                                            PHYSICAL_CONTROLLER_SETTINGS)
+        return commands + more, again
 
     def _plan_bridge(self, bridge, desired: HostConfig) -> tuple[list, bool]:
         api = self._api
         commands = []
         changes = []
-        again = False
         if bridge.datapath_type != desired.datapath_type:
             changes.append(("datapath_type", desired.datapath_type))
         if bridge.fail_mode != ["secure"]:
@@ -358,14 +464,19 @@ class HostSession:
             changes.append(("other_config", {**bridge.other_config, **other}))
         if changes:
             commands.append(api.db_set("Bridge", bridge.uuid, *changes))
-        wanted = [desired.controller] if desired.controller else []
+        more, again = self._plan_controller(bridge, desired.bridge, desired.controller,
+                                            CONTROLLER_SETTINGS)
+        return commands + more, again
+
+    def _plan_controller(self, bridge, name: str, target: str,
+                         settings: dict) -> tuple[list, bool]:
+        wanted = [target] if target else []
         if [c.target for c in bridge.controller] != wanted:
-            commands.append(api.set_controller(desired.bridge, wanted))
-            again = bool(wanted)  # its max_backoff and probe are set once it exists
-        elif wanted:
+            # Its settings are made once it exists: a second pass.
+            return [self._api.set_controller(name, wanted)], bool(wanted)
+        if wanted:
             ctl = bridge.controller[0]
-            stale = [(k, v) for k, v in CONTROLLER_SETTINGS.items()
-                     if getattr(ctl, k) != [v]]
+            stale = [(k, v) for k, v in settings.items() if getattr(ctl, k) != [v]]
             if stale:
-                commands.append(api.db_set("Controller", ctl.uuid, *stale))
-        return commands, again
+                return [self._api.db_set("Controller", ctl.uuid, *stale)], False
+        return [], False

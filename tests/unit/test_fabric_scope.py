@@ -14,9 +14,9 @@ def test_a_change_touches_only_the_hosts_of_its_network(tmp_path, monkeypatch):
     ovsdb_recomputed: list[str] = []
     real = fabric_module.host_config
 
-    def spy(snap, host, advertise):
+    def spy(snap, host, advertise, *more):
         ovsdb_recomputed.append(host.name)
-        return real(snap, host, advertise)
+        return real(snap, host, advertise, *more)
 
     monkeypatch.setattr(fabric_module, "host_config", spy)
     fabric.start()
