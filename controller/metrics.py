@@ -43,9 +43,10 @@ class _StateCollector:
     def collect(self):
         flows = GaugeMetricFamily("ovsfabric_flows", "Flows the controller keeps on a switch",
                                   labels=["host"])
-        for host, switch in sorted(self.fabric.switches.items()):
+        switches = [*self.fabric.switches.values(), *self.fabric.physical_switches.values()]
+        for switch in sorted(switches, key=lambda s: s.name):
             if switch.installed is not None:
-                flows.add_metric([host], len(switch.installed))
+                flows.add_metric([switch.name], len(switch.installed))
         endpoints = GaugeMetricFamily("ovsfabric_endpoints", "Endpoints per network",
                                       labels=["network"])
         snap = self.fabric.store.snapshot()

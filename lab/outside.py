@@ -1,0 +1,103 @@
+"""The outside: a namespace on the lab's underlay that is no fabric host, with a TCP server
+that tells each client the address it sees it from, an echo server for long streams, and a
+packet capture. What the fabric's egress and published ports are checked against."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+
+from . import netns
+from .proc import run, stop_pid
+
+IFACE = "eth0"
+WHO_PORT = 8080  # answers "<client address> <client port>\n" and closes
+ECHO_PORT = 8090  # echoes every line, for as long as the client keeps the connection
+
+_SERVER = """
+import socket, sys, threading
+def serve(port, handle):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port)); s.listen(64)
+    while True:
+        c, a = s.accept()
+        threading.Thread(target=handle, args=(c, a), daemon=True).start()
+def who(c, a):
+    c.sendall(("%s %d\\n" % a).encode()); c.close()
+def echo(c, a):
+    f = c.makefile("rb")
+    for line in f:
+        c.sendall(line)
+    c.close()
+threading.Thread(target=serve, args=(int(sys.argv[1]), who), daemon=True).start()
+serve(int(sys.argv[2]), echo)
+"""
+
+
+class Outside:
+    def __init__(self, prefix: str, bridge: str, ip: str, prefix_len: int):
+        self.netns = f"{prefix}-out"
+        self.link = netns.check_ifname(f"{prefix}-o")
+        self.bridge = bridge
+        self.ip = ip
+        self.prefix_len = prefix_len
+        self.mac: str | None = None
+        self._server: subprocess.Popen | None = None
+
+    def create(self) -> None:
+        netns.add(self.netns)  # IPv6 off, lo up
+        netns.add_veth(self.link, IFACE, self.netns)
+        netns.no_ipv6(self.link)
+        netns.ip("link", "set", self.link, "master", self.bridge, "up")
+        netns.ip("addr", "add", f"{self.ip}/{self.prefix_len}", "dev", IFACE, netns=self.netns)
+        netns.ip("link", "set", IFACE, "up", netns=self.netns)
+        run(["ethtool", "-K", IFACE, "tx", "off"], netns=self.netns)
+        self.mac = netns.ip("-br", "link", "show", IFACE, netns=self.netns).stdout.split()[2]
+        self._server = subprocess.Popen(["ip", "netns", "exec", self.netns, sys.executable,
+                                         "-c", _SERVER, str(WHO_PORT), str(ECHO_PORT)])
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            listening = run(["ss", "-ltn"], netns=self.netns).stdout
+            if f":{WHO_PORT} " in listening and f":{ECHO_PORT} " in listening:
+                return
+            time.sleep(0.05)
+        raise RuntimeError("the outside's servers did not start")
+
+    def destroy(self) -> None:
+        if self._server is not None:
+            stop_pid(self._server.pid)
+            self._server.wait()
+            self._server = None
+        netns.delete(self.netns)
+        netns.ip("link", "del", self.link, check=False)
+
+    def exec(self, *args, check: bool = True) -> subprocess.CompletedProcess:
+        return run(args, netns=self.netns, check=check)
+
+    def capture(self, bpf: str) -> "Capture":
+        return Capture(self.netns, bpf)
+
+
+class Capture:
+    """tcpdump on the outside's interface; ``stop`` returns the packet lines it printed."""
+
+    def __init__(self, namespace: str, bpf: str):
+        self._out = tempfile.TemporaryFile(mode="w+")
+        self._proc = subprocess.Popen(
+            ["ip", "netns", "exec", namespace, "tcpdump", "-n", "-l", "-i", IFACE, bpf],
+            stdout=self._out, stderr=subprocess.PIPE, text=True)
+        # tcpdump says "listening on" once its filter is in place.
+        said = [self._proc.stderr.readline() for _ in range(2)]
+        if not any("listening" in line for line in said):
+            raise RuntimeError(f"tcpdump did not start: {said}")
+
+    def stop(self) -> list[str]:
+        time.sleep(0.2)  # what is in flight reaches the capture
+        stop_pid(self._proc.pid)
+        self._proc.wait()
+        self._proc.stderr.close()
+        self._out.seek(0)
+        lines = [line for line in self._out.read().splitlines() if line.strip()]
+        self._out.close()
+        return lines

@@ -1,0 +1,157 @@
+"""Egress and published ports with real packets: an "outside" namespace on the underlay (no
+fabric host) runs TCP servers and a capture; containers reach it from their own host's
+address, it reaches published ports, and a controller killed and restarted loses no
+connection of either kind."""
+from __future__ import annotations
+
+import ipaddress
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+import requests
+
+from lab.outside import ECHO_PORT, WHO_PORT, Outside
+from ovsdb.config import NEXT_HOP_MAC_KEY, PHYSICAL_BRIDGE
+from tests.helpers import eventually, flow_table
+from tests.slot import UNDERLAY, needs_lab
+
+pytestmark = [pytest.mark.lab, needs_lab]
+
+OUTSIDE_IP = str(ipaddress.ip_network(UNDERLAY)[200])
+
+# A client in a container: connects, sends a line every 20 ms for SECONDS, checks each echo;
+# prints how many came back and exits 1 on the first error or missing echo.
+_STREAM = """
+import socket, sys, time
+host, port, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+s = socket.create_connection((host, port), timeout=3)
+f = s.makefile("rb")
+n, end = 0, time.monotonic() + seconds
+while time.monotonic() < end:
+    line = b"%d\\n" % n
+    s.sendall(line)
+    if f.readline() != line:
+        print(n, "bad echo"); sys.exit(1)
+    n += 1
+    time.sleep(0.02)
+print(n)
+"""
+
+
+@pytest.fixture(scope="module")
+def outside(lab, fabric):
+    out = Outside(lab.prefix, lab.ul_bridge, OUTSIDE_IP, ipaddress.ip_network(UNDERLAY).prefixlen)
+    out.create()
+    try:
+        # The outside is on the underlay: it is the next hop itself. The host says so in its
+        # physical bridge's external_ids.
+        for host in lab.hosts:
+            host.vsctl("set", "Bridge", PHYSICAL_BRIDGE,
+                       f"external_ids:{NEXT_HOP_MAC_KEY}={out.mac}")
+        yield out
+    finally:
+        for host in lab.hosts:
+            host.vsctl("remove", "Bridge", PHYSICAL_BRIDGE, "external_ids", NEXT_HOP_MAC_KEY)
+        out.destroy()
+
+
+@pytest.fixture(scope="module")
+def egress_net(fabric, outside):
+    network = fabric.client.create_network("egress", "10.60.0.0/24")
+    containers = {}
+    for host in ("h1", "h2"):
+        c, ep = fabric.attach(host, f"eg{host[-1]}", "egress")
+        c.configure(ep["mac"], ep["ip"], ep["prefix_len"], ep["mtu"], gateway=network["gateway"])
+        containers[host] = (c, ep)
+    return network, containers
+
+
+def who_am_i(container, address: str = OUTSIDE_IP, port: int = WHO_PORT) -> str | None:
+    """The address and port the outside's server saw the container's connection from."""
+    code = ("import socket,sys;s=socket.create_connection((sys.argv[1],int(sys.argv[2])),"
+            "timeout=2);print(s.recv(100).decode().strip())")
+    result = container.exec("python3", "-c", code, address, str(port), check=False)
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def physical_table(host) -> list[str]:
+    lines = [line for line in host.ofctl("dump-flows", bridge=PHYSICAL_BRIDGE).splitlines()
+             if "actions=" in line]
+    return sorted(re.sub(r"(duration|n_packets|n_bytes|idle_age|hard_age)=[^,]*, ?", "", line)
+                  .strip() for line in lines)
+
+
+def flow_mods(fabric, name: str) -> float:
+    text = requests.get(fabric.controller.url + "/metrics", timeout=5).text
+    m = re.search(r'^ovsfabric_flow_mods_sent_total\{host="%s"\} (\S+)' % re.escape(name),
+                  text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def test_the_physical_bridge_is_the_controllers_and_forwards_as_before(fabric, lab, outside):
+    h1 = lab.host("h1")
+    assert eventually(lambda: h1.vsctl("get", "Bridge", PHYSICAL_BRIDGE,
+                                       "fail_mode").strip() == "secure", 10)
+    table = physical_table(h1)
+    assert any("priority=0" in line and "actions=NORMAL" in line for line in table), table
+    # The host's own address still answers from the outside; tunnels still carry (the lab's
+    # other tests hold them to that).
+    assert outside.exec("ping", "-c2", "-W1", "-i0.2", h1.tunnel_ip, check=False).returncode == 0
+
+
+def test_egress_leaves_from_each_containers_own_host_and_the_reply_arrives(
+        fabric, lab, outside, egress_net):
+    _, containers = egress_net
+    for host, (c, _) in containers.items():
+        capture = outside.capture(f"tcp port {WHO_PORT}")
+        seen = eventually(lambda: who_am_i(c), 10)
+        lines = capture.stop()
+        address = lab.host(host).tunnel_ip
+        assert seen is not None, f"no answer from the outside to the container on {host}"
+        assert seen.split()[0] == address, seen  # the server saw the host's address
+        assert any(f"{address}." in line and f"> {OUTSIDE_IP}.{WHO_PORT}" in line
+                   for line in lines), lines
+        assert not any(c.ip in line for line in lines), "no container address leaves"
+
+
+def test_a_controller_kill_loses_no_egress_connection(fabric, lab, outside, egress_net):
+    _, containers = egress_net
+    c, _ = containers["h1"]
+    assert eventually(lambda: who_am_i(c), 10)
+    hosts = lab.hosts
+    before = {h.name: (flow_table(h), physical_table(h)) for h in hosts}
+    stream = subprocess.Popen(["ip", "netns", "exec", c.netns, "python3", "-c", _STREAM,
+                               OUTSIDE_IP, str(ECHO_PORT), "8"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(1.5)
+        fabric.controller.kill(signal.SIGKILL)
+        time.sleep(1.0)  # the stream goes on with no controller at all
+        fabric.controller.start()
+        fabric.controller.wait_connected([h.name for h in hosts])
+        output, _ = stream.communicate(timeout=30)
+    finally:
+        if stream.poll() is None:
+            stream.kill()
+            stream.wait()
+    assert stream.returncode == 0, output
+    assert int(output.split()[-1]) > 250, output  # 8 s of 20 ms lines, echoed throughout
+    assert eventually(lambda: all(
+        flow_mods(fabric, name) == 0 and _reconciled(fabric, name)
+        for h in hosts for name in (h.name, f"{h.name}/{PHYSICAL_BRIDGE}")), 10) or \
+        pytest.fail(_mods_report(fabric, hosts))
+    assert {h.name: (flow_table(h), physical_table(h)) for h in hosts} == before
+
+
+def _reconciled(fabric, name: str) -> bool:
+    text = requests.get(fabric.controller.url + "/metrics", timeout=5).text
+    return re.search(r'^ovsfabric_reconcile_runs_total\{host="%s"\} [1-9]' % re.escape(name),
+                     text, re.M) is not None
+
+
+def _mods_report(fabric, hosts) -> str:
+    return ", ".join(f"{name}: {flow_mods(fabric, name)}" for h in hosts
+                     for name in (h.name, f"{h.name}/{PHYSICAL_BRIDGE}"))
