@@ -52,6 +52,11 @@ class FabricApp(app_manager.OSKenApp):
         if session is None or not session.on_reply(ev.msg):
             self.fabric.ofctl_waiters.deliver(ev.msg)
 
+    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    @guarded
+    def _packet_in(self, ev):
+        self.fabric.packet_in(ev.msg.datapath, bytes(ev.msg.data))
+
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     @guarded
     def _error(self, ev):

@@ -21,6 +21,7 @@ from ovsdb.config import PHYSICAL_BRIDGE, cleanup_config, host_config
 from ovsdb.session import HostSession
 
 from .metrics import FabricMetrics
+from .neighbours import NextHopResolver, Query, arp_reply_sender
 from .ofctl_waiters import OfctlWaiters
 from .switch import SwitchSession, Work
 
@@ -37,6 +38,9 @@ class Fabric:
         self.physical_switches: dict[str, SwitchSession] = {}  # by host name
         # Hosts whose physical bridge has the controller's flows: it may be fail_mode secure.
         self._physical_ready: set[str] = set()
+        # host -> (address, MAC) of its egress next hop, as resolved since this process started
+        self._next_hops: dict[str, tuple[str, str]] = {}
+        self._resolver = NextHopResolver(self._next_hop_queries)
         # Every connected switch by datapath id, managed or not. A switch can connect before
         # its host is registered: a controller started on an empty state, hosts registered
         # again in the same order get the same datapath ids, and OVS, seeing nothing change,
@@ -56,8 +60,10 @@ class Fabric:
     def start(self) -> None:
         self.store.subscribe(self._store_changed)
         self._store_changed(self.store.snapshot())
+        self._resolver.start()
 
     def stop(self) -> None:
+        self._resolver.stop()
         with self._lock:
             switches = list(self.switches.values()) + list(self.physical_switches.values())
             sessions = list(self.ovsdb_sessions.values())
@@ -101,7 +107,8 @@ class Fabric:
     def _configure(self, name: str) -> None:
         snap = self._snapshot
         self.ovsdb_sessions[name].set_desired(host_config(
-            snap, snap.hosts[name], self.advertise, name in self._physical_ready))
+            snap, snap.hosts[name], self.advertise, name in self._physical_ready,
+            self._next_hops.get(name)))
 
     def _hosts_changed(self, snap: Snapshot) -> None:
         for name in list(self.ovsdb_sessions):
@@ -131,6 +138,7 @@ class Fabric:
             physical.stop()
             clear_flows(physical.dp, keep_forwarding=True)
         self._physical_ready.discard(name)
+        self._next_hops.pop(name, None)
         desired = session.desired
         cleanup = cleanup_config(desired) if desired is not None else None
         threading.Thread(target=session.stop, args=(cleanup,), daemon=True).start()
@@ -195,6 +203,40 @@ class Fabric:
                 self._physical_ready.add(host)
                 self._configure(host)
         self._wake_waiters()
+
+    # ---- the egress next hop ------------------------------------------------------------------
+
+    def _next_hop_queries(self) -> list[Query]:
+        """The ARP requests the resolver may send: one per host whose physical bridge is
+        connected and patched in, and whose host names a next hop."""
+        queries = []
+        with self._lock:
+            for name, switch in self.physical_switches.items():
+                session, host = self.ovsdb_sessions.get(name), self._snapshot.hosts.get(name)
+                bridge = session.ports.physical if session is not None else None
+                if host is None or bridge is None or bridge.next_hop is None:
+                    continue
+                queries.append(Query(name, switch.dp, bridge.uplink, bridge.mac,
+                                     host.tunnel_ip, bridge.next_hop,
+                                     bridge.next_hop_mac is not None))
+        return queries
+
+    def packet_in(self, dp, data: bytes) -> None:
+        """A packet a switch sent up: an ARP reply of a physical bridge's next hop is its
+        binding, kept in the host's OVSDB (and from there in the flows)."""
+        sender = arp_reply_sender(data)
+        if sender is None:
+            return
+        with self._lock:
+            name = next((n for n, s in self.physical_switches.items() if s.dp is dp), None)
+            session = self.ovsdb_sessions.get(name) if name is not None else None
+            bridge = session.ports.physical if session is not None else None
+            if bridge is None or bridge.next_hop != sender[0] or \
+                    self._next_hops.get(name) == sender:
+                return
+            LOG.info("host %s: next hop %s is at %s", name, *sender)
+            self._next_hops[name] = sender
+            self._configure(name)
 
     def switch_disconnected(self, dp) -> None:
         with self._lock:

@@ -39,6 +39,7 @@ class PhysicalBridge:
     uplink: int  # the physical bridge's port to the underlay
     mac: str  # the physical bridge's own MAC: the source of what leaves
     next_hop_mac: str | None = None  # where what leaves is sent; None: not known yet
+    next_hop: str | None = None  # the address whose MAC that is, as the host names it
 
 
 @dataclass(frozen=True)

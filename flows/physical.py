@@ -14,7 +14,7 @@ interface as ``HostFlows`` and never attempts an incremental update.
 from __future__ import annotations
 
 from model.entities import Snapshot
-from openflow.actions import ct
+from openflow.actions import OFPP_CONTROLLER, ct
 
 from . import pipeline as p
 from .compiler import HostPorts
@@ -25,6 +25,8 @@ from .routing import ETH_IPV4
 
 VXLAN_PORT = 4789
 IPPROTO_UDP = 17
+ETH_ARP = 0x0806
+ARP_REPLY = 2
 
 check_flows = False  # the tests turn it on, as flows.compiler.check_flows
 
@@ -64,6 +66,14 @@ def physical_flows(snap: Snapshot, host_name: str, ports: HostPorts) -> list[Flo
         *(Flow.make(p.PHY_RETURN.id, p.PRIO_PHY_KNOWN, c, {"ct_state": ct_state(flag)},
                     actions=to_integration) for flag in (ESTABLISHED, RELATED)),
     ]
+    if bridge.next_hop is not None:
+        # The controller learns the next hop's MAC from its replies to the requests it sends
+        # from the host's address; the host's own stack still sees them.
+        flows.append(Flow.make(
+            p.PHY_IN.id, p.PRIO_PHY_NEXT_HOP_ARP, c,
+            {"eth_type": ETH_ARP, "arp_op": ARP_REPLY, "arp_spa": bridge.next_hop,
+             "arp_tpa": host.tunnel_ip},
+            actions=[output(OFPP_CONTROLLER), *normal]))
     for ep in snap.host_endpoints(host_name):
         for port in snap.published.get(ep.id, ()):
             proto, dst_field = IP_PROTOCOLS[port.protocol]

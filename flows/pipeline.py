@@ -155,9 +155,9 @@ TABLE_BY_ID = {t.id: t for t in TABLES}
 PHY_IN = _table(
     0, "phy_in", "from the integration bridge: out of the uplink; tunnels and the host's own "
     "traffic: as before; published ports: to the integration bridge; the rest for the outside "
-    "address: conntrack in the NAT zone",
-    matches="in_port eth_type ip_proto ipv4_dst tcp_dst udp_dst", goes_to="phy_return",
-    normal=True)
+    "address: conntrack in the NAT zone; the next hop's ARP replies: to the controller too",
+    matches="in_port eth_type ip_proto ipv4_dst tcp_dst udp_dst arp_op arp_spa arp_tpa",
+    goes_to="phy_return", normal=True)
 PHY_RETURN = _table(
     1, "phy_return", "connections the NAT zone knows go to the integration bridge, the rest "
     "to the host", matches="ct_state", normal=True)
@@ -196,6 +196,7 @@ PRIO_OUTSIDE = 100  # to_outside
 # phy_in
 PRIO_PHY_FROM_INTEGRATION = 110
 PRIO_PHY_TUNNEL = 105
+PRIO_PHY_NEXT_HOP_ARP = 104
 PRIO_PHY_PUBLISHED = 102
 PRIO_PHY_OUTSIDE_ADDRESS = 100
 PRIO_PHY_KNOWN = 100  # phy_return

@@ -32,6 +32,9 @@ from .values import Unknown
 from .vocabulary import FIELDS, canonical_name, move_names
 
 OFPAT_OUTPUT = 0
+OFPP_CONTROLLER = 0xFFFFFFFD
+OFPP_NORMAL = 0xFFFFFFFA
+OFPCML_NO_BUFFER = 0xFFFF
 OFPAT_DEC_NW_TTL = 24
 OFPAT_SET_FIELD = 25
 OFPAT_EXPERIMENTER = 0xFFFF
@@ -93,6 +96,12 @@ def _arity(action, n: int) -> None:
         raise ValueError(f"{action[0]} takes {n - 1} arguments: {action!r}")
 
 
+def _max_len(port: int) -> int:
+    """max_len matters only for the controller port, which is sent whole packets
+    (OFPCML_NO_BUFFER); 0 elsewhere."""
+    return OFPCML_NO_BUFFER if port == OFPP_CONTROLLER else 0
+
+
 class Output:
     name = "output"
     wire_key = OFPAT_OUTPUT
@@ -101,9 +110,8 @@ class Output:
 
     def encode(self, action) -> bytes:
         _arity(action, 2)
-        # max_len 0: it matters only for the controller port, which is sent whole packets.
-        return self._PACK.pack(OFPAT_OUTPUT, 16, values.unsigned(action[1], 32, "output port"),
-                               0)
+        port = values.unsigned(action[1], 32, "output port")
+        return self._PACK.pack(OFPAT_OUTPUT, 16, port, _max_len(port))
 
     def decode(self, raw: bytes) -> tuple:
         if len(raw) != 16:
@@ -111,13 +119,16 @@ class Output:
         return ("output", self._PACK.unpack(raw)[2])
 
     def to_os_ken(self, action):
-        return parser.OFPActionOutput(action[1], max_len=0)
+        return parser.OFPActionOutput(action[1], max_len=_max_len(action[1]))
 
     def from_os_ken(self, obj) -> tuple:
         return ("output", obj.port)
 
     def notation(self, action) -> str:
-        return "IN_PORT" if action[1] == OFPP_IN_PORT else f"output:{action[1]}"
+        # As ovs-ofctl prints them.
+        named = {OFPP_IN_PORT: "IN_PORT", OFPP_NORMAL: "NORMAL",
+                 OFPP_CONTROLLER: f"CONTROLLER:{OFPCML_NO_BUFFER}"}
+        return named.get(action[1], f"output:{action[1]}")
 
 
 class SetField:

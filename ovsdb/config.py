@@ -15,11 +15,20 @@ PATCH_KEY = "ovsfabric-patch"  # on both ends of the patch between the two bridg
 
 # The host's physical bridge: it holds the underlay address and is the host's own (its setup
 # makes it); the controller patches it to the integration bridge and manages a few of its
-# flows. The MAC what leaves is sent to is the host's to say, in the bridge's external_ids.
+# flows. The host names the next hop of what leaves (its gateway, or the outside itself when
+# that is on the underlay) in the bridge's external_ids; the controller resolves its MAC and
+# keeps the binding there too ("address=MAC"), so that a restarted controller finds it.
 PHYSICAL_BRIDGE = "br-phy"
 PATCH_TO_PHYSICAL = "patch-br-phy"  # on the integration bridge
 PATCH_TO_INTEGRATION = "patch-br-int"  # on the physical bridge
-NEXT_HOP_MAC_KEY = "ovsfabric-next-hop-mac"
+NEXT_HOP_KEY = "ovsfabric-next-hop"
+NEXT_HOP_BINDING_KEY = "ovsfabric-next-hop-binding"
+
+
+def next_hop_binding(value: str | None) -> tuple[str, str] | None:
+    """(address, MAC) from the binding's text; None if there is none or it is not one."""
+    address, _, mac = (value or "").partition("=")
+    return (address, mac) if address and mac else None
 
 
 def tunnel_port_name(remote_ip: str) -> str:
@@ -44,6 +53,9 @@ class PhysicalConfig:
     # never taken back but by the cleanup, so tunnels never stop and a controller restart
     # changes nothing.
     secure: bool = False
+    # (address, MAC) of the next hop as the controller resolved it: written, never removed
+    # but by the cleanup (a restarted controller has not resolved it yet and keeps it).
+    next_hop: tuple[str, str] | None = None
 
     @property
     def datapath_id(self) -> str:
@@ -66,13 +78,13 @@ class HostConfig:
         return f"{self.dpid:016x}"
 
 
-def host_config(snap: Snapshot, host: Host, controller: str,
-                physical_secure: bool = False) -> HostConfig:
+def host_config(snap: Snapshot, host: Host, controller: str, physical_secure: bool = False,
+                next_hop: tuple[str, str] | None = None) -> HostConfig:
     tunnels = tuple(
         TunnelPort(tunnel_port_name(peer.tunnel_ip), peer.name, peer.tunnel_ip)
         for peer in sorted(snap.hosts.values(), key=lambda h: h.name) if peer.name != host.name)
     ports = {ep.port: (ep.id, ep.ofport) for ep in snap.host_endpoints(host.name) if ep.port}
-    physical = PhysicalConfig(PHYSICAL_BRIDGE, host.physical_dpid, physical_secure)
+    physical = PhysicalConfig(PHYSICAL_BRIDGE, host.physical_dpid, physical_secure, next_hop)
     return HostConfig(host.bridge, host.datapath_type, host.dpid, controller, tunnels, ports,
                       physical)
 

@@ -21,8 +21,9 @@ from flows.compiler import HostPorts
 from flows.egress import PhysicalBridge
 
 from . import poll
-from .config import (IFACE_ID_KEY, NEXT_HOP_MAC_KEY, OWNED_KEY, PATCH_KEY, PATCH_TO_INTEGRATION,
-                     PATCH_TO_PHYSICAL, PEER_KEY, HostConfig)
+from .config import (IFACE_ID_KEY, NEXT_HOP_BINDING_KEY, NEXT_HOP_KEY, OWNED_KEY, PATCH_KEY,
+                     PATCH_TO_INTEGRATION, PATCH_TO_PHYSICAL, PEER_KEY, HostConfig,
+                     next_hop_binding)
 from .rows import RowCache
 
 poll.use_poll()
@@ -316,8 +317,11 @@ class HostSession:
         if None in (patch, peer, mac) or patch <= 0 or peer <= 0 or len(uplinks) != 1 \
                 or uplinks[0] <= 0:
             return None
-        return PhysicalBridge(patch, peer, uplinks[0], mac,
-                              physical.external_ids.get(NEXT_HOP_MAC_KEY))
+        next_hop = physical.external_ids.get(NEXT_HOP_KEY)
+        binding = next_hop_binding(physical.external_ids.get(NEXT_HOP_BINDING_KEY))
+        # A binding of another address than the one named now is stale: not used.
+        next_hop_mac = binding[1] if binding and next_hop and binding[0] == next_hop else None
+        return PhysicalBridge(patch, peer, uplinks[0], mac, next_hop_mac, next_hop)
 
     def _ofport(self, bridge, name: str) -> int | None:
         for port in map(self._rows.port, bridge.ports):
@@ -425,11 +429,14 @@ class HostSession:
             if bridge.controller:
                 commands.append(api.del_controller(conf.bridge))
             changes = []
-            if bridge.fail_mode:
-                changes.append(("fail_mode", []))
+            if bridge.fail_mode == ["secure"]:
+                changes.append(("fail_mode", "standalone"))  # what a bridge does alone
             if any(k in bridge.other_config for k in BRIDGE_SETTINGS):
                 changes.append(("other_config", {k: v for k, v in bridge.other_config.items()
                                                  if k not in BRIDGE_SETTINGS}))
+            if NEXT_HOP_BINDING_KEY in bridge.external_ids:
+                changes.append(("external_ids", {k: v for k, v in bridge.external_ids.items()
+                                                 if k != NEXT_HOP_BINDING_KEY}))
             if changes:
                 commands.append(api.db_set("Bridge", bridge.uuid, *changes))
             return commands, False
@@ -443,6 +450,11 @@ class HostSession:
             changes.append(("other_config", {**bridge.other_config, **other}))
         if conf.secure and bridge.fail_mode != ["secure"]:
             changes.append(("fail_mode", "secure"))
+        if conf.next_hop is not None:
+            binding = "=".join(conf.next_hop)
+            if bridge.external_ids.get(NEXT_HOP_BINDING_KEY) != binding:
+                changes.append(("external_ids", {**bridge.external_ids,
+                                                 NEXT_HOP_BINDING_KEY: binding}))
         if changes:
             commands.append(api.db_set("Bridge", bridge.uuid, *changes))
         more, again = self._plan_controller(bridge, conf.bridge, desired.controller,

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from lab.outside import ECHO_PORT, WHO_PORT, Outside
-from ovsdb.config import NEXT_HOP_MAC_KEY, PHYSICAL_BRIDGE
+from ovsdb.config import NEXT_HOP_BINDING_KEY, NEXT_HOP_KEY, PHYSICAL_BRIDGE
 from tests.helpers import eventually, flow_table
 from tests.slot import UNDERLAY, needs_lab
 
@@ -47,14 +47,16 @@ def outside(lab, fabric):
     out.create()
     try:
         # The outside is on the underlay: it is the next hop itself. The host says so in its
-        # physical bridge's external_ids.
+        # physical bridge's external_ids; the controller resolves its MAC.
         for host in lab.hosts:
             host.vsctl("set", "Bridge", PHYSICAL_BRIDGE,
-                       f"external_ids:{NEXT_HOP_MAC_KEY}={out.mac}")
+                       f"external_ids:{NEXT_HOP_KEY}={OUTSIDE_IP}")
         yield out
     finally:
         for host in lab.hosts:
-            host.vsctl("remove", "Bridge", PHYSICAL_BRIDGE, "external_ids", NEXT_HOP_MAC_KEY)
+            host.vsctl("remove", "Bridge", PHYSICAL_BRIDGE, "external_ids", NEXT_HOP_KEY,
+                       "--", "remove", "Bridge", PHYSICAL_BRIDGE, "external_ids",
+                       NEXT_HOP_BINDING_KEY)
         out.destroy()
 
 
@@ -67,6 +69,11 @@ def egress_net(fabric, outside):
         c.configure(ep["mac"], ep["ip"], ep["prefix_len"], ep["mtu"], gateway=network["gateway"])
         containers[host] = (c, ep)
     return network, containers
+
+
+def binding(host) -> str:
+    return host.vsctl("--if-exists", "get", "Bridge", PHYSICAL_BRIDGE,
+                      f"external_ids:{NEXT_HOP_BINDING_KEY}").strip().strip('"')
 
 
 def who_am_i(container, address: str = OUTSIDE_IP, port: int = WHO_PORT) -> str | None:
@@ -100,6 +107,16 @@ def test_the_physical_bridge_is_the_controllers_and_forwards_as_before(fabric, l
     # The host's own address still answers from the outside; tunnels still carry (the lab's
     # other tests hold them to that).
     assert outside.exec("ping", "-c2", "-W1", "-i0.2", h1.tunnel_ip, check=False).returncode == 0
+
+
+def test_the_controller_resolves_the_next_hop_through_the_switch(fabric, lab, outside):
+    # An ARP request by packet-out, the reply by packet-in; the binding kept in OVSDB.
+    for host in lab.hosts:
+        assert eventually(lambda: binding(host) == f"{OUTSIDE_IP}={outside.mac}", 10), \
+            (host.name, binding(host))
+        to_outside = [line for line in host.ofctl("dump-flows", "table=19").splitlines()
+                      if f"set_field:{outside.mac}->eth_dst" in line]
+        assert to_outside, host.name
 
 
 def test_egress_leaves_from_each_containers_own_host_and_the_reply_arrives(
