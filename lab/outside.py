@@ -15,7 +15,7 @@ IFACE = "eth0"
 WHO_PORT = 8080  # answers "<client address> <client port>\n" and closes
 ECHO_PORT = 8090  # echoes every line, for as long as the client keeps the connection
 
-_SERVER = """
+SERVERS = """
 import socket, sys, threading
 def serve(port, handle):
     s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -33,6 +33,22 @@ def echo(c, a):
 threading.Thread(target=serve, args=(int(sys.argv[1]), who), daemon=True).start()
 serve(int(sys.argv[2]), echo)
 """
+
+
+def start_servers(namespace: str, who_port: int, echo_port: int) -> subprocess.Popen:
+    """The two TCP servers in ``namespace``, listening once this returns; stop them by the
+    PID of the Popen (``ip netns exec`` execs the interpreter)."""
+    server = subprocess.Popen(["ip", "netns", "exec", namespace, sys.executable, "-c", SERVERS,
+                               str(who_port), str(echo_port)])
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        listening = run(["ss", "-ltn"], netns=namespace).stdout
+        if f":{who_port} " in listening and f":{echo_port} " in listening:
+            return server
+        time.sleep(0.05)
+    stop_pid(server.pid)
+    server.wait()
+    raise RuntimeError(f"the servers in {namespace} did not start")
 
 
 class Outside:
@@ -54,15 +70,7 @@ class Outside:
         netns.ip("link", "set", IFACE, "up", netns=self.netns)
         run(["ethtool", "-K", IFACE, "tx", "off"], netns=self.netns)
         self.mac = netns.ip("-br", "link", "show", IFACE, netns=self.netns).stdout.split()[2]
-        self._server = subprocess.Popen(["ip", "netns", "exec", self.netns, sys.executable,
-                                         "-c", _SERVER, str(WHO_PORT), str(ECHO_PORT)])
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            listening = run(["ss", "-ltn"], netns=self.netns).stdout
-            if f":{WHO_PORT} " in listening and f":{ECHO_PORT} " in listening:
-                return
-            time.sleep(0.05)
-        raise RuntimeError("the outside's servers did not start")
+        self._server = start_servers(self.netns, WHO_PORT, ECHO_PORT)
 
     def destroy(self) -> None:
         if self._server is not None:

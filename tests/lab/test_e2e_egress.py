@@ -13,7 +13,8 @@ import time
 import pytest
 import requests
 
-from lab.outside import ECHO_PORT, WHO_PORT, Outside
+from lab.outside import ECHO_PORT, WHO_PORT, Outside, start_servers
+from lab.proc import stop_pid
 from ovsdb.config import NEXT_HOP_BINDING_KEY, NEXT_HOP_KEY, PHYSICAL_BRIDGE
 from tests.helpers import eventually, flow_table
 from tests.slot import UNDERLAY, needs_lab
@@ -69,6 +70,19 @@ def egress_net(fabric, outside):
         c.configure(ep["mac"], ep["ip"], ep["prefix_len"], ep["mtu"], gateway=network["gateway"])
         containers[host] = (c, ep)
     return network, containers
+
+
+@pytest.fixture(scope="module")
+def published(fabric, egress_net):
+    """The container on h1 serves on 80 (who) and 81 (echo), published on 8081 and 8091."""
+    _, containers = egress_net
+    c, ep = containers["h1"]
+    servers = start_servers(c.netns, 80, 81)
+    try:
+        yield c, ep
+    finally:
+        stop_pid(servers.pid)
+        servers.wait()
 
 
 def binding(host) -> str:
@@ -134,28 +148,97 @@ def test_egress_leaves_from_each_containers_own_host_and_the_reply_arrives(
         assert not any(c.ip in line for line in lines), "no container address leaves"
 
 
-def test_a_controller_kill_loses_no_egress_connection(fabric, lab, outside, egress_net):
+def connect_from_outside(outside, address: str, port: int) -> str | None:
+    code = ("import socket,sys;s=socket.create_connection((sys.argv[1],int(sys.argv[2])),"
+            "timeout=2);print(s.recv(100).decode().strip())")
+    result = outside.exec("python3", "-c", code, address, str(port), check=False)
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def test_without_egress_nothing_leaves_and_turning_it_on_opens_the_way(
+        fabric, lab, outside, egress_net):
+    fabric.client.create_network("closed", "10.61.0.0/24", egress=False)
+    network = fabric.client.network("closed")
+    assert network["egress"] is False
+    c, ep = fabric.attach("h1", "cl1", "closed")
+    c.configure(ep["mac"], ep["ip"], ep["prefix_len"], ep["mtu"], gateway=network["gateway"])
+    open_c, _ = egress_net[1]["h1"]
+    capture = outside.capture(f"tcp port {WHO_PORT}")
+    assert who_am_i(open_c), "positive control: an egress network's container gets out"
+    tries = [who_am_i(c) for _ in range(3)]
+    lines = capture.stop()
+    assert tries == [None] * 3
+    sources = {line.split()[2].rsplit(".", 1)[0] for line in lines if " > " in line}
+    assert sources <= {lab.host("h1").tunnel_ip, OUTSIDE_IP}
+    # Exactly the positive control's connection was captured: 3 segments out at least.
+    assert len([line for line in lines if f"> {OUTSIDE_IP}.{WHO_PORT}" in line]) >= 3
+    outbound_before = len([line for line in lines if f"> {OUTSIDE_IP}.{WHO_PORT}" in line])
+    fabric.client.set_network_egress("closed", True)
+    capture = outside.capture(f"tcp port {WHO_PORT}")
+    seen = eventually(lambda: who_am_i(c), 10)
+    more = capture.stop()
+    assert seen is not None and seen.split()[0] == lab.host("h1").tunnel_ip
+    assert len([line for line in more if f"> {OUTSIDE_IP}.{WHO_PORT}" in line]) >= 3, \
+        (outbound_before, more)
+
+
+def test_a_published_port_is_reachable_from_outside_and_not_after_delete(
+        fabric, lab, outside, published):
+    _, ep = published
+    address = lab.host("h1").tunnel_ip
+    fabric.client.publish(ep["id"], "tcp", 80, 8081)
+    assert [p["host_port"] for p in fabric.client.published(ep["id"])] == [8081]
+    seen = eventually(lambda: connect_from_outside(outside, address, 8081), 10)
+    assert seen is not None and seen.split()[0] == OUTSIDE_IP, seen  # its real address
+    # Another host's address does not publish it.
+    assert connect_from_outside(outside, lab.host("h2").tunnel_ip, 8081) is None
+    fabric.client.unpublish(ep["id"], "tcp", 8081)
+    assert fabric.client.published(ep["id"]) == []
+    assert eventually(lambda: connect_from_outside(outside, address, 8081) is None, 5)
+    for host in lab.hosts:
+        assert "tp_dst=8081" not in host.ofctl("dump-flows")
+        assert "tp_dst=8081" not in host.ofctl("dump-flows", bridge=PHYSICAL_BRIDGE)
+
+
+def test_a_controller_kill_loses_no_egress_or_published_connection(
+        fabric, lab, outside, egress_net, published):
     _, containers = egress_net
     c, _ = containers["h1"]
+    _, ep = published
+    fabric.client.publish(ep["id"], "tcp", 81, 8091)
+    address = lab.host("h1").tunnel_ip
     assert eventually(lambda: who_am_i(c), 10)
     hosts = lab.hosts
+    assert eventually(lambda: all(binding(h) for h in hosts), 10)
     before = {h.name: (flow_table(h), physical_table(h)) for h in hosts}
-    stream = subprocess.Popen(["ip", "netns", "exec", c.netns, "python3", "-c", _STREAM,
-                               OUTSIDE_IP, str(ECHO_PORT), "8"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    streams = {
+        "egress": subprocess.Popen(["ip", "netns", "exec", c.netns, "python3", "-c", _STREAM,
+                                    OUTSIDE_IP, str(ECHO_PORT), "8"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
+        "published": subprocess.Popen(["ip", "netns", "exec", outside.netns, "python3", "-c",
+                                       _STREAM, address, "8091", "8"],
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True)}
+    outputs = {}
     try:
         time.sleep(1.5)
         fabric.controller.kill(signal.SIGKILL)
-        time.sleep(1.0)  # the stream goes on with no controller at all
+        time.sleep(1.0)  # the streams go on with no controller at all
         fabric.controller.start()
         fabric.controller.wait_connected([h.name for h in hosts])
-        output, _ = stream.communicate(timeout=30)
+        for name, stream in streams.items():
+            outputs[name] = stream.communicate(timeout=30)[0]
     finally:
-        if stream.poll() is None:
-            stream.kill()
-            stream.wait()
-    assert stream.returncode == 0, output
-    assert int(output.split()[-1]) > 250, output  # 8 s of 20 ms lines, echoed throughout
+        for stream in streams.values():
+            if stream.poll() is None:
+                stream.kill()
+                stream.wait()
+    for name, stream in streams.items():
+        assert stream.returncode == 0, (name, outputs.get(name))
+        # 8 s of 20 ms lines, each echoed, through the kill and the restart
+        assert int(outputs[name].split()[-1]) > 250, (name, outputs[name])
+    print(f"\nstreams through controller kill -9 + restart: "
+          f"{ {n: int(o.split()[-1]) for n, o in outputs.items()} } lines echoed, none lost")
     assert eventually(lambda: all(
         flow_mods(fabric, name) == 0 and _reconciled(fabric, name)
         for h in hosts for name in (h.name, f"{h.name}/{PHYSICAL_BRIDGE}")), 10) or \

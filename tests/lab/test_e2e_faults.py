@@ -24,7 +24,8 @@ import urllib3
 
 from api.client import ApiError, FabricClient
 from lab.proc import alive, run
-from ovsdb.config import tunnel_port_name
+from ovsdb.config import (PATCH_KEY, PATCH_TO_INTEGRATION, PATCH_TO_PHYSICAL, PHYSICAL_BRIDGE,
+                          tunnel_port_name)
 from tests.helpers import flow_table
 from tests.slot import needs_lab
 
@@ -166,6 +167,10 @@ def fabric_problems(fabric) -> list[str]:
             ours = our_interfaces(host) if "br-int" in host.vsctl("list-br").split() else {}
             if ours:
                 problems.append(f"{host.name} (deleted) still has ports {sorted(ours)}")
+            if PHYSICAL_BRIDGE in host.vsctl("list-br").split() and \
+                    host.vsctl("get-controller", PHYSICAL_BRIDGE).strip():
+                problems.append(f"{host.name} (deleted) still has a controller on "
+                                f"{PHYSICAL_BRIDGE}")
             if "br-int" in host.vsctl("list-br").split():
                 if controller_target(host):
                     problems.append(f"{host.name} (deleted) still has a controller")
@@ -181,6 +186,10 @@ def fabric_problems(fabric) -> list[str]:
             if "ovsfabric-peer" in row["external_ids"]:
                 if expected_tunnels.get(name) != row["options"].get("remote_ip"):
                     problems.append(f"{host.name}: stale tunnel {name} {row['options']}")
+            elif PATCH_KEY in row["external_ids"]:
+                # The patch between br-int and the host's physical bridge, one on each.
+                if name not in (PATCH_TO_PHYSICAL, PATCH_TO_INTEGRATION):
+                    problems.append(f"{host.name}: stale patch port {name}")
             elif name not in expected_ports:
                 problems.append(f"{host.name}: stale endpoint port {name}")
         for name in expected_tunnels.keys() - ours.keys():
