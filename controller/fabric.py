@@ -41,6 +41,7 @@ class Fabric:
         # host -> (address, MAC) of its egress next hop, as resolved since this process started
         self._next_hops: dict[str, tuple[str, str]] = {}
         self._resolver = NextHopResolver(self._next_hop_queries)
+        self._retiring: dict[object, SwitchSession] = {}  # physical bridges being given back
         # Every connected switch by datapath id, managed or not. A switch can connect before
         # its host is registered: a controller started on an empty state, hosts registered
         # again in the same order get the same datapath ids, and OVS, seeing nothing change,
@@ -135,13 +136,28 @@ class Fabric:
             clear_flows(switch.dp)
         physical = self.physical_switches.pop(name, None)
         if physical is not None:
-            physical.stop()
-            clear_flows(physical.dp, keep_forwarding=True)
+            # Its session answers replies until its flows are given back (session_for).
+            self._retiring[physical.dp] = physical
         self._physical_ready.discard(name)
         self._next_hops.pop(name, None)
         desired = session.desired
         cleanup = cleanup_config(desired) if desired is not None else None
-        threading.Thread(target=session.stop, args=(cleanup,), daemon=True).start()
+        threading.Thread(target=self._give_back, args=(session, cleanup, physical),
+                         daemon=True).start()
+
+    def _give_back(self, session: HostSession, cleanup, physical: SwitchSession | None) -> None:
+        """The host's physical bridge gets its forwarding back, confirmed by a barrier, before
+        OVSDB removes its controller (the flow mods would be lost with the connection)."""
+        if physical is not None:
+            clear_flows(physical.dp, keep_forwarding=True)
+            try:
+                physical.request(barrier_request(physical.dp), timeout=2)
+            except Exception as exc:  # gone already: OVSDB still removes the rest
+                LOG.warning("%s: giving its flows back unconfirmed: %s", physical.name, exc)
+            physical.stop()
+            with self._lock:
+                self._retiring.pop(physical.dp, None)
+        session.stop(cleanup)
 
     def _ports_changed(self, host: str) -> None:
         with self._lock:
@@ -252,7 +268,8 @@ class Fabric:
 
     def session_for(self, dp) -> SwitchSession | None:
         with self._lock:
-            sessions = list(self.switches.values()) + list(self.physical_switches.values())
+            sessions = [*self.switches.values(), *self.physical_switches.values(),
+                        *self._retiring.values()]
         return next((s for s in sessions if s.dp is dp), None)
 
     def switch(self, host: str) -> SwitchSession:
@@ -384,6 +401,10 @@ class Fabric:
                     endpoint_id not in ports.errors:  # OVS gave up on it: nothing to wait for
                 return False
         return switch.applied_ports_version >= self._ports_versions.get(host, 0)
+
+
+def barrier_request(dp):
+    return dp.ofproto_parser.OFPBarrierRequest(dp)
 
 
 def clear_flows(dp, keep_forwarding: bool = False) -> None:

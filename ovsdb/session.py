@@ -428,17 +428,16 @@ class HostSession:
                 commands.append(api.del_port(PATCH_TO_INTEGRATION, conf.bridge))
             if bridge.controller:
                 commands.append(api.del_controller(conf.bridge))
-            changes = []
             if bridge.fail_mode == ["secure"]:
-                changes.append(("fail_mode", "standalone"))  # what a bridge does alone
-            if any(k in bridge.other_config for k in BRIDGE_SETTINGS):
-                changes.append(("other_config", {k: v for k, v in bridge.other_config.items()
-                                                 if k not in BRIDGE_SETTINGS}))
+                commands.append(api.db_set("Bridge", bridge.uuid,
+                                           ("fail_mode", "standalone")))  # what it does alone
+            # db_set adds to a map column: keys are removed one by one.
+            ours = [k for k in BRIDGE_SETTINGS if k in bridge.other_config]
+            if ours:
+                commands.append(api.db_remove("Bridge", bridge.uuid, "other_config", *ours))
             if NEXT_HOP_BINDING_KEY in bridge.external_ids:
-                changes.append(("external_ids", {k: v for k, v in bridge.external_ids.items()
-                                                 if k != NEXT_HOP_BINDING_KEY}))
-            if changes:
-                commands.append(api.db_set("Bridge", bridge.uuid, *changes))
+                commands.append(api.db_remove("Bridge", bridge.uuid, "external_ids",
+                                              NEXT_HOP_BINDING_KEY))
             return commands, False
         commands = self._plan_patch(existing, conf.bridge, PATCH_TO_INTEGRATION,
                                     PATCH_TO_PHYSICAL)

@@ -255,3 +255,35 @@ def _reconciled(fabric, name: str) -> bool:
 def _mods_report(fabric, hosts) -> str:
     return ", ".join(f"{name}: {flow_mods(fabric, name)}" for h in hosts
                      for name in (h.name, f"{h.name}/{PHYSICAL_BRIDGE}"))
+
+
+def test_removing_a_host_gives_its_physical_bridge_back(fabric, lab, outside):
+    h3 = lab.host("h3")  # no endpoint of this module's there
+    assert eventually(lambda: h3.vsctl("get", "Bridge", PHYSICAL_BRIDGE,
+                                       "fail_mode").strip() == "secure", 10)
+    assert eventually(lambda: binding(h3), 10)
+    fabric.client.delete_host("h3")
+    try:
+        def left():
+            return {"controller": h3.vsctl("get-controller", PHYSICAL_BRIDGE).strip(),
+                    "fail_mode": h3.vsctl("get", "Bridge", PHYSICAL_BRIDGE,
+                                          "fail_mode").strip(),
+                    "patch on br-phy": "patch-br-int" in h3.vsctl("list-ports",
+                                                                  PHYSICAL_BRIDGE).split(),
+                    "patch on br-int": "patch-br-phy" in h3.vsctl("list-ports",
+                                                                  "br-int").split(),
+                    "binding": binding(h3)}
+        given_back = {"controller": "", "fail_mode": "standalone", "patch on br-phy": False,
+                      "patch on br-int": False, "binding": ""}
+        assert eventually(lambda: left() == given_back, 10), left()
+        other_config = h3.vsctl("get", "Bridge", PHYSICAL_BRIDGE, "other_config")
+        assert "datapath-id" not in other_config and "disable-in-band" not in other_config
+        flows = [line for line in h3.ofctl("dump-flows", bridge=PHYSICAL_BRIDGE).splitlines()
+                 if "actions=" in line]
+        assert len(flows) == 1 and "priority=0" in flows[0] and "actions=NORMAL" in flows[0] \
+            and "cookie=0x0" in flows[0], flows
+        assert outside.exec("ping", "-c2", "-W1", "-i0.2", h3.tunnel_ip,
+                            check=False).returncode == 0, "the host keeps its network"
+    finally:  # registered again for what follows on the session's lab
+        fabric.client.create_host(h3.name, h3.ovsdb, h3.tunnel_ip, datapath_type="netdev")
+        fabric.controller.wait_connected([h3.name])
