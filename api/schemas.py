@@ -258,7 +258,7 @@ class TraceRoute(BaseModel):
 
 class TraceHop(BaseModel):
     host: str
-    step: Literal["table", "tunnel", "deliver"]
+    step: Literal["table", "tunnel", "deliver", "leave"]
     table: Optional[int] = None
     table_name: Optional[str] = None
     flow: Optional[FlowView] = Field(None, description="the flow hit; none: table miss")
@@ -269,10 +269,18 @@ class TraceHop(BaseModel):
     route: Optional[TraceRoute] = Field(None, description="in l3_lookup: the route taken")
 
 
+class TraceOutside(BaseModel):
+    host: str = Field(description="the host the packet leaves the fabric from")
+    address: str = Field(description="the source address it leaves with (source NAT)")
+    port: Optional[int] = Field(None, description="its source port after the NAT")
+    next_hop_mac: str
+
+
 class TraceVerdict(BaseModel):
-    result: Literal["delivered", "dropped"]
+    result: Literal["delivered", "dropped", "leaves"]
     endpoints: list[str] = Field(description="endpoint ids the packet reached")
-    host: Optional[str] = Field(None, description="where it was dropped")
+    host: Optional[str] = Field(None, description="where it was dropped, or left the fabric")
+    outside: Optional[TraceOutside] = Field(None, description="how it left the fabric")
     table: Optional[int] = None
     table_name: Optional[str] = None
     flow: Optional[FlowView] = None

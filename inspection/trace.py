@@ -15,13 +15,15 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from flows import Flow, HostPorts
 from openflow.os_ken import flow_from_stats
-from flows.pipeline import ARP, INGRESS, L2, L3_LOOKUP, NEIGHBOUR, decode_cookie
+from flows.pipeline import (ARP, INGRESS, L2, L3_LOOKUP, NEIGHBOUR, OUTBOUND, TO_OUTSIDE,
+                            decode_cookie)
 from flowsim import Packet, SimFabric, SimSwitch, TtlEvent
 from model import Endpoint, InvalidRequest, NotFound, Snapshot
 
 from .views import Owners, flow_view, table_name
 
 TRACE_SRC_PORT = 40000
+OUTSIDE = "outside@"  # the name the trace gives a host's patch to its physical bridge
 
 
 class _Datapath:
@@ -75,15 +77,34 @@ def trace(snap: Snapshot, src_ref: str, to: str, protocol: str, dst_port: int | 
     packet = build_packet(src, dst_ip, dst_mac, protocol, dst_port)
     owners = Owners(snap)
     fabric, tables = _simulate(live)
-    delivered = fabric.send(src.id, packet)
+    arrived = fabric.send(src.id, packet)
+    delivered = [(ep, p) for ep, p in arrived if not ep.startswith(OUTSIDE)]
+    left = [(ep.removeprefix(OUTSIDE), p) for ep, p in arrived if ep.startswith(OUTSIDE)]
     hops = _hops(snap, fabric, live, tables, owners)
     hops += [{"host": snap.endpoints[ep].host, "step": "deliver", "endpoint": ep,
               "port": live[snap.endpoints[ep].host].ports.endpoints.get(ep)}
              for ep, _ in delivered]
+    hops += [{"host": host, "step": "leave", "port": live[host].ports.physical.patch}
+             for host, _ in left]
+    verdict = _leaving(left) if left and not delivered else \
+        _verdict(snap, src, dst, packet, delivered, hops)
+    for hop in hops:
+        hop.pop("_flow", None)
     return {"packet": {f.name: getattr(packet, f.name) for f in dataclasses.fields(packet)
                        if getattr(packet, f.name) not in (None, 0)},
-            "hops": hops,
-            "verdict": _verdict(snap, src, dst, packet, delivered, hops)}
+            "hops": hops, "verdict": verdict}
+
+
+def _leaving(left: list[tuple[str, Packet]]) -> dict:
+    """The packet left the fabric: from which host, NATed to which address, to which MAC."""
+    host, out = left[0]
+    port = out.tcp_src if out.tcp_src is not None else out.udp_src
+    address = out.ipv4_src + (f":{port}" if port is not None else "")
+    return {"result": "leaves", "endpoints": [], "host": host,
+            "outside": {"host": host, "address": out.ipv4_src, "port": port,
+                        "next_hop_mac": out.eth_dst},
+            "reason": f"leaves the fabric from host {host} as {address} (source NAT), to "
+                      f"{out.ipv4_dst} through the next hop {out.eth_dst}"}
 
 
 def _destination(snap: Snapshot, src: Endpoint,
@@ -127,6 +148,8 @@ def _simulate(live: dict[str, LiveHost]):
                                    both_ways=False)
         for endpoint_id, port in data.ports.endpoints.items():
             fabric.attach(endpoint_id, (host, port))
+        if data.ports.physical is not None:
+            fabric.attach(OUTSIDE + host, (host, data.ports.physical.patch))
     return fabric, tables
 
 
@@ -194,8 +217,6 @@ def _verdict(snap, src: Endpoint, dst: Endpoint | None, packet: Packet, delivere
             result |= {"host": last["host"], "table": last["table"],
                        "table_name": last["table_name"], "flow": last["flow"],
                        "reason": _why_dropped(snap, src, packet, last)}
-    for hop in hops:
-        hop.pop("_flow", None)
     return result
 
 
@@ -238,4 +259,10 @@ def _why_dropped(snap, src: Endpoint, packet: Packet, hop: dict) -> str:
                 "ARP requests for unknown addresses are dropped")
     if flow.table == ARP.id:
         return "the ARP table dropped it"
+    if flow.table == OUTBOUND.id:
+        return (f"network {network.name} has no egress: nothing new leaves the fabric from "
+                "it (replies of its published ports do)")
+    if flow.table == TO_OUTSIDE.id:
+        return (f"the next hop of host {hop['host']} is not resolved yet: nothing leaves "
+                "until it is")
     return "dropped by this flow"

@@ -239,3 +239,37 @@ def test_turning_egress_off_updates_the_network_incrementally(snap):
     assert result is not None and len(result.delete) == 1
     assert result.delete[0].table == p.OUTBOUND.id
     assert flows.flows == compile_host(after, "h1", ports["h1"])
+
+
+# ---- the trace ----------------------------------------------------------------------------
+
+def live_with_outside(snap, next_hop_mac=NEXT_HOP_MAC):
+    from harness.simfabric import flow_stats
+    from inspection.trace import LiveHost
+    ports = with_physical(host_ports(snap), next_hop_mac)
+    return {h: LiveHost(flow_stats(compile_host(snap, h, ports[h])), ports[h])
+            for h in snap.hosts}
+
+
+def test_a_trace_to_the_outside_names_the_host_and_the_address_it_leaves_with(snap):
+    from inspection.trace import trace
+    blue = eps(snap, "blue")[1]  # on h2
+    result = trace(snap, blue.id, OUTSIDE_IP, "tcp", 8080, live_with_outside(snap))
+    verdict = result["verdict"]
+    assert verdict["result"] == "leaves"
+    assert verdict["outside"] == {"host": "h2", "address": "192.0.2.2", "port": 40000,
+                                  "next_hop_mac": NEXT_HOP_MAC}
+    assert "from host h2 as 192.0.2.2:40000" in verdict["reason"]
+    assert result["hops"][-1]["step"] == "leave"
+    assert {"nat", "outbound", "to_outside"} <= {h.get("table_name") for h in result["hops"]}
+
+
+def test_a_trace_says_why_nothing_leaves(snap):
+    from inspection.trace import trace
+    closed = eps(snap, "closed")[0]
+    verdict = trace(snap, closed.id, OUTSIDE_IP, "tcp", 8080, live_with_outside(snap))["verdict"]
+    assert verdict["result"] == "dropped" and "has no egress" in verdict["reason"]
+    blue = eps(snap, "blue")[0]
+    verdict = trace(snap, blue.id, OUTSIDE_IP, "tcp", 8080,
+                    live_with_outside(snap, next_hop_mac=None))["verdict"]
+    assert verdict["result"] == "dropped" and "not resolved yet" in verdict["reason"]
