@@ -264,6 +264,7 @@ class HostSession:
         tunnels: dict[str, int] = {}
         errors: dict[str, str] = {}
         taken: dict[str, str] = {}
+        patch = None  # the patch port's number on our bridge
         for other in self._idl.tables["Bridge"].rows.values():
             if other is not bridge:
                 for port in map(self._rows.port, other.ports):
@@ -287,6 +288,8 @@ class HostSession:
                 if holder is not None:
                     taken[port.name] = taken[iface.name] = holder
                 ofport = iface.ofport
+                if port.name == PATCH_TO_PHYSICAL:
+                    patch = ofport
                 if ofport <= 0:
                     if iface.error and OWNED_KEY in ids and IFACE_ID_KEY in ids:
                         errors[ids[IFACE_ID_KEY]] = iface.error
@@ -295,15 +298,14 @@ class HostSession:
                     tunnels[ids[PEER_KEY]] = ofport
                 elif IFACE_ID_KEY in ids:
                     endpoints[ids[IFACE_ID_KEY]] = ofport
-        return HostPorts(endpoints, tunnels, errors, self._read_physical(bridge)), taken
+        return HostPorts(endpoints, tunnels, errors, self._read_physical(patch)), taken
 
-    def _read_physical(self, bridge) -> PhysicalBridge | None:
+    def _read_physical(self, patch: int | None) -> PhysicalBridge | None:
         """The physical bridge and the patch to it, once OVS numbered both ends; None while
         anything is missing, or when the uplink is not the one port besides them."""
         physical = self._physical_row()
         if physical is None:
             return None
-        patch = self._ofport(bridge, PATCH_TO_PHYSICAL)
         peer = mac = None
         uplinks = []
         for port in map(self._rows.port, physical.ports):
@@ -323,11 +325,6 @@ class HostSession:
         next_hop_mac = binding[1] if binding and next_hop and binding[0] == next_hop else None
         return PhysicalBridge(patch, peer, uplinks[0], mac, next_hop_mac, next_hop)
 
-    def _ofport(self, bridge, name: str) -> int | None:
-        for port in map(self._rows.port, bridge.ports):
-            if port.name == name:
-                return self._rows.interface(port.interfaces[0]).ofport
-        return None
 
     # ---- converging the database -------------------------------------------------------------
 
