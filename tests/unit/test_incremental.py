@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flows import HostFlows, HostPorts, compile_host
+from flows.egress import PhysicalBridge
 from flows.host_flows import concerned_hosts, touched_units
 from model import Store
 from model.entities import EVERYTHING
@@ -24,6 +25,9 @@ operations = st.lists(st.one_of(
     st.tuples(st.just("unbind"), st.integers(0, 50)),
     st.tuples(st.just("tunnel"), st.sampled_from(HOSTS), st.sampled_from(HOSTS)),
     st.tuples(st.just("converge"), st.sampled_from(HOSTS)),
+    # the physical bridge patched in or not, its next hop resolved or not
+    st.tuples(st.just("physical"), st.sampled_from(HOSTS),
+              st.sampled_from([None, "02:aa:00:00:00:01", "02:aa:00:00:00:02", "none"])),
 ), max_size=40)
 
 
@@ -40,7 +44,8 @@ class Harness:
         self.store.subscribe(self.changed)
         # Tunnels to h2 and h3 from h1 only at first: some appear later.
         self.ports = {h: HostPorts({}, {}) for h in HOSTS}
-        self.ports["h1"] = HostPorts({}, {"h2": 10, "h3": 11})
+        self.ports["h1"] = HostPorts({}, {"h2": 10, "h3": 11},
+                                     physical=PhysicalBridge(90, 1, 2, "02:99:00:00:00:01"))
         self.dirty: dict[str, set | None] = dict.fromkeys(HOSTS)
         self.tables = {h: HostFlows() for h in HOSTS}
         self.installed: dict[str, dict] = {h: {} for h in HOSTS}
@@ -106,6 +111,11 @@ def test_incremental_tables_equal_the_whole_compile(ops):
             h.set_ports(host, tunnels={**h.ports[host].tunnels, peer: 20 + HOSTS.index(peer)})
         elif kind == "converge":
             h.converge(op[1])
+        elif kind == "physical":
+            _, host, next_hop_mac = op
+            bridge = None if next_hop_mac == "none" else \
+                PhysicalBridge(90, 1, 2, "02:99:00:00:00:01", next_hop_mac)
+            h.set_ports(host, physical=bridge)
     for host in HOSTS:
         h.converge(host)
 
