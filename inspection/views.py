@@ -14,6 +14,7 @@ class Owners:
         self.networks = {n.seq: n for n in snap.networks.values()}
         self.endpoints = {e.seq: e for e in snap.endpoints.values()}
         self.routers = {r.seq: r for r in snap.routers.values()}
+        self.hosts = {h.seq: h for h in snap.hosts.values()}
 
     def of(self, cookie: int) -> dict:
         decoded = decode_cookie(cookie)
@@ -21,8 +22,9 @@ class Owners:
             return {"kind": "unknown", "id": None, "name": None}
         kind, seq = decoded
         owner = {"network": self.networks, "endpoint": self.endpoints,
-                 "router": self.routers}.get(kind, {}).get(seq)
-        return {"kind": kind, "id": owner.id if owner else None,
+                 "router": self.routers, "host": self.hosts}.get(kind, {}).get(seq)
+        # A host is known by its name alone.
+        return {"kind": kind, "id": getattr(owner, "id", owner.name) if owner else None,
                 "name": owner.name if owner else None}
 
 
