@@ -273,3 +273,18 @@ def test_a_trace_says_why_nothing_leaves(snap):
     verdict = trace(snap, blue.id, OUTSIDE_IP, "tcp", 8080,
                     live_with_outside(snap, next_hop_mac=None))["verdict"]
     assert verdict["result"] == "dropped" and "not resolved yet" in verdict["reason"]
+
+
+def test_a_published_udp_port_reaches_the_container_and_answers(snap):
+    blue = eps(snap, "blue")[0]
+    snap = replace(snap, published={blue.id: (PublishedPort(blue.id, "udp", 53, 5353),)})
+    fabric, _, _ = build_outside(snap)
+    query = Packet.udp(OUTSIDE_MAC, PHY_MAC, OUTSIDE_IP, H1_IP, 33333, 5353)
+    [(where, got)] = fabric.send(outside_name("h1"), query)
+    assert (where, got.ipv4_dst, got.udp_dst) == (blue.id, blue.ip, 53)
+    answer = Packet.udp(blue.mac, net(snap, "blue").gateway_mac, blue.ip, OUTSIDE_IP, 53, 33333)
+    [(where, back)] = fabric.send(blue.id, answer)
+    assert (where, back.ipv4_src, back.udp_src) == (outside_name("h1"), H1_IP, 5353)
+    # The same port number over TCP is not published.
+    tcp = Packet.tcp(OUTSIDE_MAC, PHY_MAC, OUTSIDE_IP, H1_IP, 33333, 5353)
+    assert fabric.send(outside_name("h1"), tcp) == []
