@@ -200,6 +200,35 @@ def test_a_published_port_is_reachable_from_outside_and_not_after_delete(
         assert "tp_dst=8081" not in host.ofctl("dump-flows", bridge=PHYSICAL_BRIDGE)
 
 
+_UDP_ECHO = """
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", 53))
+while True:
+    data, peer = s.recvfrom(2048); s.sendto(data, peer)
+"""
+
+
+def test_a_published_udp_port_answers(fabric, lab, outside, published):
+    c, ep = published
+    echo = subprocess.Popen(["ip", "netns", "exec", c.netns, "python3", "-c", _UDP_ECHO])
+    try:
+        fabric.client.publish(ep["id"], "udp", 53, 5353)
+        code = ("import socket,sys;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);"
+                "s.settimeout(1);s.sendto(b'ping',(sys.argv[1],5353));"
+                "print(s.recvfrom(100)[0].decode())")
+
+        def asked():
+            result = outside.exec("python3", "-c", code, lab.host("h1").tunnel_ip,
+                                  check=False)
+            return result.returncode == 0 and result.stdout.strip() == "ping"
+        assert eventually(asked, 10)
+        fabric.client.unpublish(ep["id"], "udp", 5353)
+        assert eventually(lambda: not asked(), 5)
+    finally:
+        stop_pid(echo.pid)
+        echo.wait()
+
+
 def test_a_controller_kill_loses_no_egress_or_published_connection(
         fabric, lab, outside, egress_net, published):
     _, containers = egress_net
