@@ -42,6 +42,7 @@ def new_published(snap: Snapshot, ep: Endpoint, protocol: str, port: int,
 
 def find_published(snap: Snapshot, ep: Endpoint, protocol: str,
                    host_port: int) -> PublishedPort:
+    check_protocol(protocol)
     found = next((p for p in snap.published.get(ep.id, ())
                   if (p.protocol, p.host_port) == (protocol, host_port)), None)
     if found is None:
