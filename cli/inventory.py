@@ -7,7 +7,7 @@ from api.client import FabricClient
 
 from .lookup import endpoint_id, network_names
 from .parsers import action, resource
-from .render import details, print_json, table, yes_no
+from .render import confirm, details, print_json, table, yes_no
 
 
 def add_parsers(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -114,9 +114,7 @@ def create_host(client: FabricClient, args) -> int:
 
 def delete_host(client: FabricClient, args) -> int:
     client.delete_host(args.name)
-    if not args.json:
-        print(f"deleted host {args.name}")
-    return 0
+    return confirm(args.json, f"deleted host {args.name}")
 
 
 # ---- networks ------------------------------------------------------------------------------
@@ -163,9 +161,7 @@ def set_network_egress(client: FabricClient, args) -> int:
 
 def delete_network(client: FabricClient, args) -> int:
     client.delete_network(args.ref)
-    if not args.json:
-        print(f"deleted network {args.ref}")
-    return 0
+    return confirm(args.json, f"deleted network {args.ref}")
 
 
 # ---- endpoints -----------------------------------------------------------------------------
@@ -210,6 +206,4 @@ def create_endpoint(client: FabricClient, args) -> int:
 
 def delete_endpoint(client: FabricClient, args) -> int:
     client.delete_endpoint(endpoint_id(client, args.ref))
-    if not args.json:
-        print(f"deleted endpoint {args.ref}")
-    return 0
+    return confirm(args.json, f"deleted endpoint {args.ref}")

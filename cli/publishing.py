@@ -7,7 +7,7 @@ from api.client import FabricClient
 
 from .parsers import action, resource
 from .lookup import endpoint_id
-from .render import print_json, table
+from .render import confirm, print_json, table
 
 PROTOCOLS = ("tcp", "udp")
 
@@ -59,7 +59,5 @@ def add_published(client: FabricClient, args) -> int:
 
 def delete_published(client: FabricClient, args) -> int:
     client.unpublish(endpoint_id(client, args.endpoint), args.protocol, args.host_port)
-    if not args.json:
-        print(f"unpublished {args.protocol} host port {args.host_port} of endpoint "
-              f"{args.endpoint}")
-    return 0
+    return confirm(args.json, f"unpublished {args.protocol} host port {args.host_port} of "
+                              f"endpoint {args.endpoint}")

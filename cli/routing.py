@@ -7,7 +7,7 @@ from api.client import FabricClient
 
 from .parsers import action, resource
 from .lookup import CommandError, network_names
-from .render import details, print_json, table
+from .render import confirm, details, print_json, table
 
 
 def add_parsers(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -81,9 +81,7 @@ def create_router(client: FabricClient, args) -> int:
 
 def delete_router(client: FabricClient, args) -> int:
     client.delete_router(args.ref)
-    if not args.json:
-        print(f"deleted router {args.ref}")
-    return 0
+    return confirm(args.json, f"deleted router {args.ref}")
 
 
 def attach_network(client: FabricClient, args) -> int:
@@ -93,9 +91,7 @@ def attach_network(client: FabricClient, args) -> int:
 
 def detach_network(client: FabricClient, args) -> int:
     client.detach_network(args.ref, args.network)
-    if not args.json:
-        print(f"detached network {args.network} from router {args.ref}")
-    return 0
+    return confirm(args.json, f"detached network {args.network} from router {args.ref}")
 
 
 def parse_route(text: str) -> dict:
