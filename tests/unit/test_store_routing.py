@@ -279,3 +279,20 @@ def test_damaged_routing_tables_are_refused(store, damage, words):
         Store(store.path)
     for word in words:
         assert word in str(raised.value)
+
+
+def test_an_upgrade_of_a_version_1_file_that_fails_midway_changes_nothing(tmp_path,
+                                                                         monkeypatch):
+    path = str(tmp_path / "v1.db")
+    shutil.copyfile(DATA / "state-v1.db", path)
+    before = open(path, "rb").read()
+    # A column SQLite cannot add to a table with rows: the upgrade fails after the new tables.
+    monkeypatch.setattr(migrations, "ADDED_COLUMNS", migrations.ADDED_COLUMNS +
+                        (("hosts", "required", "TEXT NOT NULL"),))
+    with pytest.raises(StoreDamaged, match="cannot be read"):
+        Store(path)
+    assert open(path, "rb").read() == before and migrations.file_version(path) == 1
+    db = sqlite3.connect(path)
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    db.close()
+    assert "routers" not in tables and "published_ports" not in tables
