@@ -160,3 +160,28 @@ def test_router_use_cases_return_after_the_store_write(service):
     with pytest.raises(NotFound):
         service.store.get_router(router.id)
     assert service.set_network_egress(ADMIN, "red", False).egress is False
+
+
+def test_router_and_published_port_writes_wait_for_the_hosts_they_concern(service,
+                                                                          monkeypatch):
+    waited = []
+    monkeypatch.setattr(service.fabric, "wait_programmed",
+                        lambda hosts, revision, bound=None, timeout=None:
+                        waited.append((hosts, revision)) or True)
+    ep, _ = service.create_endpoint(ADMIN, "red", "h1")
+    service.create_network(ADMIN, "blue", "10.1.0.0/24")
+    service.create_endpoint(ADMIN, "blue", "h2")
+    service.create_router(ADMIN, "r1")
+    waited.clear()
+    service.attach_network(ADMIN, "r1", "red")
+    service.attach_network(ADMIN, "r1", "blue")
+    service.set_routes(ADMIN, "r1", [("0.0.0.0/0", ep.ip)])
+    service.set_routes(ADMIN, "r1", [])
+    service.detach_network(ADMIN, "r1", "blue")
+    service.publish_port(ADMIN, ep.id, "tcp", 80)
+    service.set_network_egress(ADMIN, "blue", False)
+    assert [hosts for hosts, _ in waited] == [
+        {"h1"}, {"h1", "h2"}, {"h1", "h2"}, {"h1", "h2"}, {"h1", "h2"}, {"h1"}, {"h2"}]
+    # Each waits for the revision its own write made.
+    assert [revision for _, revision in waited] == list(range(waited[0][1],
+                                                              waited[0][1] + 7))
