@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import ipaddress
 import sqlite3
 
 
@@ -47,6 +48,13 @@ def _routing_problems(db: sqlite3.Connection, networks: set[str]) -> list[str]:
                          f"not exist")
         if network_id not in networks:
             found.append(f"router {router_id} has network {network_id}, which does not exist")
+    for router_id, a, b in db.execute(
+            "SELECT x.router_id, nx.subnet, ny.subnet FROM router_networks x "
+            "JOIN router_networks y ON x.router_id = y.router_id AND x.network_id < y.network_id "
+            "JOIN networks nx ON nx.id = x.network_id JOIN networks ny ON ny.id = y.network_id"):
+        if ipaddress.IPv4Network(a).overlaps(ipaddress.IPv4Network(b)):
+            first, second = sorted((a, b))
+            found.append(f"router {router_id} has overlapping networks {first} and {second}")
     for router_id, destination in db.execute("SELECT router_id, destination FROM routes"):
         if router_id not in routers:
             found.append(f"route to {destination} is on router {router_id}, which does not "

@@ -264,6 +264,8 @@ def test_a_file_of_schema_version_1_is_upgraded_and_read_whole(tmp_path):
     ("UPDATE published_ports SET host = 'h2'", ["which is on host 'h1'"]),
     ("INSERT INTO router_networks VALUES ('gone', (SELECT id FROM networks WHERE name = 'c'), 9)",
      ["router gone, which does not exist"]),
+    ("INSERT INTO router_networks SELECT router_id, (SELECT id FROM networks WHERE name = 'c'), "
+     "9 FROM router_networks LIMIT 1", ["overlapping networks 10.0.0.0/16 and 10.0.0.0/24"]),
     ("INSERT INTO routes VALUES ('gone', 0, '10.9.0.0/16', '10.0.0.2')",
      ["route to 10.9.0.0/16", "router gone"]),
 ])
