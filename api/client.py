@@ -154,6 +154,10 @@ class FabricClient:
         """The network's flows on every host."""
         return self.request("GET", f"/v1/networks/{_seg(ref)}/flows")
 
+    def router_flows(self, ref: str) -> list[dict]:
+        """The router's flows on every host."""
+        return self.request("GET", f"/v1/routers/{_seg(ref)}/flows")
+
     def endpoint_flows(self, endpoint_id: str) -> list[dict]:
         """The endpoint's flows on every host."""
         return self.request("GET", f"/v1/endpoints/{_seg(endpoint_id)}/flows")

@@ -107,3 +107,24 @@ def test_publish(fabric, cli):  # noqa: F811
         FabricClient(fabric).published(fw)
     assert cli("--api", fabric, "publish", "delete", "fw", "udp", "5353")[0] == 0
     assert cli("--api", fabric, "publish", "list", "fw")[1] == "endpoint fw publishes no ports\n"
+
+
+def test_a_routed_trace_shows_the_route_under_its_hop():
+    from cli.inspection import trace_lines
+    flow = {"priority": 149, "match": "ip,metadata=0x100000000/0xffff00000000,nw_dst=10.2.0.0/24",
+            "actions": "dec_ttl,move:NXM_OF_IP_DST[]->NXM_NX_REG3[],write_metadata:0xc9,"
+                       "goto_table:14", "owner": {"kind": "router", "id": "r", "name": "r1"}}
+    route = {"router": "r1", "destination": "10.2.0.0/24", "nexthop": None, "network": "back",
+             "ttl": {"before": 64, "after": 63}}
+    result = {"packet": {}, "hops": [{"host": "h1", "step": "table", "table": 12,
+                                      "table_name": "l3_lookup", "flow": flow, "route": route}],
+              "verdict": {"result": "delivered", "endpoints": [], "reason": "delivered"}}
+    lines = trace_lines(result, {})
+    assert lines[1].startswith("h1  table 12 l3_lookup  prio 149")
+    assert lines[2].split() == "h1 routed by r1: 10.2.0.0/24 attached, into back, TTL 64 -> 63"\
+        .split()
+
+
+def test_flows_of_a_router_take_no_other_filter(fabric, cli):  # noqa: F811
+    code, _, err = cli("--api", fabric, "flows", "--router", "r1", "--network", "red")
+    assert code != 0 and "--router takes no HOST" in err
