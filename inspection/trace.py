@@ -99,9 +99,9 @@ def _destination(snap: Snapshot, src: Endpoint,
         dst = resolve_endpoint(snap, to, prefer_network=src.network_id)
         ip = dst.ip
     if ipaddress.IPv4Address(ip) in ipaddress.IPv4Network(network.subnet):
-        if dst is None or dst.network_id != src.network_id:
-            dst = next((e for e in snap.network_endpoints(src.network_id) if e.ip == ip), dst)
-        return dst, ip, dst.mac if dst is not None and dst.network_id == src.network_id else None
+        # What the sender's ARP request would find: the address's endpoint in its network.
+        owner = next((e for e in snap.network_endpoints(src.network_id) if e.ip == ip), None)
+        return dst or owner, ip, owner.mac if owner is not None else None
     if dst is None:
         router = snap.router_of(src.network_id)
         routed = router.networks if router is not None else ()
