@@ -120,7 +120,7 @@ def test_a_network_on_no_router_is_not_routed(routed):
 def test_a_static_route_through_an_appliance_that_forwards(fabric, routed):
     """bb routes 203.0.113.0/24 to a namespace behind it; r1 sends that prefix to bb."""
     api = fabric.client
-    (fa, ep_fa), (bb, ep_bb) = routed["fa"], routed["bb"]
+    (fa, _), (bb, ep_bb) = routed["fa"], routed["bb"]
     behind = f"{bb.netns}-b"
     netns.add(behind)
     try:
