@@ -222,11 +222,14 @@ class FabricService:
 
     def _wait_for(self, networks: set[str], hosts: set[str], what: str,
                   bound: dict[str, str] | None = None) -> None:
-        """Until every connected host of ``networks``, and ``hosts``, has applied the current
-        revision (bounded)."""
+        """Until every connected host of ``networks`` (and of the networks routed with them:
+        their hosts route to these), and ``hosts``, has applied the current revision
+        (bounded)."""
         LOG.debug("%s committed", what)
         started = time.monotonic()
         snap = self.store.snapshot()
+        routed = [snap.router_of(n) for n in networks]
+        networks = networks.union(*(r.networks for r in routed if r is not None))
         hosts = hosts.union(*(snap.hosts_of_network(n) for n in networks))
         if self.fabric.wait_programmed(hosts, snap.revision, bound, self.programming_wait_s):
             self.fabric.metrics.convergence_seconds.observe(time.monotonic() - started)

@@ -185,3 +185,21 @@ def test_router_and_published_port_writes_wait_for_the_hosts_they_concern(servic
     # Each waits for the revision its own write made.
     assert [revision for _, revision in waited] == list(range(waited[0][1],
                                                               waited[0][1] + 7))
+
+
+def test_an_endpoint_in_a_routed_network_waits_for_the_routers_hosts(service, monkeypatch):
+    """Hosts of the router's other networks route to the new endpoint: they must have its
+    flows before the answer."""
+    service.create_endpoint(ADMIN, "red", "h1")
+    service.create_network(ADMIN, "blue", "10.1.0.0/24")
+    service.create_router(ADMIN, "r1")
+    service.attach_network(ADMIN, "r1", "red")
+    service.attach_network(ADMIN, "r1", "blue")
+    waited = []
+    monkeypatch.setattr(service.fabric, "wait_programmed",
+                        lambda hosts, revision, bound=None, timeout=None:
+                        waited.append(hosts) or True)
+    service.create_endpoint(ADMIN, "blue", "h2")
+    service.detach_network(ADMIN, "r1", "blue")
+    service.create_endpoint(ADMIN, "blue", "h2")
+    assert waited == [{"h1", "h2"}, {"h1", "h2"}, {"h2"}]
