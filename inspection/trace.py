@@ -88,9 +88,9 @@ def trace(snap: Snapshot, src_ref: str, to: str, protocol: str, dst_port: int | 
 
 def _destination(snap: Snapshot, src: Endpoint,
                  to: str) -> tuple[Endpoint | None, str, str | None]:
-    """The endpoint meant (if any), its address, and the MAC the sender puts on the packet, as
-    a container does: the destination's own on its subnet (None, an ARP request, for an address
-    no endpoint there has), its gateway's for an address off the subnet."""
+    """The endpoint meant (if any), its address, and the MAC the sender puts on the packet:
+    the destination's own on the sender's subnet (None, an ARP request, for an address no
+    endpoint there has), its gateway's for an address off the subnet, as a container does."""
     network = snap.networks[src.network_id]
     try:
         ip = str(ipaddress.IPv4Address(to))
@@ -99,9 +99,11 @@ def _destination(snap: Snapshot, src: Endpoint,
         dst = resolve_endpoint(snap, to, prefer_network=src.network_id)
         ip = dst.ip
     if ipaddress.IPv4Address(ip) in ipaddress.IPv4Network(network.subnet):
-        # What the sender's ARP request would find: the address's endpoint in its network.
-        owner = next((e for e in snap.network_endpoints(src.network_id) if e.ip == ip), None)
-        return dst or owner, ip, owner.mac if owner is not None else None
+        # An endpoint named is sent to at its MAC, whichever network it is in; an address,
+        # at the MAC of its endpoint in the sender's network (none: the ARP request).
+        if dst is None:
+            dst = next((e for e in snap.network_endpoints(src.network_id) if e.ip == ip), None)
+        return dst, ip, dst.mac if dst is not None else None
     if dst is None:
         router = snap.router_of(src.network_id)
         routed = router.networks if router is not None else ()

@@ -14,7 +14,7 @@ from lab import netns
 from lab.proc import run, stop_pid
 from tests.helpers import eventually, flow_table
 from tests.lab.test_e2e_faults import TimedPing, report
-from tests.lab.test_e2e_inspection import _ofproto_trace_tables
+from tests.lab.ofproto_trace import both_traces
 from tests.slot import needs_lab
 
 pytestmark = [pytest.mark.lab, needs_lab]
@@ -180,16 +180,7 @@ def test_a_routed_trace_agrees_with_ofproto_trace(fabric, routed, target):
     same flows, and agree on delivered (into the tunnel, TTL 63) or dropped."""
     (_, ep_fa), (_, ep_dst) = routed["fa"], routed["ba" if target == "routed" else "ia"]
     front = next(n for n in fabric.client.networks() if n["name"] == "front")
-    ours = fabric.client.request("POST", "/v1/trace", {"from": ep_fa["id"], "to": ep_dst["id"]})
-    our_hits = [(h["table"], h["flow"]["priority"]) for h in ours["hops"]
-                if h["step"] == "table" and h["host"] == "h1"]
-    in_port = next(p["port_no"] for p in fabric.client.request("GET", "/v1/hosts/h1/ports")
-                   if p["endpoint"] and p["endpoint"]["id"] == ep_fa["id"])
-    hits, actions = _ofproto_trace_tables(
-        fabric.lab.host("h1"),
-        f"in_port={in_port},icmp,dl_src={ep_fa['mac']},dl_dst={front['gateway_mac']},"
-        f"nw_src={ep_fa['ip']},nw_dst={ep_dst['ip']},nw_ttl=64,icmp_type=8")
-    assert our_hits == hits
+    ours, actions = both_traces(fabric, ep_fa, ep_dst["id"], ep_dst["ip"], front["gateway_mac"])
     if target == "routed":
         assert "tnl_push" in actions and "ttl=63" in actions
         assert ours["verdict"]["result"] == "delivered"
