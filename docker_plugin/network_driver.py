@@ -123,17 +123,17 @@ class NetworkDriver:
         if net["subnet"] != str(pool.subnet):
             raise PluginError(f"fabric network {net['name']} has subnet {net['subnet']}, "
                               f"not {pool.subnet}")
+        if gateway and net["gateway"] != gateway:
+            raise PluginError(f"fabric network {net['name']} has gateway {net['gateway']}, "
+                              f"not {gateway}")
+        if mtu is not None and net["mtu"] != mtu:
+            raise PluginError(f"fabric network {net['name']} has MTU {net['mtu']}, not {mtu}")
         if net["egress"] and not egress:
             raise PluginError(f"fabric network {net['name']} has egress (its containers reach "
                               f"the outside): create this Docker network without --internal")
         if egress and not net["egress"]:
             raise PluginError(f"fabric network {net['name']} has no egress: create this Docker "
                               f"network with --internal")
-        if gateway and net["gateway"] != gateway:
-            raise PluginError(f"fabric network {net['name']} has gateway {net['gateway']}, "
-                              f"not {gateway}")
-        if mtu is not None and net["mtu"] != mtu:
-            raise PluginError(f"fabric network {net['name']} has MTU {net['mtu']}, not {mtu}")
         if (other := docker_network_of(net, self.host)) is not None:
             raise PluginError(f"fabric network {net['name']} is already Docker network "
                               f"{other[:12]} on this host")
