@@ -12,7 +12,7 @@ from controller.service import FabricService
 from model import FabricError
 from security import tokens
 
-from . import browsers, docs, inspection, inventory, scopes
+from . import browsers, docs, inspection, inventory, publishing, routing, scopes
 from .browsers import Audience
 from .spec import Api
 
@@ -75,7 +75,9 @@ def create_app(fabric: Fabric, token: str | None = None,
     def metrics():
         return generate_latest(fabric.metrics.registry), 200, {"Content-Type": CONTENT_TYPE_LATEST}
 
-    inventory.register(api, FabricService(fabric))
+    service = FabricService(fabric)
+    for views in (inventory, routing, publishing):
+        views.register(api, service)
     inspection.register(api, fabric)
     docs.register(app, api)
     from . import ryu_compat

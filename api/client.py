@@ -30,7 +30,7 @@ class FabricClient:
         # REQUESTS_CA_BUNDLE override a session's setting.
         self.verify = ca_cert or True
 
-    def request(self, method: str, path: str, body: dict | None = None, **params):
+    def request(self, method: str, path: str, body: dict | list | None = None, **params):
         response = self.http.request(method, self.url + path, json=body, timeout=self.timeout,
                                      verify=self.verify,
                                      params={k: v for k, v in params.items() if v is not None})
@@ -67,6 +67,9 @@ class FabricClient:
     def delete_network(self, ref: str) -> None:
         self.request("DELETE", f"/v1/networks/{_seg(ref)}")
 
+    def set_network_egress(self, ref: str, egress: bool) -> dict:
+        return self.request("PATCH", f"/v1/networks/{_seg(ref)}", {"egress": egress})
+
     def add_alias(self, ref: str, alias: str) -> dict:
         """Lets ``alias`` name the network too (idempotent); returns the network."""
         return self.request("POST", f"/v1/networks/{_seg(ref)}/aliases", {"alias": alias})
@@ -98,6 +101,46 @@ class FabricClient:
     def delete_endpoint(self, endpoint_id: str) -> None:
         self.request("DELETE", f"/v1/endpoints/{_seg(endpoint_id)}")
 
+    # ---- routers -------------------------------------------------------------------------
+
+    def create_router(self, name: str) -> dict:
+        return self.request("POST", "/v1/routers", {"name": name})
+
+    def routers(self) -> list[dict]:
+        return self.request("GET", "/v1/routers")
+
+    def router(self, ref: str) -> dict:
+        return self.request("GET", f"/v1/routers/{_seg(ref)}")
+
+    def delete_router(self, ref: str) -> None:
+        self.request("DELETE", f"/v1/routers/{_seg(ref)}")
+
+    def attach_network(self, ref: str, network: str) -> dict:
+        """Attaches the network (attaching it again is fine); returns the router."""
+        return self.request("POST", f"/v1/routers/{_seg(ref)}/networks", {"network": network})
+
+    def detach_network(self, ref: str, network: str) -> None:
+        self.request("DELETE", f"/v1/routers/{_seg(ref)}/networks/{_seg(network)}")
+
+    def set_routes(self, ref: str, routes: list[dict]) -> dict:
+        """Replaces the router's routes ({destination, nexthop} each); returns the router."""
+        return self.request("PUT", f"/v1/routers/{_seg(ref)}/routes", routes)
+
+    # ---- published ports -----------------------------------------------------------------
+
+    def publish(self, endpoint_id: str, protocol: str, port: int,
+                host_port: int | None = None) -> dict:
+        body = {"protocol": protocol, "port": port,
+                **({"host_port": host_port} if host_port is not None else {})}
+        return self.request("POST", f"/v1/endpoints/{_seg(endpoint_id)}/published", body)
+
+    def published(self, endpoint_id: str) -> list[dict]:
+        return self.request("GET", f"/v1/endpoints/{_seg(endpoint_id)}/published")
+
+    def unpublish(self, endpoint_id: str, protocol: str, host_port: int) -> None:
+        self.request("DELETE", f"/v1/endpoints/{_seg(endpoint_id)}/published/"
+                               f"{_seg(protocol)}/{host_port}")
+
     # ---- inspection ----------------------------------------------------------------------
 
     def host_flows(self, host: str, network: str | None = None, endpoint: str | None = None,
@@ -110,6 +153,10 @@ class FabricClient:
     def network_flows(self, ref: str) -> list[dict]:
         """The network's flows on every host."""
         return self.request("GET", f"/v1/networks/{_seg(ref)}/flows")
+
+    def router_flows(self, ref: str) -> list[dict]:
+        """The router's flows on every host."""
+        return self.request("GET", f"/v1/routers/{_seg(ref)}/flows")
 
     def endpoint_flows(self, endpoint_id: str) -> list[dict]:
         """The endpoint's flows on every host."""

@@ -108,6 +108,16 @@ def register(api: Api, fabric: Fabric) -> None:
         network = store.get_network(ref)
         return flows_across(network.id, lambda flows: owned_by(flows, network_id=network.id))
 
+    @api.route("GET", "/v1/routers/{ref}/flows", summary="The flows of a router (its entry "
+               "into each network and its routes) on every connected host", tag="inspection",
+               response=list[FlowView], errors=(404, 503))
+    @_switch_refusal_is_503
+    def router_flows(ref):
+        router = store.get_router(ref)
+        snap = store.snapshot()
+        hosts = connected_hosts({h for n in router.networks for h in snap.hosts_of_network(n)})
+        return [f for host in hosts for f in live_flows(host) if f["owner"]["id"] == router.id]
+
     @api.route("GET", "/v1/endpoints/{endpoint_id}/flows", summary="The flows of an endpoint "
                "on every connected host", tag="inspection", response=list[FlowView],
                errors=(404, 503))

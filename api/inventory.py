@@ -10,20 +10,20 @@ from model import Endpoint, Network, NotFound
 
 from . import scopes
 from .schemas import (AddressReserve, AddressView, AliasCreate, EndpointCreate, EndpointView,
-                      HostCreate, HostView, NetworkCreate, NetworkView)
+                      HostCreate, HostView, NetworkCreate, NetworkUpdate, NetworkView)
 from .spec import Api
 
 
 def host_json(fabric: Fabric, host) -> dict:
     return {"name": host.name, "ovsdb": host.ovsdb, "tunnel_ip": host.tunnel_ip,
             "datapath_type": host.datapath_type, "bridge": host.bridge,
-            **fabric.host_status(host.name)}
+            "egress_ip": host.egress_ip, **fabric.host_status(host.name)}
 
 
 def network_json(net: Network, aliases=()) -> dict:
     return {"id": net.id, "name": net.name, "subnet": net.subnet, "gateway": net.gateway,
             "gateway_mac": net.gateway_mac, "vni": net.vni, "mtu": net.mtu,
-            "aliases": list(aliases), "owner": net.owner}
+            "aliases": list(aliases), "owner": net.owner, "egress": net.egress}
 
 
 def address_json(net: Network, ip: str, owner: str) -> dict:
@@ -48,7 +48,8 @@ def register(api: Api, service: FabricService) -> None:
                response=HostView, status=201, errors=(409,))
     def create_host(body: HostCreate):
         host = service.create_host(scopes.current(), body.name, body.ovsdb,
-                                   str(body.tunnel_ip), body.datapath_type, body.bridge)
+                                   str(body.tunnel_ip), body.datapath_type, body.bridge,
+                                   _optional_str(body.egress_ip))
         return host_json(fabric, host)
 
     @api.route("GET", "/v1/hosts", summary="List hosts", tag="hosts", response=list[HostView])
@@ -71,7 +72,7 @@ def register(api: Api, service: FabricService) -> None:
     def create_network(body: NetworkCreate):
         net = service.create_network(scopes.current(), body.name, body.subnet,
                                      _optional_str(body.gateway), body.vni, body.mtu,
-                                     body.owner)
+                                     body.owner, body.egress)
         return network_json(net)
 
     @api.route("GET", "/v1/networks", summary="List networks", tag="networks",
@@ -86,8 +87,15 @@ def register(api: Api, service: FabricService) -> None:
         net = store.get_network(ref)
         return network_json(net, store.aliases_of(net.id))
 
-    @api.route("DELETE", "/v1/networks/{ref}", summary="Delete a network (no endpoints left)",
-               tag="networks", status=204, errors=(404, 409), scope="host")
+    @api.route("PATCH", "/v1/networks/{ref}", summary="Change whether the network's "
+               "containers reach the outside", tag="networks", body=NetworkUpdate,
+               response=NetworkView, errors=(404,), scope="host")
+    def update_network(ref, body: NetworkUpdate):
+        net = service.set_network_egress(scopes.current(), ref, body.egress)
+        return network_json(net, store.aliases_of(net.id))
+
+    @api.route("DELETE", "/v1/networks/{ref}", summary="Delete a network (no endpoints left, "
+               "on no router)", tag="networks", status=204, errors=(404, 409), scope="host")
     def delete_network(ref):
         service.delete_network(scopes.current(), ref)
 

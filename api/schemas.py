@@ -69,6 +69,9 @@ class HostCreate(Strict):
     tunnel_ip: UnicastIPv4
     datapath_type: Literal["system", "netdev"] = "system"
     bridge: IfName = "br-int"
+    egress_ip: Optional[UnicastIPv4] = Field(
+        None, description="the address the host's containers leave the fabric from and its "
+                          "published ports answer on; none: tunnel_ip")
 
 
 class NetworkCreate(Strict):
@@ -80,6 +83,13 @@ class NetworkCreate(Strict):
     owner: Optional[str] = Field(None, min_length=1, max_length=128, pattern=NAME_PATTERN,
                                  description="who made it and may delete it besides an admin, "
                                              "e.g. a host (a host token's default)")
+    egress: bool = Field(True, description="its containers reach addresses outside the fabric "
+                                           "through their own host")
+
+
+class NetworkUpdate(Strict):
+    egress: bool = Field(description="its containers reach addresses outside the fabric "
+                                     "through their own host")
 
 
 class EndpointCreate(Strict):
@@ -118,6 +128,8 @@ class HostView(BaseModel):
     last_reconcile: Optional[ReconcileView] = Field(
         None, description="the last full reconciliation of the switch's table (on connect)")
     error: Optional[str] = Field(description="the last OVSDB error, if any")
+    egress_ip: Optional[str] = Field(
+        None, description="the address its containers leave from; none: tunnel_ip")
 
 
 class NetworkView(BaseModel):
@@ -132,6 +144,7 @@ class NetworkView(BaseModel):
                                description="other names the network answers to")
     owner: Optional[str] = Field(None, description="who made it besides an admin; none: an "
                                                    "admin")
+    egress: bool = Field(description="its containers reach the outside through their host")
 
 
 ALIAS_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
@@ -167,6 +180,55 @@ class EndpointView(BaseModel):
     mac: str
     gateway: str
     mtu: int
+
+
+# ---- routers and published ports ----------------------------------------------------------------
+
+class RouterCreate(Strict):
+    name: str = Field(min_length=1, max_length=64, pattern=NAME_PATTERN)
+
+
+class RouterAttach(Strict):
+    network: str = Field(min_length=1, max_length=200, description="network id, name or alias")
+
+
+class RouteSpec(Strict):
+    destination: str = Field(min_length=1, max_length=18,
+                             description="IPv4 CIDR with no host bits, e.g. 192.168.0.0/16")
+    nexthop: str = Field(min_length=1, max_length=15,
+                         description="the address of an endpoint in a network attached to "
+                                     "the router")
+
+
+class RouteView(BaseModel):
+    destination: str
+    nexthop: str
+
+
+class RouterView(BaseModel):
+    id: str
+    name: str
+    number: int = Field(description="1 to 65535, unique: the router in the packet metadata")
+    mac: str = Field(description="the MAC of its interfaces (each attached network's gateway)")
+    networks: list[str] = Field(description="ids of the attached networks, in the order "
+                                            "attached")
+    routes: list[RouteView]
+
+
+class PublishCreate(Strict):
+    protocol: Literal["tcp", "udp"]
+    port: int = Field(ge=1, le=65535, description="the endpoint's port")
+    host_port: Optional[int] = Field(
+        None, ge=1, le=65535, description="the port on the host's outside address; none: the "
+                                          "lowest free from 49152")
+
+
+class PublishedView(BaseModel):
+    protocol: Literal["tcp", "udp"]
+    port: int
+    host_port: int
+    host: str = Field(description="the endpoint's host")
+    host_ip: str = Field(description="the host's outside address: egress_ip, else tunnel_ip")
 
 
 # ---- inspection --------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, get_args, get_origin
 
 from flask import Flask, jsonify, request
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from model import InvalidRequest
@@ -25,7 +25,7 @@ class Operation:
     path: str
     summary: str
     handler: Callable
-    body: type[BaseModel] | None = None
+    body: Any = None  # a model, list[model] (a JSON array), None: no body
     response: Any = None  # a model, list[model], a tuple of those (one of), None: no body
     status: int = 200
     errors: tuple[int, ...] = ()
@@ -132,10 +132,14 @@ def _openapi30(node: Any) -> Any:
     return node
 
 
-def parse(schema: type[BaseModel]) -> BaseModel:
-    """The request body validated against ``schema``, or a 400 saying what is wrong."""
-    body = json_object()
+def parse(schema: Any) -> BaseModel | list:
+    """The request body validated against ``schema`` (a model, or list[model] for a JSON
+    array), or a 400 saying what is wrong."""
+    is_array = get_origin(schema) is list
+    body = json_body(list if is_array else dict)
     try:
+        if is_array:
+            return TypeAdapter(schema).validate_python(body)
         return schema.model_validate(body)
     except ValidationError as exc:
         raise InvalidRequest("; ".join(_describe(e) for e in exc.errors()[:5])) from None
@@ -143,6 +147,12 @@ def parse(schema: type[BaseModel]) -> BaseModel:
 
 def json_object() -> dict:
     """The request body as a JSON object, or a 400/413 saying what is wrong with it."""
+    return json_body(dict)
+
+
+def json_body(kind: type) -> Any:
+    """The request body as JSON of ``kind`` (dict: an object, list: an array), or a 400/413
+    saying what is wrong with it."""
     data = request.get_data()
     limit = request.max_content_length
     if request.content_length is None and limit is not None and len(data) >= limit:
@@ -150,7 +160,7 @@ def json_object() -> dict:
         # limit instead, and a cut that happens to be a JSON object would be taken.
         raise RequestEntityTooLarge()
     if not data.strip():
-        raise InvalidRequest("the body is empty: a JSON object is needed")
+        raise InvalidRequest(f"the body is empty: a JSON {_JSON_NAMES[kind]} is needed")
     try:
         body = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -162,9 +172,12 @@ def json_object() -> dict:
         raise InvalidRequest("a number in the body has too many digits") from None
     except RecursionError:  # nested deeper than Python's parser recurses
         raise InvalidRequest("the body is nested too deeply") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("the body must be a JSON object")
+    if not isinstance(body, kind):
+        raise InvalidRequest(f"the body must be a JSON {_JSON_NAMES[kind]}")
     return body
+
+
+_JSON_NAMES = {dict: "object", list: "array"}
 
 
 def _describe(error: dict) -> str:

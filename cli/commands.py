@@ -13,7 +13,7 @@ import requests
 from api.client import ApiError, FabricClient
 from security import tokens
 
-from . import inspection, inventory
+from . import inspection, inventory, publishing, routing
 from .lookup import CommandError
 from .render import error
 
@@ -49,7 +49,7 @@ def global_options(with_defaults: bool) -> argparse.ArgumentParser:
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     common = global_options(with_defaults=False)
-    for module in (inventory, inspection):
+    for module in (inventory, routing, publishing, inspection):
         module.add_parsers(commands, common)
 
 

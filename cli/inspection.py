@@ -16,12 +16,13 @@ def add_parsers(commands: argparse._SubParsersAction, common: argparse.ArgumentP
     p = commands.add_parser(
         "flows", parents=[common], help="flows of a host, or of a network or endpoint on "
         "every host", description="Flows with their owners and counters. Without HOST, "
-        "--network or --endpoint gives their flows on every host.")
+        "--network, --endpoint or --router gives their flows on every host.")
     p.add_argument("host", nargs="?", metavar="HOST")
     p.add_argument("--network", metavar="N", help="only this network's flows (id or name)")
+    p.add_argument("--router", metavar="R", help="a router's flows on every host (id or name)")
     p.add_argument("--endpoint", metavar="E", help="only this endpoint's flows (id or name)")
     p.add_argument("--table", metavar="T", help="only this table, by number or name "
-                   "(0 ingress, 10 arp, 20 l2)")
+                   "(0 ingress, 10 arp, 11 router_in, 12 l3_lookup, 14 neighbour, 20 l2)")
     p.set_defaults(handler=flows)
 
     p = commands.add_parser(
@@ -30,7 +31,7 @@ def add_parsers(commands: argparse._SubParsersAction, common: argparse.ArgumentP
         "whether it is delivered. A dropped packet is a result, not an error: exit status 0.")
     p.add_argument("source", metavar="FROM", help="endpoint id or name")
     p.add_argument("destination", metavar="TO",
-                   help="endpoint id or name, or an IPv4 address in FROM's network")
+                   help="endpoint id or name, or an IPv4 address")
     p.add_argument("--protocol", choices=("icmp", "tcp", "udp", "arp"),
                    help="default: icmp")
     p.add_argument("--port", type=int, metavar="N", help="destination port (tcp, udp)")
@@ -53,7 +54,11 @@ def _in_table(flow: dict, wanted: str) -> bool:
 
 def flows(client: FabricClient, args) -> int:
     endpoint = endpoint_id(client, args.endpoint) if args.endpoint else None
-    if args.host:
+    if args.router and (args.host or endpoint or args.network):
+        raise CommandError("--router takes no HOST, --network or --endpoint")
+    if args.router:
+        found = client.router_flows(args.router)
+    elif args.host:
         found = client.host_flows(args.host, network=args.network, endpoint=endpoint,
                                   table=args.table)
     elif endpoint:  # an endpoint is in one network: --network adds nothing to it
@@ -61,7 +66,8 @@ def flows(client: FabricClient, args) -> int:
     elif args.network:
         found = client.network_flows(args.network)
     else:
-        raise CommandError("flows needs a HOST, or --network or --endpoint for every host")
+        raise CommandError("flows needs a HOST, or --network, --endpoint or --router for "
+                           "every host")
     if args.table and not args.host:  # the cross-host calls take no table: filtered here
         found = [f for f in found if _in_table(f, args.table)]
     if args.json:
@@ -110,6 +116,8 @@ def trace_lines(result: dict, names: dict[str, str]) -> list[str]:
                 lines.append(f"{host}  {label}  prio {flow['priority']:<3}  "
                              f"{flow['match'] or '(any)':<{match_width}}  -> {flow['actions']}   "
                              f"[{owner_label(flow.get('owner'))}]")
+            if hop.get("route"):
+                lines.append(f"{host}  {' ' * label_width}  {_route_text(hop['route'])}")
         elif hop["step"] == "tunnel":
             lines.append(f"{host}  tunnel  VNI {hop.get('vni')} -> {hop.get('remote_host')} "
                          f"(port {hop.get('port')})")
@@ -118,6 +126,17 @@ def trace_lines(result: dict, names: dict[str, str]) -> list[str]:
             lines.append(f"{host}  deliver to endpoint {who} (port {hop.get('port')})")
     lines.append(verdict_line(result["verdict"], names))
     return lines
+
+
+def _route_text(route: dict) -> str:
+    via = f"via {route['nexthop']}" if route.get("nexthop") else "attached"
+    text = (f"routed by {route.get('router')}: {route['destination']} {via}, into "
+            f"{route.get('network')}")
+    ttl = route.get("ttl")
+    if ttl:
+        after = ttl["after"] if ttl["after"] is not None else "expired"
+        text += f", TTL {ttl['before']} -> {after}"
+    return text
 
 
 def _headers(packet: dict) -> str:

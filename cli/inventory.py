@@ -6,42 +6,51 @@ import argparse
 from api.client import FabricClient
 
 from .lookup import endpoint_id, network_names
-from .render import details, print_json, table, yes_no
+from .parsers import action, resource
+from .render import confirm, details, print_json, table, yes_no
 
 
 def add_parsers(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    actions = _resource(commands, common, "hosts", "Open vSwitch hosts of the fabric")
-    _action(actions, common, "list", list_hosts, "hosts, connected or not")
-    _action(actions, common, "show", show_host, "one host").add_argument("name")
-    p = _action(actions, common, "create", create_host, "register a host")
+    actions = resource(commands, common, "hosts", "Open vSwitch hosts of the fabric")
+    action(actions, common, "list", list_hosts, "hosts, connected or not")
+    action(actions, common, "show", show_host, "one host").add_argument("name")
+    p = action(actions, common, "create", create_host, "register a host")
     p.add_argument("name")
     p.add_argument("--ovsdb", required=True, metavar="TARGET",
                    help="the host's ovsdb-server: unix:PATH or tcp:IP:PORT")
     p.add_argument("--tunnel-ip", required=True, metavar="IP", help="VXLAN endpoint address")
     p.add_argument("--datapath-type", choices=("system", "netdev"))
     p.add_argument("--bridge", metavar="B", help="integration bridge (default br-int)")
-    _action(actions, common, "delete", delete_host, "remove a host").add_argument("name")
+    p.add_argument("--egress-ip", metavar="IP", help="the address its containers leave the "
+                   "fabric from and its published ports answer on (default: the tunnel ip)")
+    action(actions, common, "delete", delete_host, "remove a host").add_argument("name")
 
-    actions = _resource(commands, common, "networks", "overlay networks")
-    _action(actions, common, "list", list_networks, "networks")
-    _action(actions, common, "show", show_network, "one network").add_argument(
+    actions = resource(commands, common, "networks", "overlay networks")
+    action(actions, common, "list", list_networks, "networks")
+    action(actions, common, "show", show_network, "one network").add_argument(
         "ref", metavar="REF", help="id or name")
-    p = _action(actions, common, "create", create_network, "create a network")
+    p = action(actions, common, "create", create_network, "create a network")
     p.add_argument("name")
     p.add_argument("--subnet", required=True, metavar="CIDR")
     p.add_argument("--gateway", metavar="IP", help="default: the subnet's first address")
     p.add_argument("--vni", type=int, metavar="N", help="default: the next free from 100")
     p.add_argument("--mtu", type=int, metavar="N", help="default: 1450")
-    _action(actions, common, "delete", delete_network, "delete a network").add_argument(
+    p.add_argument("--no-egress", dest="egress", action="store_false", default=None,
+                   help="its containers reach nothing outside the fabric")
+    p = action(actions, common, "egress", set_network_egress,
+                "whether a network's containers reach the outside")
+    p.add_argument("ref", metavar="REF", help="id or name")
+    p.add_argument("state", choices=("on", "off"))
+    action(actions, common, "delete", delete_network, "delete a network").add_argument(
         "ref", metavar="REF", help="id or name")
 
-    actions = _resource(commands, common, "endpoints", "endpoints (ports) in networks")
-    p = _action(actions, common, "list", list_endpoints, "endpoints")
+    actions = resource(commands, common, "endpoints", "endpoints (ports) in networks")
+    p = action(actions, common, "list", list_endpoints, "endpoints")
     p.add_argument("--network", metavar="N", help="only this network (id or name)")
     p.add_argument("--host", metavar="H", help="only this host")
-    _action(actions, common, "show", show_endpoint, "one endpoint").add_argument(
+    action(actions, common, "show", show_endpoint, "one endpoint").add_argument(
         "ref", metavar="ID", help="id (or unique name)")
-    p = _action(actions, common, "create", create_endpoint, "create an endpoint")
+    p = action(actions, common, "create", create_endpoint, "create an endpoint")
     p.add_argument("--network", required=True, metavar="N", help="id or name")
     p.add_argument("--host", required=True, metavar="H")
     p.add_argument("--port", metavar="P", help="existing interface on the host to attach; "
@@ -49,19 +58,8 @@ def add_parsers(commands: argparse._SubParsersAction, common: argparse.ArgumentP
     p.add_argument("--ip", metavar="IP", help="default: the next free address")
     p.add_argument("--mac", metavar="MAC", help="default: allocated")
     p.add_argument("--name", metavar="NAME")
-    _action(actions, common, "delete", delete_endpoint, "delete an endpoint").add_argument(
+    action(actions, common, "delete", delete_endpoint, "delete an endpoint").add_argument(
         "ref", metavar="ID", help="id (or unique name)")
-
-
-def _resource(commands, common, name: str, text: str) -> argparse._SubParsersAction:
-    parser = commands.add_parser(name, parents=[common], help=text, description=text)
-    return parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-
-
-def _action(actions, common, name: str, handler, text: str) -> argparse.ArgumentParser:
-    parser = actions.add_parser(name, parents=[common], help=text, description=text)
-    parser.set_defaults(handler=handler)
-    return parser
 
 
 def _given(**fields) -> dict:
@@ -95,6 +93,7 @@ def _print_host(host: dict, as_json: bool) -> None:
         ("ovsdb", f"{host['ovsdb']} (connected: {yes_no(host.get('ovsdb_connected'))})"),
         ("openflow connected", yes_no(host.get("openflow_connected"))),
         ("dpid", host["dpid"]), ("tunnel ip", host["tunnel_ip"]),
+        ("egress ip", host.get("egress_ip") or f"{host['tunnel_ip']} (the tunnel ip)"),
         ("datapath type", host["datapath_type"]), ("bridge", host["bridge"]),
         ("flows", host.get("flows")), ("flow mods sent", host.get("flow_mods_sent")),
         ("error", host.get("error"))]))
@@ -107,16 +106,15 @@ def show_host(client: FabricClient, args) -> int:
 
 def create_host(client: FabricClient, args) -> int:
     host = client.create_host(args.name, args.ovsdb, args.tunnel_ip,
-                              **_given(datapath_type=args.datapath_type, bridge=args.bridge))
+                              **_given(datapath_type=args.datapath_type, bridge=args.bridge,
+                                       egress_ip=args.egress_ip))
     _print_host(host, args.json)
     return 0
 
 
 def delete_host(client: FabricClient, args) -> int:
     client.delete_host(args.name)
-    if not args.json:
-        print(f"deleted host {args.name}")
-    return 0
+    return confirm(args.json, f"deleted host {args.name}")
 
 
 # ---- networks ------------------------------------------------------------------------------
@@ -128,9 +126,9 @@ def list_networks(client: FabricClient, args) -> int:
     elif not networks:
         print("no networks")
     else:
-        print(table(("NAME", "SUBNET", "GATEWAY", "VNI", "MTU", "ID"),
-                    [(n["name"], n["subnet"], n["gateway"], n["vni"], n["mtu"], n["id"])
-                     for n in networks], right=("VNI", "MTU")))
+        print(table(("NAME", "SUBNET", "GATEWAY", "VNI", "MTU", "EGRESS", "ID"),
+                    [(n["name"], n["subnet"], n["gateway"], n["vni"], n["mtu"], n["egress"],
+                      n["id"]) for n in networks], right=("VNI", "MTU")))
     return 0
 
 
@@ -140,7 +138,7 @@ def _print_network(net: dict, as_json: bool) -> None:
     else:
         print(details([("name", net["name"]), ("id", net["id"]), ("subnet", net["subnet"]),
                        ("gateway", net["gateway"]), ("vni", net["vni"]), ("mtu", net["mtu"]),
-                       ("owner", net.get("owner") or "an admin")]))
+                       ("egress", net["egress"]), ("owner", net.get("owner") or "an admin")]))
 
 
 def show_network(client: FabricClient, args) -> int:
@@ -150,16 +148,20 @@ def show_network(client: FabricClient, args) -> int:
 
 def create_network(client: FabricClient, args) -> int:
     net = client.create_network(args.name, args.subnet,
-                                **_given(gateway=args.gateway, vni=args.vni, mtu=args.mtu))
+                                **_given(gateway=args.gateway, vni=args.vni, mtu=args.mtu,
+                                         egress=args.egress))
     _print_network(net, args.json)
+    return 0
+
+
+def set_network_egress(client: FabricClient, args) -> int:
+    _print_network(client.set_network_egress(args.ref, args.state == "on"), args.json)
     return 0
 
 
 def delete_network(client: FabricClient, args) -> int:
     client.delete_network(args.ref)
-    if not args.json:
-        print(f"deleted network {args.ref}")
-    return 0
+    return confirm(args.json, f"deleted network {args.ref}")
 
 
 # ---- endpoints -----------------------------------------------------------------------------
@@ -204,6 +206,4 @@ def create_endpoint(client: FabricClient, args) -> int:
 
 def delete_endpoint(client: FabricClient, args) -> int:
     client.delete_endpoint(endpoint_id(client, args.ref))
-    if not args.json:
-        print(f"deleted endpoint {args.ref}")
-    return 0
+    return confirm(args.json, f"deleted endpoint {args.ref}")

@@ -110,5 +110,13 @@ def flow_table(flows: Sequence[dict], indent: str = "", first: tuple[str, list[s
     return table(headers, rows, right=FLOW_NUMBERS, indent=indent)
 
 
+def confirm(as_json: bool, message: str) -> int:
+    """A write's confirmation for people (with --json, nothing: the API answered no body);
+    the exit status of success."""
+    if not as_json:
+        print(message)
+    return 0
+
+
 def error(message: str) -> None:
     print(f"ovsfabric: {message}", file=sys.stderr)

@@ -44,6 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "API (repeatable; env OVSFABRIC_CORS_ORIGIN, comma-separated); "
                              "requests from other origins are refused")
     parser.add_argument("--log-level", default=env("OVSFABRIC_LOG_LEVEL", "INFO"))
+    parser.add_argument("--switch-reply-timeout", type=float, metavar="SECONDS",
+                        default=float(env("OVSFABRIC_SWITCH_REPLY_TIMEOUT", "10")),
+                        help="how long inspection and traces wait for a switch's answer "
+                        "before they answer 503"),
     auth = parser.add_argument_group("security")
     auth.add_argument("--token-file", default=None,
                       help="REST bearer token (env OVSFABRIC_TOKEN_FILE, or the token itself "
@@ -143,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     except StoreDamaged as exc:
         raise SystemExit(f"ovsfabric: {exc}; it is left as it is (see `ovsfabric store "
                          f"check`)") from None
-    fabric = Fabric(store, advertise)
+    fabric = Fabric(store, advertise, args.switch_reply_timeout)
     try:  # before any thread starts, so that a refusal ends the process
         server = WebServer.tcp(create_app(fabric, token, audience), api_host, api_port,
                                threads=API_THREADS, max_body_bytes=MAX_BODY_BYTES,

@@ -23,15 +23,16 @@ from ovsdb.session import HostSession
 from .metrics import FabricMetrics
 from .neighbours import NextHopResolver, Query, arp_reply_sender
 from .ofctl_waiters import OfctlWaiters
-from .switch import SwitchSession, Work
+from .switch import REPLY_TIMEOUT_S, SwitchSession, Work
 
 LOG = logging.getLogger(__name__)
 
 
 class Fabric:
-    def __init__(self, store: Store, advertise: str):
+    def __init__(self, store: Store, advertise: str, reply_timeout: float = REPLY_TIMEOUT_S):
         self.store = store
         self.advertise = advertise
+        self.reply_timeout = reply_timeout  # how long a request waits for a switch's answer
         self.ovsdb_sessions: dict[str, HostSession] = {}  # by host name
         self.switches: dict[str, SwitchSession] = {}  # by host name
         # The hosts' physical bridges (br-phy), each a switch of its own with its own table.
@@ -190,7 +191,8 @@ class Fabric:
         if old is not None:
             old.stop()
         session = SwitchSession(dp, host, lambda: self._take_work(host),
-                                lambda _session: self._wake_waiters(), self.metrics)
+                                lambda _session: self._wake_waiters(), self.metrics,
+                                self.reply_timeout)
         self.switches[host] = session
         LOG.info("switch %016x of host %s connected", dp.id, host)
         self.metrics.switch_connects.labels(host).inc()
@@ -204,7 +206,7 @@ class Fabric:
         name = f"{host}/{PHYSICAL_BRIDGE}"
         session = SwitchSession(dp, host, lambda: self._take_work(host, whole=True),
                                 lambda s: self._physical_applied(host, s), self.metrics,
-                                table=PhysicalFlows(), name=name)
+                                self.reply_timeout, table=PhysicalFlows(), name=name)
         self.physical_switches[host] = session
         LOG.info("switch %016x, the physical bridge of host %s, connected", dp.id, host)
         self.metrics.switch_connects.labels(name).inc()

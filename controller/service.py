@@ -1,5 +1,5 @@
-"""The fabric's use cases: hosts, networks, aliases, address reservations and endpoints
-created and deleted with their rules, whoever asks.
+"""The fabric's use cases: hosts, networks, aliases, address reservations, endpoints, routers
+and published ports created and deleted with their rules, whoever asks.
 
 Every call takes the caller's scope (security/tokens.Scope) and refuses, with a model error,
 what that scope may not change; a refused call changes nothing. The REST API calls this with
@@ -11,15 +11,15 @@ from __future__ import annotations
 import logging
 import time
 
-from model import Endpoint, Host, InvalidRequest, Network, Snapshot
-from model.entities import Reservation
+from model import Endpoint, Host, InvalidRequest, Network, NotFound, Snapshot
+from model.entities import PublishedPort, Reservation, Router
 from security.tokens import Scope
 
 from . import permissions
 from .fabric import Fabric
 
 LOG = logging.getLogger(__name__)
-PROGRAMMING_WAIT_S = 5.0  # the most an endpoint's create or delete waits for its flows
+PROGRAMMING_WAIT_S = 5.0  # the most a write waits for its flows
 
 
 class FabricService:
@@ -31,12 +31,13 @@ class FabricService:
     # ---- hosts ---------------------------------------------------------------------------
 
     def create_host(self, scope: Scope, name: str, ovsdb: str, tunnel_ip: str,
-                    datapath_type: str = "system", bridge: str = "br-int") -> Host:
+                    datapath_type: str = "system", bridge: str = "br-int",
+                    egress_ip: str | None = None) -> Host:
         permissions.require_admin(scope, f"registering host {name!r}")
         if ovsdb.startswith("ssl:") and not self.fabric.advertise.startswith("ssl:"):
             raise InvalidRequest(f"ovsdb {ovsdb}: ssl: targets need the controller's TLS "
                                  f"identity (serve --tls-cert, --tls-key and --tls-ca)")
-        return self.store.create_host(name, ovsdb, tunnel_ip, datapath_type, bridge)
+        return self.store.create_host(name, ovsdb, tunnel_ip, datapath_type, bridge, egress_ip)
 
     def delete_host(self, scope: Scope, name: str) -> None:
         permissions.require_admin(scope, f"removing host {name!r}")
@@ -46,17 +47,27 @@ class FabricService:
 
     def create_network(self, scope: Scope, name: str, subnet: str, gateway: str | None = None,
                        vni: int | None = None, mtu: int | None = None,
-                       owner: str | None = None) -> Network:
+                       owner: str | None = None, egress: bool = True) -> Network:
         """``owner`` defaults to the scope's host (None for the admin: an admin's network)."""
         owner = owner or scope.host
         permissions.require_owner(scope, owner, f"a network for {owner!r}")
-        return self.store.create_network(name, subnet, gateway, vni, mtu, owner)
+        return self.store.create_network(name, subnet, gateway, vni, mtu, owner, egress)
 
     def delete_network(self, scope: Scope, ref: str) -> None:
+        net = self._owned_network(scope, ref)
+        self.store.delete_network(net.id)
+
+    def set_network_egress(self, scope: Scope, ref: str, egress: bool) -> Network:
+        """Answers once the network's connected hosts have confirmed (or the wait is over)."""
+        net = self.store.set_network_egress(self._owned_network(scope, ref).id, egress)
+        self._wait_for({net.id}, set(), f"network {net.name}")
+        return net
+
+    def _owned_network(self, scope: Scope, ref: str) -> Network:
         net = self.store.get_network(ref)
         permissions.require_owner(scope, net.owner, f"network {net.name!r}, which "
                                   f"{repr(net.owner) if net.owner else 'an admin'} made")
-        self.store.delete_network(net.id)
+        return net
 
     def add_alias(self, scope: Scope, ref: str, alias: str) -> Network:
         permissions.require_alias(scope, alias)
@@ -136,21 +147,92 @@ class FabricService:
     def delete_endpoint(self, scope: Scope, endpoint_id: str) -> None:
         """Answers once its flows are gone on every connected host of the network (or the
         wait is over)."""
-        ep = self.store.get_endpoint(endpoint_id)
-        permissions.require_host(scope, ep.host, f"endpoint {endpoint_id} on host {ep.host!r}")
+        self._endpoint_of_host(scope, endpoint_id)
         ep = self.store.delete_endpoint(endpoint_id)
         self._wait_programmed(ep, bind=False)
+
+    # ---- routers -------------------------------------------------------------------------
+
+    def create_router(self, scope: Scope, name: str) -> Router:
+        permissions.require_admin(scope, f"creating router {name!r}")
+        return self.store.create_router(name)
+
+    def delete_router(self, scope: Scope, ref: str) -> None:
+        permissions.require_admin(scope, f"deleting router {ref!r}")
+        self.store.delete_router(ref)
+
+    def attach_network(self, scope: Scope, ref: str, network: str) -> Router:
+        """Answers once the connected hosts of the router's networks have confirmed (or the
+        wait is over), as do the other router writes that change flows."""
+        permissions.require_admin(scope, f"attaching a network to router {ref!r}")
+        return self._router_written(self.store.attach_network(ref, network))
+
+    def detach_network(self, scope: Scope, ref: str, network: str) -> None:
+        permissions.require_admin(scope, f"detaching a network from router {ref!r}")
+        # The detached network's hosts lose the router's flows too.
+        detached = self.store.get_network(network).id
+        router = self.store.detach_network(ref, network)
+        self._wait_for(set(router.networks) | {detached}, set(), f"router {router.name}")
+
+    def set_routes(self, scope: Scope, ref: str, routes: list[tuple[str, str]]) -> Router:
+        permissions.require_admin(scope, f"changing the routes of router {ref!r}")
+        return self._router_written(self.store.set_routes(ref, routes))
+
+    def _router_written(self, router: Router) -> Router:
+        self._wait_for(set(router.networks), set(), f"router {router.name}")
+        return router
+
+    # ---- published ports -----------------------------------------------------------------
+
+    def published(self, endpoint_id: str) -> tuple[Endpoint, Host, list[PublishedPort]]:
+        """The endpoint's published ports, with the endpoint and its host they are on."""
+        snap = self.store.snapshot()
+        ep = snap.endpoints.get(endpoint_id)
+        if ep is None:
+            raise NotFound(f"endpoint {endpoint_id!r} does not exist")
+        return ep, snap.hosts[ep.host], list(snap.published.get(ep.id, ()))
+
+    def publish_port(self, scope: Scope, endpoint_id: str, protocol: str, port: int,
+                     host_port: int | None = None) -> tuple[PublishedPort, Host]:
+        """Answers once the endpoint's network's hosts have confirmed (or the wait is
+        over)."""
+        ep = self._endpoint_of_host(scope, endpoint_id)
+        published = self.store.publish_port(ep.id, protocol, port, host_port)
+        self._wait_for({ep.network_id}, {ep.host}, f"endpoint {ep.id}")
+        return published, self.store.get_host(ep.host)
+
+    def unpublish_port(self, scope: Scope, endpoint_id: str, protocol: str,
+                       host_port: int) -> None:
+        ep = self._endpoint_of_host(scope, endpoint_id)
+        self.store.unpublish_port(ep.id, protocol, host_port)
+        self._wait_for({ep.network_id}, {ep.host}, f"endpoint {ep.id}")
+
+    def _endpoint_of_host(self, scope: Scope, endpoint_id: str) -> Endpoint:
+        ep = self.store.get_endpoint(endpoint_id)
+        permissions.require_host(scope, ep.host, f"endpoint {endpoint_id} on host {ep.host!r}")
+        return ep
+
+    # ---- waiting -------------------------------------------------------------------------
 
     def _wait_programmed(self, ep: Endpoint, bind: bool) -> None:
         """Until the flows are in on every connected host of the network and the endpoint's
         own, its port attached too with ``bind`` (bounded)."""
-        LOG.debug("endpoint %s committed", ep.id)
+        bound = {ep.id: ep.host} if bind else None
+        self._wait_for({ep.network_id}, {ep.host}, f"endpoint {ep.id}", bound)
+
+    def _wait_for(self, networks: set[str], hosts: set[str], what: str,
+                  bound: dict[str, str] | None = None) -> None:
+        """Until every connected host of ``networks`` (and of the networks routed with them:
+        their hosts route to these), and ``hosts``, has applied the current revision
+        (bounded)."""
+        LOG.debug("%s committed", what)
         started = time.monotonic()
         snap = self.store.snapshot()
-        hosts = snap.hosts_of_network(ep.network_id) | {ep.host}
-        bound = {ep.id: ep.host} if bind else None
+        routed = [snap.router_of(n) for n in networks]
+        networks = networks.union(*(r.networks for r in routed if r is not None))
+        hosts = hosts.union(*(snap.hosts_of_network(n) for n in networks))
         if self.fabric.wait_programmed(hosts, snap.revision, bound, self.programming_wait_s):
             self.fabric.metrics.convergence_seconds.observe(time.monotonic() - started)
         else:
-            LOG.warning("endpoint %s: flows not confirmed within %.0f s", ep.id,
+            LOG.warning("%s: flows not confirmed within %.0f s", what,
                         self.programming_wait_s)

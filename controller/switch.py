@@ -76,9 +76,10 @@ class SwitchSession:
     logs and metrics, the host's name by default."""
 
     def __init__(self, datapath, host: str, take_work: Callable[[], Work | None],
-                 on_applied: Callable[["SwitchSession"], None], metrics, table=None,
-                 name: str | None = None):
+                 on_applied: Callable[["SwitchSession"], None], metrics,
+                 reply_timeout: float = REPLY_TIMEOUT_S, table=None, name: str | None = None):
         self.dp = datapath
+        self.reply_timeout = reply_timeout
         self.metrics = metrics
         self.host = host
         self.name = name or host
@@ -306,7 +307,7 @@ class SwitchSession:
                                              ofp.OFPG_ANY, 0, 0, parser.OFPMatch())
         return self.request(request)
 
-    def request(self, request, timeout: float = REPLY_TIMEOUT_S) -> list:
+    def request(self, request, timeout: float | None = None) -> list:
         """Sends a request and returns its reply messages (all parts of a multipart reply).
 
         Thread-safe: the session's thread and API threads share the connection.
@@ -316,7 +317,7 @@ class SwitchSession:
         self._pending[request.xid] = pending
         try:
             self.dp.send_msg(request)
-            if not pending.done.wait(timeout) or not self._alive:
+            if not pending.done.wait(timeout or self.reply_timeout) or not self._alive:
                 raise NoReply(f"no reply from switch {self.name}")
             if pending.errors:
                 error = pending.errors[0]

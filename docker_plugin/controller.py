@@ -38,11 +38,12 @@ class Controller:
         return self.client.networks()
 
     def create_network(self, name: str, subnet: str, gateway: str | None = None,
-                       mtu: int | None = None) -> tuple[dict, bool]:
+                       mtu: int | None = None, egress: bool = True) -> tuple[dict, bool]:
         """A new fabric network ``name`` owned by this host, or the one another host created
         meanwhile; (network, created here)."""
         fields = {k: v for k, v in (("gateway", gateway), ("mtu", mtu)) if v is not None}
         fields["owner"] = self.host
+        fields["egress"] = egress
         try:
             return self.client.create_network(name, subnet, **fields), True
         except ApiError as exc:

@@ -26,6 +26,7 @@ GENERIC = "com.docker.network.generic"
 MTU_OPTION = "com.docker.network.driver.mtu"
 GATEWAY_REQUEST = "com.docker.network.gateway"
 IPV6_OPTION = "com.docker.network.enable_ipv6"
+INTERNAL_OPTION = "com.docker.network.internal"  # docker network create --internal
 # Every option a user may give; anything else is refused, so a typo is not a silent default.
 NETWORK_OPTIONS = (OPTION, MTU_OPTION)  # -o
 IPAM_OPTIONS = (OPTION,)  # --ipam-opt

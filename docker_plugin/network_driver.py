@@ -10,7 +10,9 @@ from .body import mapping, text
 from .controller import Controller
 from .creates import PendingCreates
 from .errors import BadRequest, PluginError
-from .naming import (GENERIC, GLOBAL_SPACE, IPV6_OPTION, LOCAL_SPACE, MTU_OPTION, NETWORK_OPTIONS,
+from .external import ExternalConnectivity
+from .naming import (GENERIC, GLOBAL_SPACE, INTERNAL_OPTION, IPV6_OPTION, LOCAL_SPACE,
+                     MTU_OPTION, NETWORK_OPTIONS,
                      OPTION, Pool, docker_alias, docker_network_of, endpoint_mac,
                      is_docker_endpoint, mac_address, network_name, strip_prefix, subnet,
                      unknown_options, veth_names)
@@ -27,6 +29,7 @@ class NetworkDriver:
         self.host = controller.host
         self.veths = veths
         self.creates = creates
+        self.external = ExternalConnectivity(controller)
 
     def methods(self) -> dict:
         empty = _empty  # for calls with nothing to do here
@@ -40,8 +43,8 @@ class NetworkDriver:
                 "NetworkDriver.Leave": empty,  # the veth goes in DeleteEndpoint, not here
                 "NetworkDriver.DiscoverNew": empty,  # the controller knows the hosts
                 "NetworkDriver.DiscoverDelete": empty,
-                "NetworkDriver.ProgramExternalConnectivity": empty,  # no NAT, no port maps
-                "NetworkDriver.RevokeExternalConnectivity": empty,
+                "NetworkDriver.ProgramExternalConnectivity": self.external.program,
+                "NetworkDriver.RevokeExternalConnectivity": self.external.revoke,
                 "NetworkDriver.AllocateNetwork": lambda body: {
                     "Options": mapping(body, "Options")},
                 "NetworkDriver.FreeNetwork": empty,
@@ -57,6 +60,7 @@ class NetworkDriver:
         unknown_options(generic, NETWORK_OPTIONS, "-o")
         name = network_name(generic[OPTION]) if OPTION in generic else None
         mtu = _mtu(generic.get(MTU_OPTION))
+        egress = not options.get(INTERNAL_OPTION)
         if body.get("IPv6Data") or options.get(IPV6_OPTION):
             raise BadRequest("IPv6 is not supported: create the network without --ipv6")
         pools = body.get("IPv4Data") or []
@@ -77,10 +81,10 @@ class NetworkDriver:
         created = net is None
         if created:
             net, created = self.controller.create_network(fabric_name, str(pool.subnet),
-                                                          gateway, mtu)
+                                                          gateway, mtu, egress)
         undo = []
         try:
-            self._check(net, pool, gateway, mtu)
+            self._check(net, pool, gateway, mtu, egress)
             if pool.name is None:
                 self._bind_unnamed_pool(net, pool, undo)
             for aux in mapping(data, "AuxAddresses").values():
@@ -114,7 +118,8 @@ class NetworkDriver:
                 f"--ipam-opt {OPTION}=NAME to tell them apart") from None
         undo.append(lambda: self.controller.remove_alias(pool.id))
 
-    def _check(self, net: dict, pool: Pool, gateway: str | None, mtu: int | None) -> None:
+    def _check(self, net: dict, pool: Pool, gateway: str | None, mtu: int | None,
+               egress: bool) -> None:
         if net["subnet"] != str(pool.subnet):
             raise PluginError(f"fabric network {net['name']} has subnet {net['subnet']}, "
                               f"not {pool.subnet}")
@@ -123,6 +128,12 @@ class NetworkDriver:
                               f"not {gateway}")
         if mtu is not None and net["mtu"] != mtu:
             raise PluginError(f"fabric network {net['name']} has MTU {net['mtu']}, not {mtu}")
+        if net["egress"] and not egress:
+            raise PluginError(f"fabric network {net['name']} has egress (its containers reach "
+                              f"the outside): create this Docker network without --internal")
+        if egress and not net["egress"]:
+            raise PluginError(f"fabric network {net['name']} has no egress: create this Docker "
+                              f"network with --internal")
         if (other := docker_network_of(net, self.host)) is not None:
             raise PluginError(f"fabric network {net['name']} is already Docker network "
                               f"{other[:12]} on this host")

@@ -98,7 +98,7 @@ CONNTRACK = _table(
 EGRESS_RULES = _table(
     4, "egress_rules", "what an endpoint may send",
     matches="metadata reg1 ct_state ct_mark eth_type ip_proto ipv4_dst tcp_dst udp_dst",
-    goes_to="l3_lookup l2", reserved=True)
+    goes_to="router_in", reserved=True)
 ARP = _table(
     10, "arp", "ARP responder for known addresses",
     matches="metadata reg0 eth_type arp_op arp_tpa",

@@ -109,9 +109,9 @@ def _leaving(left: list[tuple[str, Packet]]) -> dict:
 
 def _destination(snap: Snapshot, src: Endpoint,
                  to: str) -> tuple[Endpoint | None, str, str | None]:
-    """The endpoint meant (if any), its address, and the MAC the sender puts on the packet, as
-    a container does: the destination's own on its subnet (None, an ARP request, for an address
-    no endpoint there has), its gateway's for an address off the subnet."""
+    """The endpoint meant (if any), its address, and the MAC the sender puts on the packet:
+    the destination's own on the sender's subnet (None, an ARP request, for an address no
+    endpoint there has), its gateway's for an address off the subnet, as a container does."""
     network = snap.networks[src.network_id]
     try:
         ip = str(ipaddress.IPv4Address(to))
@@ -120,9 +120,11 @@ def _destination(snap: Snapshot, src: Endpoint,
         dst = resolve_endpoint(snap, to, prefer_network=src.network_id)
         ip = dst.ip
     if ipaddress.IPv4Address(ip) in ipaddress.IPv4Network(network.subnet):
-        if dst is None or dst.network_id != src.network_id:
-            dst = next((e for e in snap.network_endpoints(src.network_id) if e.ip == ip), dst)
-        return dst, ip, dst.mac if dst is not None and dst.network_id == src.network_id else None
+        # An endpoint named is sent to at its MAC, whichever network it is in; an address,
+        # at the MAC of its endpoint in the sender's network (none: the ARP request).
+        if dst is None:
+            dst = next((e for e in snap.network_endpoints(src.network_id) if e.ip == ip), None)
+        return dst, ip, dst.mac if dst is not None else None
     if dst is None:
         router = snap.router_of(src.network_id)
         routed = router.networks if router is not None else ()

@@ -1,9 +1,9 @@
 """`make demo`: three hosts, two networks with overlapping subnets, six containers.
 
 Brings up the namespace lab and the controller, creates everything over REST, prints who
-reaches whom and what the flow tables hold; then, where Debian's docker.io is installed, two
-real dockerds use the Docker plugin for a network across two hosts. Shows what the API refuses
-on the way. Removes all of it.
+reaches whom and what the flow tables hold; then routes between two networks with a router;
+then, where Debian's docker.io is installed, two real dockerds use the Docker plugin for a
+network across two hosts. Shows what the API refuses on the way. Removes all of it.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import collections
 import concurrent.futures
 import json
 import os
+import re
 import secrets
 import sys
 import tempfile
@@ -25,6 +26,7 @@ from .controller import ControllerProcess
 from .dockerd import DOCKERD
 from .dockerhost import DockerHost, tcp_message, udp_message
 from .lab import Lab
+from .netns import ip
 
 NETWORKS = [("red", "10.20.0.0/24"), ("blue", "10.20.0.0/24")]  # the same subnet on purpose
 
@@ -90,6 +92,7 @@ def run_demo(lab: Lab, controller: ControllerProcess) -> None:
     print_ping_matrix(containers)
     print_flow_summary(lab, client)
     print_traces(client, containers)
+    run_routing_demo(lab, client, containers)
 
 
 def print_ping_matrix(containers) -> None:
@@ -153,6 +156,45 @@ def print_traces(client, containers) -> None:
         where = f" on {verdict['host']} at table {verdict['table']} ({verdict['table_name']})" \
             if verdict["result"] == "dropped" else ""
         print(f"  {src} -> {dst}: {verdict['result']}{where}: {verdict['reason']}")
+
+
+def run_routing_demo(lab: Lab, client, containers) -> None:
+    """A router between red and a new network green: routed on the sending host, TTL
+    decremented; blue, with red's very subnet, stays apart."""
+    green_net = client.create_network("green", "10.21.0.0/24")
+    green = []
+    for host in lab.hosts[1:]:
+        label = f"green-{host.name}"
+        container = lab.add_container(host.name, label)
+        ep = client.create_endpoint("green", host.name, port=container.port, name=label)
+        container.configure(ep["mac"], ep["ip"], ep["prefix_len"], ep["mtu"])
+        green.append((label, container, ep))
+    for label, container, ep in containers + green:
+        ip("route", "replace", "default", "via", ep["gateway"], "dev", "eth0",
+           netns=container.netns)
+    router = client.request("POST", "/v1/routers", {"name": "r1"})
+    for network in ("red", "green"):
+        router = client.request("POST", "/v1/routers/r1/networks", {"network": network})
+    progress(f"router r1 ({router['mac']}) between red and green ({green_net['subnet']})")
+    by_label = {label: (container, ep) for label, container, ep in containers + green}
+    print("\nRouting: router r1 between red and green (POST /v1/routers, "
+          "POST /v1/routers/r1/networks):")
+    for src, dst in (("red-h1", "green-h2"), ("green-h3", "red-h2"), ("blue-h1", "green-h2")):
+        container, _ = by_label[src]
+        target = by_label[dst][1]["ip"]
+        out = container.exec("ping", "-n", "-c", "2", "-W", "1", target, check=False).stdout
+        ttls = sorted(set(re.findall(r"ttl=(\d+)", out)))
+        seen = f"answered, TTL {', '.join(ttls)}" if ttls else "no answer"
+        print(f"  {src} pings {dst} ({target}): {seen}")
+    for src, dst in (("red-h1", "green-h3"), ("blue-h1", "green-h3")):
+        verdict = client.request("POST", "/v1/trace", {
+            "from": by_label[src][1]["id"], "to": by_label[dst][1]["id"], "protocol": "tcp",
+            "dst_port": 80})["verdict"]
+        print(f"  trace {src} -> {dst} (tcp/80): {verdict['result']}: {verdict['reason']}")
+    flows = client.request("GET", "/v1/routers/r1/flows")
+    per_host = collections.Counter(f["host"] for f in flows)
+    print("  r1's flows: " + ", ".join(f"{h} {n}" for h, n in sorted(per_host.items())) +
+          " (router_in per local network, one route per network, on the senders' hosts)")
 
 
 def print_refusals(lab: Lab, controller: ControllerProcess, token: str) -> None:

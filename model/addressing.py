@@ -4,7 +4,7 @@ from __future__ import annotations
 import ipaddress
 import os
 
-from .entities import GATEWAY_MAC_PREFIX
+from .entities import GATEWAY_MAC_PREFIX, ROUTER_MAC_PREFIX
 from .errors import Conflict, InvalidRequest
 
 VNI_MIN = 100  # low VNIs are left to hand-made tunnels
@@ -70,10 +70,11 @@ def normalize_mac(text: str) -> str:
 
 
 def random_mac() -> str:
-    """A locally administered unicast MAC (first octet 0x02), never a gateway's."""
+    """A locally administered unicast MAC (first octet 0x02), never a gateway's or a
+    router's."""
     while True:
         mac = ":".join(f"{b:02x}" for b in b"\x02" + os.urandom(5))
-        if not mac.startswith(GATEWAY_MAC_PREFIX):
+        if not mac.startswith((GATEWAY_MAC_PREFIX, ROUTER_MAC_PREFIX)):
             return mac
 
 

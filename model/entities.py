@@ -192,6 +192,31 @@ class Snapshot:
         router_id = self.network_router.get(network_id)
         return self.routers[router_id] if router_id is not None else None
 
+    def with_router(self, router: Router) -> "Snapshot":
+        return self._with_routers({**self.routers, router.id: router})
+
+    def without_router(self, router_id: str) -> "Snapshot":
+        return self._with_routers({i: r for i, r in self.routers.items() if i != router_id})
+
+    def _with_routers(self, routers: dict[str, Router]) -> "Snapshot":
+        # Routers are few: the network index is rebuilt whole.
+        return replace(self, routers=routers, network_router={
+            network_id: r.id for r in routers.values() for network_id in r.networks})
+
+    def with_published(self, endpoint_id: str,
+                       ports: tuple[PublishedPort, ...]) -> "Snapshot":
+        """The endpoint's published ports replaced by ``ports`` (none: forgotten)."""
+        published = {k: v for k, v in self.published.items() if k != endpoint_id}
+        if ports:
+            published[endpoint_id] = tuple(sorted(ports, key=lambda p: (p.protocol,
+                                                                        p.host_port)))
+        return replace(self, published=published)
+
+    def published_on_host(self, host: str) -> list[PublishedPort]:
+        """Every port published on ``host``, whichever endpoint there it reaches."""
+        return [p for endpoint_id, ports in self.published.items()
+                if self.endpoints[endpoint_id].host == host for p in ports]
+
     def network_endpoints(self, network_id: str) -> list[Endpoint]:
         """The network's endpoints, in no particular order."""
         return list(self.endpoints_by_network.get(network_id, EMPTY).values())

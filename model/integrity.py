@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import ipaddress
 import sqlite3
 
 
@@ -32,4 +33,44 @@ def model_problems(db: sqlite3.Connection) -> list[str]:
         used[(network_id, ip)] += 1
     found += [f"address {ip} is used {n} times in network {network_id}"
               for (network_id, ip), n in used.items() if n > 1]
+    return found + _routing_problems(db, networks) + _published_problems(db)
+
+
+def _routing_problems(db: sqlite3.Connection, networks: set[str]) -> list[str]:
+    found = []
+    routers = {r[0] for r in db.execute("SELECT id FROM routers")}
+    for name, number in db.execute("SELECT name, number FROM routers"):
+        if not isinstance(number, int) or not 1 <= number <= 0xFFFF:
+            found.append(f"router {name!r} has number {number!r}, outside 1..65535")
+    for router_id, network_id in db.execute("SELECT router_id, network_id FROM router_networks"):
+        if router_id not in routers:
+            found.append(f"network {network_id} is attached to router {router_id}, which does "
+                         f"not exist")
+        if network_id not in networks:
+            found.append(f"router {router_id} has network {network_id}, which does not exist")
+    for router_id, a, b in db.execute(
+            "SELECT x.router_id, nx.subnet, ny.subnet FROM router_networks x "
+            "JOIN router_networks y ON x.router_id = y.router_id AND x.network_id < y.network_id "
+            "JOIN networks nx ON nx.id = x.network_id JOIN networks ny ON ny.id = y.network_id"):
+        if ipaddress.IPv4Network(a).overlaps(ipaddress.IPv4Network(b)):
+            first, second = sorted((a, b))
+            found.append(f"router {router_id} has overlapping networks {first} and {second}")
+    for router_id, destination in db.execute("SELECT router_id, destination FROM routes"):
+        if router_id not in routers:
+            found.append(f"route to {destination} is on router {router_id}, which does not "
+                         f"exist")
+    return found
+
+
+def _published_problems(db: sqlite3.Connection) -> list[str]:
+    found = []
+    hosts = dict(db.execute("SELECT id, host FROM endpoints"))
+    for endpoint_id, host, protocol, host_port in db.execute(
+            "SELECT endpoint_id, host, protocol, host_port FROM published_ports"):
+        what = f"published {protocol} port {host_port} on host {host!r}"
+        if endpoint_id not in hosts:
+            found.append(f"{what} reaches endpoint {endpoint_id}, which does not exist")
+        elif hosts[endpoint_id] != host:
+            found.append(f"{what} reaches endpoint {endpoint_id}, which is on host "
+                         f"{hosts[endpoint_id]!r}")
     return found

@@ -2,7 +2,8 @@
 up to it in one transaction, a newer one is refused before anything is written to it.
 
 The version is SQLite's ``user_version``. Version 0 is every file written before the schema
-carried one, with or without the networks' owner column.
+carried one, with or without the networks' owner column; version 1 has no routers, published
+ports, network egress or host egress address; version 2 has them.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from urllib.parse import quote
 
 from .errors import StoreTooNew
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # (table, column, declaration): columns added since the first schema, in order. A new file
 # has them already (store.SCHEMA); an older one gets them with their default.
@@ -21,6 +22,10 @@ ADDED_COLUMNS = (
     # Networks made before owners were recorded count as an admin's: no host token, and
     # no plugin, deletes them.
     ("networks", "owner", "TEXT"),
+    # Version 2: networks made before reach the outside, as every new one does by default;
+    # their hosts leave from their tunnel address.
+    ("networks", "egress", "INTEGER NOT NULL DEFAULT 1"),
+    ("hosts", "egress_ip", "TEXT"),
 )
 
 

@@ -1,4 +1,5 @@
-"""The embedded SQLite store: the single source of truth for hosts, networks and endpoints.
+"""The embedded SQLite store: the single source of truth for hosts, networks, endpoints,
+routers and published ports.
 
 Every write runs under one lock in one SQLite transaction and is durable when it returns
 (WAL, synchronous=FULL), so a ``kill -9`` loses nothing that was acknowledged. The store keeps
@@ -21,6 +22,7 @@ from .addressing import (
     DEFAULT_MTU,
     AddressPool,
     check_vni,
+    lowest_free,
     lowest_free_ofport,
     lowest_free_vni,
     normalize_mac,
@@ -28,9 +30,9 @@ from .addressing import (
     parse_subnet,
     random_mac,
 )
-from .entities import (EVERYTHING, GATEWAY_MAC_PREFIX, Change, Endpoint, Host, Network,
-                       Reservation, Snapshot)
-from . import integrity, migrations
+from .entities import (EVERYTHING, GATEWAY_MAC_PREFIX, ROUTER_MAC_PREFIX, Change, Endpoint,
+                       Host, Network, PublishedPort, Reservation, Route, Router, Snapshot)
+from . import integrity, migrations, publishing, routing
 from .errors import Conflict, Forbidden, InvalidRequest, NotFound, StoreDamaged, StoreFull
 from .ownership import host_share
 
@@ -43,7 +45,8 @@ CREATE TABLE IF NOT EXISTS hosts (
     ovsdb TEXT NOT NULL,
     tunnel_ip TEXT NOT NULL UNIQUE,
     datapath_type TEXT NOT NULL,
-    bridge TEXT NOT NULL
+    bridge TEXT NOT NULL,
+    egress_ip TEXT
 );
 CREATE TABLE IF NOT EXISTS networks (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -53,7 +56,8 @@ CREATE TABLE IF NOT EXISTS networks (
     gateway TEXT NOT NULL,
     vni INTEGER NOT NULL UNIQUE,
     mtu INTEGER NOT NULL,
-    owner TEXT
+    owner TEXT,
+    egress INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS endpoints (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -81,6 +85,33 @@ CREATE TABLE IF NOT EXISTS reservations (
 CREATE TABLE IF NOT EXISTS aliases (
     alias TEXT PRIMARY KEY,
     network_id TEXT NOT NULL REFERENCES networks(id) ON DELETE CASCADE
+);
+CREATE TABLE IF NOT EXISTS routers (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL UNIQUE,
+    number INTEGER NOT NULL UNIQUE CHECK (number BETWEEN 1 AND 65535)
+);
+CREATE TABLE IF NOT EXISTS router_networks (
+    router_id TEXT NOT NULL REFERENCES routers(id),
+    network_id TEXT NOT NULL UNIQUE REFERENCES networks(id),
+    position INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS routes (
+    router_id TEXT NOT NULL REFERENCES routers(id),
+    position INTEGER NOT NULL,
+    destination TEXT NOT NULL,
+    nexthop TEXT NOT NULL,
+    UNIQUE (router_id, destination)
+);
+-- host is the endpoint's, kept here so that SQLite holds a host port to one endpoint.
+CREATE TABLE IF NOT EXISTS published_ports (
+    endpoint_id TEXT NOT NULL REFERENCES endpoints(id),
+    host TEXT NOT NULL,
+    protocol TEXT NOT NULL,
+    port INTEGER NOT NULL,
+    host_port INTEGER NOT NULL,
+    UNIQUE (host, protocol, host_port)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('revision', 0);
@@ -156,17 +187,22 @@ class Store:
     # ---- hosts ---------------------------------------------------------------------------
 
     def create_host(self, name: str, ovsdb: str, tunnel_ip: str, datapath_type: str = "system",
-                    bridge: str = "br-int") -> Host:
+                    bridge: str = "br-int", egress_ip: str | None = None) -> Host:
         with self._lock:
             snap = self._snapshot
             if name in snap.hosts:
                 raise Conflict(f"host {name!r} already exists")
-            if any(h.tunnel_ip == tunnel_ip for h in snap.hosts.values()):
-                raise Conflict(f"tunnel_ip {tunnel_ip} is already used by another host")
+            # A host's addresses are told apart by the fabric: tunnels, NAT and published
+            # ports each need the one host an address is.
+            used = {ip: h.name for h in snap.hosts.values()
+                    for ip in (h.tunnel_ip, h.egress_ip) if ip}
+            for field_name, ip in (("tunnel_ip", tunnel_ip), ("egress_ip", egress_ip)):
+                if ip in used:
+                    raise Conflict(f"{field_name} {ip} is already used by host {used[ip]!r}")
             seq = self._write(
-                "INSERT INTO hosts (name, ovsdb, tunnel_ip, datapath_type, bridge) VALUES (?,?,?,?,?)",
-                (name, ovsdb, tunnel_ip, datapath_type, bridge))
-            host = Host(seq, name, ovsdb, tunnel_ip, datapath_type, bridge)
+                "INSERT INTO hosts (name, ovsdb, tunnel_ip, datapath_type, bridge, egress_ip) "
+                "VALUES (?,?,?,?,?,?)", (name, ovsdb, tunnel_ip, datapath_type, bridge, egress_ip))
+            host = Host(seq, name, ovsdb, tunnel_ip, datapath_type, bridge, egress_ip)
             hosts = dict(snap.hosts)
             hosts[name] = host
             self._publish(replace(snap, hosts=hosts), EVERYTHING)
@@ -188,7 +224,7 @@ class Store:
 
     def create_network(self, name: str, subnet: str, gateway: str | None = None,
                        vni: int | None = None, mtu: int | None = None,
-                       owner: str | None = None) -> Network:
+                       owner: str | None = None, egress: bool = True) -> Network:
         net = parse_subnet(subnet)
         gw = parse_ip_in(net, gateway, "gateway") if gateway else net.network_address + 1
         mtu = DEFAULT_MTU if mtu is None else mtu
@@ -205,9 +241,10 @@ class Store:
                 raise Conflict(f"vni {vni} is already used by another network")
             network_id = uuid.uuid4().hex
             seq = self._write(
-                "INSERT INTO networks (id, name, subnet, gateway, vni, mtu, owner) "
-                "VALUES (?,?,?,?,?,?,?)", (network_id, name, str(net), str(gw), vni, mtu, owner))
-            network = Network(seq, network_id, name, str(net), str(gw), vni, mtu, owner)
+                "INSERT INTO networks (id, name, subnet, gateway, vni, mtu, owner, egress) "
+                "VALUES (?,?,?,?,?,?,?,?)",
+                (network_id, name, str(net), str(gw), vni, mtu, owner, int(egress)))
+            network = Network(seq, network_id, name, str(net), str(gw), vni, mtu, owner, egress)
             self._pools[network_id] = AddressPool(network.subnet, network.gateway)
             self._macs[network_id] = set()
             self._publish(replace(snap, networks={**snap.networks, network_id: network}),
@@ -220,6 +257,9 @@ class Store:
             network = self.get_network(ref)
             if snap.endpoints_by_network.get(network.id):
                 raise Conflict(f"network {network.name!r} still has endpoints")
+            if (router := snap.router_of(network.id)) is not None:
+                raise Conflict(f"network {network.name!r} is attached to router "
+                               f"{router.name!r}; detach it first")
             self._write("DELETE FROM networks WHERE id = ?", (network.id,),
                         before=("DELETE FROM reservations WHERE network_id = ?", (network.id,)))
             networks = dict(snap.networks)
@@ -229,6 +269,19 @@ class Store:
             self._aliases = {a: n for a, n in self._aliases.items() if n != network.id}
             reservations = {k: r for k, r in snap.reservations.items() if k[0] != network.id}
             self._publish(replace(snap, networks=networks, reservations=reservations),
+                          Change(frozenset({network.id})))
+            return network
+
+    def set_network_egress(self, ref: str, egress: bool) -> Network:
+        """Whether the network's containers reach the outside; the same value again is fine."""
+        with self._lock:
+            snap = self._snapshot
+            network = self.get_network(ref)
+            if network.egress == egress:
+                return network
+            self._write("UPDATE networks SET egress = ? WHERE id = ?", (int(egress), network.id))
+            network = replace(network, egress=egress)
+            self._publish(replace(snap, networks={**snap.networks, network.id: network}),
                           Change(frozenset({network.id})))
             return network
 
@@ -348,6 +401,9 @@ class Store:
                 raise Conflict(f"mac {mac} is already used in network {net.name!r}")
             if mac is not None and mac.startswith(GATEWAY_MAC_PREFIX):
                 raise Conflict(f"mac {mac} is in the range the fabric keeps for gateways")
+            if mac is not None and mac.startswith(ROUTER_MAC_PREFIX):
+                raise InvalidRequest(f"mac {mac} is in the range the fabric keeps for routers "
+                                     f"({ROUTER_MAC_PREFIX}:...)")
             while mac is None or mac in macs:
                 mac = random_mac()
             ofport = None
@@ -379,12 +435,126 @@ class Store:
         with self._lock:
             snap = self._snapshot
             ep = self.get_endpoint(endpoint_id)
-            self._write("DELETE FROM endpoints WHERE id = ?", (endpoint_id,))
+            self._write("DELETE FROM endpoints WHERE id = ?", (endpoint_id,),
+                        before=("DELETE FROM published_ports WHERE endpoint_id = ?",
+                                (endpoint_id,)))
             self._pools[ep.network_id].release(ep.ip)
             self._macs[ep.network_id].discard(ep.mac)
-            self._publish(snap.without_endpoint(ep),
-                          Change(frozenset({ep.network_id}), endpoints=frozenset({ep.id})))
+            published = frozenset({ep.id}) if ep.id in snap.published else frozenset()
+            self._publish(snap.with_published(ep.id, ()).without_endpoint(ep),
+                          Change(frozenset({ep.network_id}), endpoints=frozenset({ep.id}),
+                                 published=published))
             return ep
+
+    # ---- routers -------------------------------------------------------------------------
+
+    def get_router(self, ref: str) -> Router:
+        """A router by id or name."""
+        routers = self._snapshot.routers
+        router = routers.get(ref) or next((r for r in routers.values() if r.name == ref), None)
+        if router is None:
+            raise NotFound(f"router {ref!r} does not exist")
+        return router
+
+    def create_router(self, name: str) -> Router:
+        with self._lock:
+            snap = self._snapshot
+            if any(r.name == name for r in snap.routers.values()):
+                raise Conflict(f"router {name!r} already exists")
+            number = lowest_free({r.number for r in snap.routers.values()},
+                                 routing.ROUTER_NUMBER_MIN, routing.ROUTER_NUMBER_MAX,
+                                 "router number")
+            router_id = uuid.uuid4().hex
+            seq = self._write("INSERT INTO routers (id, name, number) VALUES (?,?,?)",
+                              (router_id, name, number))
+            router = Router(seq, router_id, name, number)
+            self._publish(snap.with_router(router), routing.router_change(None, router))
+            return router
+
+    def delete_router(self, ref: str) -> Router:
+        with self._lock:
+            snap = self._snapshot
+            router = self.get_router(ref)
+            if router.networks:
+                raise Conflict(f"router {router.name!r} still has networks attached; "
+                               f"detach them first")
+            self._write("DELETE FROM routers WHERE id = ?", (router.id,),
+                        before=("DELETE FROM routes WHERE router_id = ?", (router.id,)))
+            self._publish(snap.without_router(router.id), routing.router_change(router, None))
+            return router
+
+    def attach_network(self, ref: str, network: str) -> Router:
+        """Attaching a network the router has already changes nothing."""
+        with self._lock:
+            snap = self._snapshot
+            router, net = self.get_router(ref), self.get_network(network)
+            if not routing.check_attach(snap, router, net):
+                return router
+            self._write("INSERT INTO router_networks (router_id, network_id, position) "
+                        "VALUES (?,?,(SELECT COALESCE(MAX(position), 0) + 1 FROM "
+                        "router_networks WHERE router_id = ?))", (router.id, net.id, router.id))
+            return self._router_changed(snap, router,
+                                        replace(router, networks=router.networks + (net.id,)))
+
+    def detach_network(self, ref: str, network: str) -> Router:
+        with self._lock:
+            snap = self._snapshot
+            router, net = self.get_router(ref), self.get_network(network)
+            if net.id not in router.networks:
+                raise NotFound(f"network {net.name!r} is not attached to router "
+                               f"{router.name!r}")
+            routing.check_detach(snap, router, net)
+            self._write("DELETE FROM router_networks WHERE network_id = ?", (net.id,))
+            return self._router_changed(snap, router, replace(
+                router, networks=tuple(n for n in router.networks if n != net.id)))
+
+    def set_routes(self, ref: str, routes: list[tuple[str, str]]) -> Router:
+        """Replaces the router's static routes with ``routes`` (destination, nexthop)."""
+        with self._lock:
+            snap = self._snapshot
+            router = self.get_router(ref)
+            parsed = routing.parse_routes(snap, router, routes)
+            self._write_all([("DELETE FROM routes WHERE router_id = ?", (router.id,))] + [
+                ("INSERT INTO routes (router_id, position, destination, nexthop) "
+                 "VALUES (?,?,?,?)", (router.id, position, r.destination, r.nexthop))
+                for position, r in enumerate(parsed)])
+            return self._router_changed(snap, router, replace(router, routes=parsed))
+
+    def _router_changed(self, snap: Snapshot, before: Router, after: Router) -> Router:
+        self._publish(snap.with_router(after), routing.router_change(before, after))
+        return after
+
+    # ---- published ports -----------------------------------------------------------------
+
+    def publish_port(self, endpoint_id: str, protocol: str, port: int,
+                     host_port: int | None = None) -> PublishedPort:
+        """Without ``host_port``, the lowest free one from 49152 on the endpoint's host."""
+        with self._lock:
+            snap = self._snapshot
+            ep = self.get_endpoint(endpoint_id)
+            published = publishing.new_published(snap, ep, protocol, port, host_port)
+            self._write("INSERT INTO published_ports (endpoint_id, host, protocol, port, "
+                        "host_port) VALUES (?,?,?,?,?)",
+                        (ep.id, ep.host, published.protocol, published.port,
+                         published.host_port))
+            self._published_changed(snap, ep, snap.published.get(ep.id, ()) + (published,))
+            return published
+
+    def unpublish_port(self, endpoint_id: str, protocol: str, host_port: int) -> PublishedPort:
+        with self._lock:
+            snap = self._snapshot
+            ep = self.get_endpoint(endpoint_id)
+            published = publishing.find_published(snap, ep, protocol, host_port)
+            self._write("DELETE FROM published_ports WHERE endpoint_id = ? AND protocol = ? "
+                        "AND host_port = ?", (ep.id, protocol, host_port))
+            self._published_changed(snap, ep, tuple(
+                p for p in snap.published[ep.id] if p != published))
+            return published
+
+    def _published_changed(self, snap: Snapshot, ep: Endpoint,
+                           ports: tuple[PublishedPort, ...]) -> None:
+        self._publish(snap.with_published(ep.id, ports),
+                      Change(frozenset({ep.network_id}), published=frozenset({ep.id})))
 
     # ---- internals -----------------------------------------------------------------------
 
@@ -402,10 +572,13 @@ class Store:
                revision: bool = True) -> int:
         """One statement (after an optional other one) and the revision's bump, atomically;
         returns the row id. Without ``revision``, for what no flow depends on (aliases)."""
+        return self._write_all(([before] if before else []) + [(sql, args)], revision)
+
+    def _write_all(self, statements: list[tuple], revision: bool = True) -> int:
+        """The statements and the revision's bump, atomically; returns the last row id."""
         with self._transaction() as cur:
-            if before is not None:
-                cur.execute(*before)
-            cur.execute(sql, args)
+            for statement in statements:
+                cur.execute(*statement)
             rowid = cur.lastrowid
             if revision:
                 cur.execute("UPDATE meta SET value = value + 1 WHERE key = 'revision'")
@@ -443,9 +616,11 @@ class Store:
         db = self._db
         revision = db.execute("SELECT value FROM meta WHERE key='revision'").fetchone()[0]
         hosts = {r[1]: Host(*r) for r in db.execute(
-            "SELECT seq, name, ovsdb, tunnel_ip, datapath_type, bridge FROM hosts ORDER BY seq")}
-        networks = {r[1]: Network(*r) for r in db.execute(
-            "SELECT seq, id, name, subnet, gateway, vni, mtu, owner FROM networks ORDER BY seq")}
+            "SELECT seq, name, ovsdb, tunnel_ip, datapath_type, bridge, egress_ip FROM hosts "
+            "ORDER BY seq")}
+        networks = {r[1]: Network(*r[:-1], egress=bool(r[-1])) for r in db.execute(
+            "SELECT seq, id, name, subnet, gateway, vni, mtu, owner, egress FROM networks "
+            "ORDER BY seq")}
         endpoints = [Endpoint(*r) for r in db.execute(
             "SELECT seq, id, name, network_id, host, port, ip, mac, ofport FROM endpoints "
             "ORDER BY seq")]
@@ -464,6 +639,10 @@ class Store:
             self._pools[ep.network_id].take(ep.ip)
             self._macs[ep.network_id].add(ep.mac)
             snap = snap.with_endpoint(ep)
+        for router in _load_routers(db):
+            snap = snap.with_router(router)
+        for endpoint_id, ports in _load_published(db).items():
+            snap = snap.with_published(endpoint_id, ports)
         self._snapshot = snap
 
     def close(self) -> None:
@@ -486,3 +665,25 @@ def _reservation_of(snap: Snapshot, net: Network, ip: str, owner: str) -> Reserv
     if held is not None and held.owner != owner:
         raise Conflict(f"ip {ip} is reserved by {held.owner!r}")
     return held
+
+
+def _load_routers(db: sqlite3.Connection) -> list[Router]:
+    networks: dict[str, list[str]] = {}
+    for router_id, network_id in db.execute(
+            "SELECT router_id, network_id FROM router_networks ORDER BY position"):
+        networks.setdefault(router_id, []).append(network_id)
+    routes: dict[str, list[Route]] = {}
+    for router_id, destination, nexthop in db.execute(
+            "SELECT router_id, destination, nexthop FROM routes ORDER BY position"):
+        routes.setdefault(router_id, []).append(Route(destination, nexthop))
+    return [Router(seq, router_id, name, number, tuple(networks.get(router_id, ())),
+                   tuple(routes.get(router_id, ())))
+            for seq, router_id, name, number in db.execute(
+                "SELECT seq, id, name, number FROM routers ORDER BY seq")]
+
+
+def _load_published(db: sqlite3.Connection) -> dict[str, tuple[PublishedPort, ...]]:
+    published: dict[str, tuple[PublishedPort, ...]] = {}
+    for row in db.execute("SELECT endpoint_id, protocol, port, host_port FROM published_ports"):
+        published[row[0]] = published.get(row[0], ()) + (PublishedPort(*row),)
+    return published

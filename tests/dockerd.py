@@ -87,6 +87,7 @@ class Network:
     gateway: str  # CIDR
     aux: dict[str, str] = field(default_factory=dict)  # name -> CIDR
     ipam_options: dict | None = None
+    internal: bool = False  # --internal: no way out, so no external connectivity
 
 
 @dataclass
@@ -147,14 +148,16 @@ class Dockerd:
 
     def network_create(self, name: str, subnet: str | None = None, gateway: str | None = None,
                        driver_opts: dict | None = None, ipam_opts: dict | None = None,
-                       aux: dict | None = None, network_id: str | None = None) -> Network:
+                       aux: dict | None = None, network_id: str | None = None,
+                       internal: bool = False) -> Network:
         if not hasattr(self, "space"):
             self.activate()
         network_id = network_id or secrets.token_hex(32)
         pool = self.post("IpamDriver.RequestPool", {
             "AddressSpace": self.space, "Pool": subnet or "", "SubPool": "",
             "Options": dict(ipam_opts or {}), "V6": False})
-        net = Network(name, network_id, pool["PoolID"], pool["Pool"], "", {}, ipam_opts)
+        net = Network(name, network_id, pool["PoolID"], pool["Pool"], "", {}, ipam_opts,
+                      internal)
         try:
             net.gateway = self.post("IpamDriver.RequestAddress", {
                 "PoolID": net.pool_id, "Address": gateway or "",
@@ -163,7 +166,8 @@ class Dockerd:
                 net.aux[key] = self.post("IpamDriver.RequestAddress", {
                     "PoolID": net.pool_id, "Address": ip, "Options": None})["Address"]
             options = {"com.docker.network.enable_ipv6": False,
-                       "com.docker.network.generic": dict(driver_opts or {})}
+                       "com.docker.network.generic": dict(driver_opts or {}),
+                       **({"com.docker.network.internal": True} if internal else {})}
             self.post("NetworkDriver.CreateNetwork", {
                 "NetworkID": network_id, "Options": options,
                 "IPv4Data": [{"AddressSpace": self.space, "Pool": net.pool,
@@ -237,8 +241,18 @@ class Dockerd:
         container.gateway = joined.get("Gateway")
         self.sandbox.attach(container)
         self.containers[name] = container
-        self.post("NetworkDriver.ProgramExternalConnectivity",
-                  {**ids, "Options": sandbox_options})
+        if not net.internal:
+            try:
+                self.post("NetworkDriver.ProgramExternalConnectivity",
+                          {**ids, "Options": sandbox_options})
+            except PluginCallError:  # the start fails: Docker undoes the join
+                self.containers.pop(name)
+                self.sandbox.detach(container)
+                self.post_logged("NetworkDriver.Leave", ids)
+                self.post_logged("NetworkDriver.DeleteEndpoint", ids)
+                self.post_logged("IpamDriver.ReleaseAddress",
+                                 {"PoolID": net.pool_id, "Address": address.split("/")[0]})
+                raise
         for _ in range(2):  # once for the sandbox, once for the container's port info
             self.post("NetworkDriver.EndpointOperInfo", ids)
         return container
@@ -246,7 +260,8 @@ class Dockerd:
     def stop(self, name: str, after_leave=None) -> None:
         container = self.containers.pop(name)
         ids = {"NetworkID": container.network.id, "EndpointID": container.endpoint_id}
-        self.post_logged("NetworkDriver.RevokeExternalConnectivity", ids)
+        if not container.network.internal:
+            self.post_logged("NetworkDriver.RevokeExternalConnectivity", ids)
         self.post_logged("NetworkDriver.Leave", ids)
         if after_leave is not None:
             after_leave(container)

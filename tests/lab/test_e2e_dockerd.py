@@ -127,6 +127,7 @@ def test_mtu_and_internal_networks(env):
     for dh in (h1, h2):
         dh.docker("network", "create", *GREEN, "green")
     assert controller.client.network("green")["mtu"] == 1400
+    assert controller.client.network("green")["egress"] is False, "--internal: no way out"
     g1, g2 = h1.run("g1", "green"), h2.run("g2", "green")
     for dh, name in ((h1, "g1"), (h2, "g2")):
         assert dh.exec(name, "cat", "/sys/class/net/eth0/mtu") == "1400"

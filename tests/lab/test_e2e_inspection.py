@@ -1,11 +1,10 @@
 """Flow inspection, audit and trace on the lab, against what OVS itself says."""
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from tests.helpers import eventually
+from tests.lab.ofproto_trace import both_traces
 from tests.slot import needs_lab
 
 pytestmark = [pytest.mark.lab, needs_lab]
@@ -109,35 +108,11 @@ def test_trace_arp_for_an_unknown_address_says_why_it_is_dropped(fabric, pair):
     assert "10.30.0.250" in verdict["reason"] and "unknown addresses" in verdict["reason"]
 
 
-def _ofproto_trace_tables(host, flow: str) -> tuple[list[tuple[int, int]], str]:
-    """(table, priority) of each br-int flow ofproto/trace hit, and its datapath actions.
-
-    A tunnel output continues into br-phy (userspace tunnelling): those hits are not ours."""
-    out = host.appctl("ofproto/trace", "br-int", flow)
-    hits, bridge = [], None
-    for line in out.splitlines():
-        if (named := re.search(r'bridge\("([^"]+)"\)', line)):
-            bridge = named.group(1)
-        elif bridge == "br-int" and (hit := re.match(r"\s*(\d+)\. .*priority (\d+)", line)):
-            hits.append((int(hit.group(1)), int(hit.group(2))))
-    actions = re.search(r"^Datapath actions: (.*)$", out, re.MULTILINE).group(1)
-    return hits, actions
-
-
 @pytest.mark.parametrize("target", ["same_network", "other_network"])
 def test_trace_agrees_with_ofproto_trace(fabric, pair, target):
     (a, ep_a), (_, ep_b), (_, ep_c) = pair
     dst = ep_b if target == "same_network" else ep_c
-    ours = fabric.client.request("POST", "/v1/trace", {"from": ep_a["id"], "to": dst["id"]})
-    our_hits = [(h["table"], h["flow"]["priority"]) for h in ours["hops"]
-                if h["step"] == "table" and h["host"] == "h1"]
-    in_port = next(p["port_no"] for p in fabric.client.request("GET", "/v1/hosts/h1/ports")
-                   if p["endpoint"] and p["endpoint"]["id"] == ep_a["id"])
-    hits, actions = _ofproto_trace_tables(
-        fabric.lab.host("h1"),
-        f"in_port={in_port},icmp,dl_src={ep_a['mac']},dl_dst={dst['mac']},"
-        f"nw_src={ep_a['ip']},nw_dst={dst['ip']},icmp_type=8")
-    assert our_hits == hits
+    ours, actions = both_traces(fabric, ep_a, dst["id"], dst["ip"], dst["mac"])
     if target == "same_network":
         assert "tnl_push" in actions and ours["verdict"]["result"] == "delivered"
     else:

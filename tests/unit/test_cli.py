@@ -121,7 +121,7 @@ def test_networks(api, cli):
     net = FabricClient(api).network("red")
     row, = rows(cli("--api", api, "networks", "list")[1])
     assert row == {"NAME": "red", "SUBNET": "10.1.0.0/24", "GATEWAY": "10.1.0.1", "VNI": "500",
-                   "MTU": "1400", "ID": net["id"]}
+                   "MTU": "1400", "EGRESS": "yes", "ID": net["id"]}
     code, out, _ = cli("--api", api, "--json", "networks", "show", net["id"])
     assert json.loads(out) == net
     assert cli("--api", api, "networks", "delete", "red")[0] == 0

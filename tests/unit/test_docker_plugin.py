@@ -586,7 +586,9 @@ def test_endpoints_orphaned_by_an_unreachable_controller_are_swept(api, hosts):
     api.create_endpoint("blue", "h1", name="not-dockers")  # the sweep leaves it alone
     with h1.controller_unreachable():
         h1.docker.stop("gone")
+    # Its published ports, if any, go with the endpoint when the sweep deletes it.
     assert [(w.method, w.status) for w in h1.docker.warnings] == [
+        ("NetworkDriver.RevokeExternalConnectivity", 503),
         ("NetworkDriver.DeleteEndpoint", 503), ("IpamDriver.ReleaseAddress", 503)]
     assert gone.src_name not in h1.veths.links, "the veth went at once"
     assert any(e["name"] == gone.endpoint_id for e in api.endpoints())
@@ -719,3 +721,85 @@ def test_plugin_command_line_from_the_environment(monkeypatch):
     monkeypatch.delenv("OVSFABRIC_HOST")
     with pytest.raises(SystemExit):
         main.main(["plugin"])
+
+
+# ---- external connectivity: -p and --internal -----------------------------------------------
+
+def test_run_p_publishes_the_ports_and_stop_unpublishes_them(api, hosts):
+    host = hosts[0]
+    host.docker.network_create("blue", "10.30.0.0/24", driver_opts={OPT: "blue"})
+    host.docker.run("web", "blue", ports=((80, 8080), (443, 8443)))
+    [ep] = api.endpoints(host="h1")
+    assert api.published(ep["id"]) == [
+        {"protocol": "tcp", "port": 80, "host_port": 8080, "host": "h1", "host_ip": "192.0.2.1"},
+        {"protocol": "tcp", "port": 443, "host_port": 8443, "host": "h1",
+         "host_ip": "192.0.2.1"}]
+    host.docker.stop("web")
+    assert api.endpoints(host="h1") == []
+    assert api.request("GET", "/v1/hosts/h1")["name"] == "h1"
+
+
+def test_a_host_port_taken_fails_the_start_and_publishes_nothing(api, hosts):
+    host = hosts[0]
+    host.docker.network_create("blue", "10.30.0.0/24", driver_opts={OPT: "blue"})
+    web = host.docker.run("web", "blue", ports=((80, 8080),))
+    with pytest.raises(PluginCallError) as err:
+        host.docker.run("other", "blue", ports=((81, 8081), (80, 8080)))
+    assert err.value.method == "NetworkDriver.ProgramExternalConnectivity"
+    assert "8080" in err.value.err
+    [ep] = api.endpoints(host="h1")
+    assert ep["name"] == web.endpoint_id, "the failed container's endpoint is gone"
+    assert [p["host_port"] for p in api.published(ep["id"])] == [8080]
+
+
+def test_a_host_port_range_takes_the_first_free_one(api, hosts):
+    host = hosts[0]
+    host.docker.network_create("blue", "10.30.0.0/24", driver_opts={OPT: "blue"})
+    host.docker.run("a", "blue", ports=((80, 9000),))
+    c = host.docker.run("b", "blue")
+    ep = api.endpoints(host="h1")
+    [b] = [e for e in ep if e["name"] == c.endpoint_id]
+    program = {"NetworkID": host.docker.networks["blue"].id, "EndpointID": c.endpoint_id,
+               "Options": {"com.docker.network.portmap": [
+                   {"Proto": 17, "IP": "", "Port": 53, "HostIP": "", "HostPort": 0},
+                   {"Proto": 6, "IP": "", "Port": 80, "HostIP": "", "HostPort": 9000,
+                    "HostPortEnd": 9002}]}}
+    assert host.docker.post("NetworkDriver.ProgramExternalConnectivity", program) == {}
+    assert [(p["protocol"], p["port"], p["host_port"]) for p in api.published(b["id"])] == [
+        ("tcp", 80, 9001), ("udp", 53, 49152)]
+    # Sent again (a daemon replaying it): nothing more.
+    assert host.docker.post("NetworkDriver.ProgramExternalConnectivity", program) == {}
+    assert len(api.published(b["id"])) == 2
+
+
+@pytest.mark.parametrize("entry, says", [
+    ({"Proto": 132, "Port": 80, "HostPort": 8080}, "tcp and udp"),
+    ({"Proto": 6, "Port": 80, "HostIP": "127.0.0.1", "HostPort": 8080}, "outside address"),
+    ({"Proto": 6, "Port": 80, "HostPort": 8080, "HostPortEnd": 8000}, "below"),
+    ({"Proto": 6, "Port": 0, "HostPort": 8080}, "container's Port"),
+])
+def test_port_maps_the_fabric_cannot_publish_are_refused(api, hosts, entry, says):
+    host = hosts[0]
+    host.docker.network_create("blue", "10.30.0.0/24", driver_opts={OPT: "blue"})
+    c = host.docker.run("c", "blue")
+    with pytest.raises(PluginCallError) as err:
+        host.docker.post("NetworkDriver.ProgramExternalConnectivity", {
+            "NetworkID": host.docker.networks["blue"].id, "EndpointID": c.endpoint_id,
+            "Options": {"com.docker.network.portmap": [entry]}})
+    assert err.value.status == 400 and says in err.value.err
+    [ep] = api.endpoints(host="h1")
+    assert api.published(ep["id"]) == []
+
+
+def test_internal_networks_have_no_egress_and_must_agree_across_hosts(api, hosts):
+    hosts[0].docker.network_create("blue", "10.30.0.0/24", driver_opts={OPT: "blue"},
+                                   ipam_opts={OPT: "blue"}, internal=True)
+    assert network_named(api, "blue")["egress"] is False
+    hosts[0].docker.run("c", "blue", ports=((80, 8080),))  # no ProgramExternalConnectivity
+    [ep] = api.endpoints(host="h1")
+    assert api.published(ep["id"]) == []
+    with pytest.raises(PluginCallError) as err:
+        hosts[1].docker.network_create("blue", "10.30.0.0/24", driver_opts={OPT: "blue"},
+                                       ipam_opts={OPT: "blue"})
+    assert "has no egress: create this Docker network with --internal" in err.value.err
+    assert network_named(api, "blue")["egress"] is False

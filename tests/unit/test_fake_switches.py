@@ -119,7 +119,9 @@ class FakeSwitch:
 @pytest.fixture(scope="module")
 def controller(tmp_path_factory):
     state = str(tmp_path_factory.mktemp("openflow") / "ovsfabric.db")
-    proc = ControllerProcess(state, "127.0.0.1", api_port=API_PORT, openflow_port=OPENFLOW_PORT)
+    # Switches that ignore requests are the point of some tests: not 10 s of waiting each.
+    proc = ControllerProcess(state, "127.0.0.1", api_port=API_PORT, openflow_port=OPENFLOW_PORT,
+                             extra_args=("--switch-reply-timeout", "2"))
     proc.start()
     yield proc
     proc.stop()
@@ -266,7 +268,7 @@ def test_inspection_of_a_misbehaving_switch_answers_as_documented(controller, st
     try:
         assert switch.handshake_done.wait(5)
         assert eventually(lambda: openflow_connected(controller, name))
-        # In parallel: an ignored request takes the controller's 10 s reply timeout.
+        # In parallel: an ignored request takes the controller's reply timeout.
         with concurrent.futures.ThreadPoolExecutor(len(calls)) as pool:
             answers = list(pool.map(lambda call: requests.request(
                 call[0], controller.url + call[2], json=call[3], timeout=30), calls))

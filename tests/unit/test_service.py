@@ -126,3 +126,80 @@ def test_endpoints_are_listed_in_the_order_they_were_made(service):
     assert service.endpoints(network="red", host="h1")[1] == [made[2]]
     with pytest.raises(NotFound):
         service.endpoints(network="green")
+
+
+def test_routers_are_the_admins_and_published_ports_their_hosts(service):
+    theirs, _ = service.create_endpoint(ADMIN, "red", "h2")
+    mine, _ = service.create_endpoint(H1, "red", "h1")
+    before = service.store.snapshot()
+    refusals = [
+        lambda: service.create_router(H1, "r1"),
+        lambda: service.publish_port(H1, theirs.id, "tcp", 80),
+        lambda: service.set_network_egress(H1, "red", False),  # the admin's network
+    ]
+    for refused in refusals:
+        with pytest.raises(Forbidden, match="manage host h1's"):
+            refused()
+    assert service.store.snapshot() is before
+    published, host = service.publish_port(H1, mine.id, "tcp", 80)
+    assert (published.host_port, host.name) == (49152, "h1")
+    with pytest.raises(Forbidden):
+        service.unpublish_port(Scope("h2"), mine.id, "tcp", 49152)
+    service.unpublish_port(H1, mine.id, "tcp", 49152)
+    assert service.published(mine.id)[2] == []
+
+
+def test_router_use_cases_return_after_the_store_write(service):
+    ep, _ = service.create_endpoint(ADMIN, "red", "h1")
+    service.create_router(ADMIN, "r1")
+    router = service.attach_network(ADMIN, "r1", "red")
+    assert service.set_routes(ADMIN, "r1", [("0.0.0.0/0", ep.ip)]).routes[0].nexthop == ep.ip
+    service.set_routes(ADMIN, "r1", [])
+    service.detach_network(ADMIN, "r1", "red")
+    service.delete_router(ADMIN, "r1")
+    with pytest.raises(NotFound):
+        service.store.get_router(router.id)
+    assert service.set_network_egress(ADMIN, "red", False).egress is False
+
+
+def test_router_and_published_port_writes_wait_for_the_hosts_they_concern(service,
+                                                                          monkeypatch):
+    waited = []
+    monkeypatch.setattr(service.fabric, "wait_programmed",
+                        lambda hosts, revision, bound=None, timeout=None:
+                        waited.append((hosts, revision)) or True)
+    ep, _ = service.create_endpoint(ADMIN, "red", "h1")
+    service.create_network(ADMIN, "blue", "10.1.0.0/24")
+    service.create_endpoint(ADMIN, "blue", "h2")
+    service.create_router(ADMIN, "r1")
+    waited.clear()
+    service.attach_network(ADMIN, "r1", "red")
+    service.attach_network(ADMIN, "r1", "blue")
+    service.set_routes(ADMIN, "r1", [("0.0.0.0/0", ep.ip)])
+    service.set_routes(ADMIN, "r1", [])
+    service.detach_network(ADMIN, "r1", "blue")
+    service.publish_port(ADMIN, ep.id, "tcp", 80)
+    service.set_network_egress(ADMIN, "blue", False)
+    assert [hosts for hosts, _ in waited] == [
+        {"h1"}, {"h1", "h2"}, {"h1", "h2"}, {"h1", "h2"}, {"h1", "h2"}, {"h1"}, {"h2"}]
+    # Each waits for the revision its own write made.
+    assert [revision for _, revision in waited] == list(range(waited[0][1],
+                                                              waited[0][1] + 7))
+
+
+def test_an_endpoint_in_a_routed_network_waits_for_the_routers_hosts(service, monkeypatch):
+    """Hosts of the router's other networks route to the new endpoint: they must have its
+    flows before the answer."""
+    service.create_endpoint(ADMIN, "red", "h1")
+    service.create_network(ADMIN, "blue", "10.1.0.0/24")
+    service.create_router(ADMIN, "r1")
+    service.attach_network(ADMIN, "r1", "red")
+    service.attach_network(ADMIN, "r1", "blue")
+    waited = []
+    monkeypatch.setattr(service.fabric, "wait_programmed",
+                        lambda hosts, revision, bound=None, timeout=None:
+                        waited.append(hosts) or True)
+    service.create_endpoint(ADMIN, "blue", "h2")
+    service.detach_network(ADMIN, "r1", "blue")
+    service.create_endpoint(ADMIN, "blue", "h2")
+    assert waited == [{"h1", "h2"}, {"h1", "h2"}, {"h2"}]
