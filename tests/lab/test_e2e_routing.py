@@ -20,8 +20,9 @@ from tests.slot import needs_lab
 
 pytestmark = [pytest.mark.lab, needs_lab]
 
-ROUTER_COOKIE = "cookie=0x05"  # flows.pipeline KINDS: 5 is a router's
-NETWORK_COOKIE = re.compile(r"cookie=0x3[0-9a-f]{14},")  # 3 a network's (kind in the top byte)
+# flows.pipeline KINDS: the kind is the cookie's top byte, 5 a router's
+ROUTER_COOKIE = re.compile(r"cookie=0x5[0-9a-f]{14},")
+NETWORK_COOKIE = re.compile(r"cookie=0x3[0-9a-f]{14},")  # 3 a network's
 
 
 def serve_name(container, port: int, name: str) -> subprocess.Popen:
@@ -217,6 +218,8 @@ def test_controller_killed_during_a_routed_ping_loses_nothing(fabric, routed):
 def test_detaching_and_deleting_leave_no_router_flow(fabric, routed):
     api = fabric.client
     (fa, _), (_, ep_ba) = routed["fa"], routed["ba"]
+    # The check below sees routers' flows: they are there before.
+    assert any(ROUTER_COOKIE.search(line) for line in flow_table(fabric.lab.hosts[0]))
     api.request("DELETE", "/v1/routers/r2/networks/dmz")
     api.request("DELETE", "/v1/routers/r2/networks/other")
     api.request("DELETE", "/v1/routers/r2")
@@ -225,7 +228,8 @@ def test_detaching_and_deleting_leave_no_router_flow(fabric, routed):
     api.request("DELETE", "/v1/routers/r1/networks/front")
     api.request("DELETE", "/v1/routers/r1")
     for host in fabric.lab.hosts:
-        assert eventually(lambda: not any(ROUTER_COOKIE in line for line in flow_table(host)))
+        assert eventually(lambda: not any(ROUTER_COOKIE.search(line)
+                                          for line in flow_table(host)))
         # What stays is each network's own way out of the fabric (router_in, to nat).
         assert not [line for line in flow_table(host)
                     if "table=11," in line or "table=12," in line or "table=14," in line
