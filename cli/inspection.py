@@ -121,6 +121,9 @@ def trace_lines(result: dict, names: dict[str, str]) -> list[str]:
         elif hop["step"] == "tunnel":
             lines.append(f"{host}  tunnel  VNI {hop.get('vni')} -> {hop.get('remote_host')} "
                          f"(port {hop.get('port')})")
+        elif hop["step"] == "leave":
+            lines.append(f"{host}  leave the fabric (port {hop.get('port')}, to the physical "
+                         "bridge)")
         else:
             who = names.get(hop.get("endpoint"), hop.get("endpoint"))
             lines.append(f"{host}  deliver to endpoint {who} (port {hop.get('port')})")
@@ -151,6 +154,8 @@ def verdict_line(verdict: dict, names: dict[str, str]) -> str:
         text = f"DELIVERED to {reached}" if reached else "DELIVERED"
         # The reason matters when it says more than who got it (an ARP reply, a missed one).
         return text if reason in (None, f"delivered to {reached}") else f"{text}: {reason}"
+    if verdict["result"] == "leaves":
+        return f"LEAVES from {verdict['host']}: {reason}"
     text = "DROPPED"
     if verdict.get("host"):
         text += f" on {verdict['host']}"

@@ -401,6 +401,10 @@ def test_trace_verdict_says_why_when_the_names_do_not():
         "DELIVERED to web-1: ARP request for 10.0.0.3 answered by the fabric"
     nothing = {"result": "dropped", "endpoints": [], "reason": "no hop was taken"}
     assert verdict_line(nothing, {}) == "DROPPED: no hop was taken"
+    out = {"result": "leaves", "endpoints": [], "host": "h1",
+           "reason": "leaves the fabric from host h1 as 192.0.2.1:40000 (source NAT)"}
+    assert verdict_line(out, {}) == \
+        "LEAVES from h1: leaves the fabric from host h1 as 192.0.2.1:40000 (source NAT)"
 
 
 def test_trace_dropped_is_a_result_not_an_error(stub, cli):
