@@ -4,6 +4,10 @@ The store is the truth. Every committed change recomputes the OVSDB configuratio
 hosts whose ports it touched (compared before anything is sent), records which compile units
 (networks, endpoints) it touched on each host of the networks concerned, and wakes those hosts'
 switch sessions, which recompile just those units and send only the difference.
+
+A host has two switches: its integration bridge, and its physical bridge (the way out of the
+fabric), whose few flows are rebuilt whole on every change; the fabric also resolves each
+host's egress next hop through the physical bridge (controller.neighbours).
 """
 from __future__ import annotations
 
