@@ -744,7 +744,8 @@ def test_switches_that_connect_before_their_hosts_are_registered(fabric, net, tm
             f.seek(offset)
             return set(re.findall(r"switch (\w+) connected but belongs to no registered host",
                                   f.read()))
-    assert eventually(lambda: len(orphans()) == len(fabric.lab.hosts), 10), \
+    # Each host's two switches: its integration and its physical bridge.
+    assert eventually(lambda: len(orphans()) == 2 * len(fabric.lab.hosts), 10), \
         "the switches did not connect to the new controller before registration"
     t0 = time.monotonic()
     for host in fabric.lab.hosts:
@@ -753,3 +754,9 @@ def test_switches_that_connect_before_their_hosts_are_registered(fabric, net, tm
     report("hosts registered after their switches connected",
            all_connected_s=f"{time.monotonic() - t0:.2f}")
     wait_clean(fabric)
+
+    def physical_managed() -> bool:  # the flows gauge names each managed switch
+        text = requests.get(fabric.controller.url + "/metrics", timeout=5).text
+        return all(f'ovsfabric_flows{{host="{h.name}/br-phy"}}' in text
+                   for h in fabric.lab.hosts)
+    assert eventually(physical_managed, 10), "the physical bridges were taken over too"
