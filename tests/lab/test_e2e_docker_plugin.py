@@ -167,8 +167,9 @@ def test_containers_on_two_hosts_ping(env):
         port = ovs_port(dh.host, ep["port"])
         live = [f for f in api.endpoint_flows(ep["id"])
                 if f["host"] == dh.host.name and f.get("packets") is not None]
-        # anti-spoofing (2), ARP reply and delivery
-        ready[c.name] = (port and port["iface-id"] == ep["id"], len(live) == 4)
+        # anti-spoofing (2), ARP reply, delivery, and its transit address out and back (2,
+        # the way out of the fabric through the host's physical bridge)
+        ready[c.name] = (port and port["iface-id"] == ep["id"], len(live) == 6)
 
     a = h1.docker.run("a", "blue", before_join=lambda c: before_join(c, h1))
     b = h2.docker.run("b", "blue", before_join=lambda c: before_join(c, h2))
