@@ -113,6 +113,14 @@ class ReconcileView(BaseModel):
     seconds: float = Field(description="reading, comparing and correcting, barrier included")
 
 
+class PhysicalView(BaseModel):
+    dpid: str = Field(description="the datapath id the controller gives it, hex")
+    flows: Optional[int] = Field(description="flows the controller keeps on it")
+    flow_mods_sent: Optional[int] = Field(description="since this controller process started")
+    last_reconcile: Optional[ReconcileView] = None
+    fail_secure: bool = Field(description="its flows are in: fail_mode secure")
+
+
 class HostView(BaseModel):
     name: str
     ovsdb: str
@@ -128,6 +136,9 @@ class HostView(BaseModel):
     last_reconcile: Optional[ReconcileView] = Field(
         None, description="the last full reconciliation of the switch's table (on connect)")
     error: Optional[str] = Field(description="the last OVSDB error, if any")
+    physical: Optional[PhysicalView] = Field(
+        None, description="the host's physical bridge (br-phy) as a switch of the "
+        "controller's; none: not connected")
     egress_ip: Optional[str] = Field(
         None, description="the address its containers leave from; none: tunnel_ip")
 

@@ -118,6 +118,8 @@ def test_the_physical_bridge_is_the_controllers_and_forwards_as_before(fabric, l
                                        "fail_mode").strip() == "secure", 10)
     table = physical_table(h1)
     assert any("priority=0" in line and "actions=NORMAL" in line for line in table), table
+    view = fabric.client.host("h1")["physical"]
+    assert view["fail_secure"] and view["flows"] == len(table), view
     # The host's own address still answers from the outside; tunnels still carry (the lab's
     # other tests hold them to that).
     assert outside.exec("ping", "-c2", "-W1", "-i0.2", h1.tunnel_ip, check=False).returncode == 0
@@ -273,6 +275,8 @@ def test_a_controller_kill_loses_no_egress_or_published_connection(
         for h in hosts for name in (h.name, f"{h.name}/{PHYSICAL_BRIDGE}")), 10) or \
         pytest.fail(_mods_report(fabric, hosts))
     assert {h.name: (flow_table(h), physical_table(h)) for h in hosts} == before
+    assert [(h["flow_mods_sent"], h["physical"]["flow_mods_sent"])
+            for h in fabric.client.hosts()] == [(0, 0)] * len(hosts)
 
 
 def _reconciled(fabric, name: str) -> bool:
