@@ -83,20 +83,25 @@ class Outside:
     def exec(self, *args, check: bool = True) -> subprocess.CompletedProcess:
         return run(args, netns=self.netns, check=check)
 
-    def capture(self, bpf: str) -> "Capture":
-        return Capture(self.netns, bpf)
+    def capture(self, bpf: str, verbose: bool = False) -> "Capture":
+        return Capture(self.netns, bpf, verbose)
 
 
 class Capture:
-    """tcpdump on the outside's interface; ``stop`` returns the packet lines it printed."""
+    """tcpdump on the outside's interface; ``stop`` returns the packet lines it printed
+    (``verbose``: with the IP header's fields, such as the TTL, on a line of their own)."""
 
-    def __init__(self, namespace: str, bpf: str):
+    def __init__(self, namespace: str, bpf: str, verbose: bool = False):
         self._out = tempfile.TemporaryFile(mode="w+")
         self._proc = subprocess.Popen(
-            ["ip", "netns", "exec", namespace, "tcpdump", "-n", "-l", "-i", IFACE, bpf],
+            ["ip", "netns", "exec", namespace, "tcpdump", "-n", "-l", *(["-v"] if verbose else []),
+             "-i", IFACE, bpf],
             stdout=self._out, stderr=subprocess.PIPE, text=True)
-        # tcpdump says "listening on" once its filter is in place.
-        said = [self._proc.stderr.readline() for _ in range(2)]
+        # tcpdump says "listening on" once its filter is in place (after a hint on verbosity
+        # when not verbose).
+        said = []
+        while len(said) < 2 and not any("listening" in line for line in said):
+            said.append(self._proc.stderr.readline())
         if not any("listening" in line for line in said):
             raise RuntimeError(f"tcpdump did not start: {said}")
 

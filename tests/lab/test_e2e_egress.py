@@ -150,6 +150,30 @@ def test_egress_leaves_from_each_containers_own_host_and_the_reply_arrives(
         assert not any(c.ip in line for line in lines), "no container address leaves"
 
 
+def test_a_routed_network_leaves_through_its_router_from_its_host(fabric, lab, outside):
+    api = fabric.client
+    network = api.create_network("routed", "10.62.0.0/24")
+    api.create_router("rx")
+    api.attach_network("rx", "routed")
+    try:
+        c, ep = fabric.attach("h2", "rt2", "routed")
+        c.configure(ep["mac"], ep["ip"], ep["prefix_len"], ep["mtu"],
+                    gateway=network["gateway"])
+        capture = outside.capture(f"tcp port {WHO_PORT}", verbose=True)
+        seen = eventually(lambda: who_am_i(c), 10)
+        lines = capture.stop()
+        assert seen is not None and seen.split()[0] == lab.host("h2").tunnel_ip, seen
+        # Routed once on the way out: the TTL the container sent (64) less one.
+        headers = [line for line in lines if "proto TCP" in line]
+        sources = [line for line in lines if f"> {OUTSIDE_IP}.{WHO_PORT}" in line]
+        assert sources and all(line.split()[0].startswith(lab.host("h2").tunnel_ip + ".")
+                               for line in sources), sources
+        assert headers and any("ttl 63" in line for line in headers), headers
+    finally:
+        api.detach_network("rx", "routed")
+        api.delete_router("rx")
+
+
 def connect_from_outside(outside, address: str, port: int) -> str | None:
     code = ("import socket,sys;s=socket.create_connection((sys.argv[1],int(sys.argv[2])),"
             "timeout=2);print(s.recv(100).decode().strip())")
