@@ -6,12 +6,14 @@ on the unit itself and on what the host has (its wiring), so that a change recom
 the units it touched (see flows.host_flows) and the work per new endpoint grows with the
 hosts of its network, not with the size of the network or of the fabric.
 
-Flows per host: 4 fixed, 6 per network present, 4 per local endpoint (2 anti-spoofing, ARP
-reply, delivery) and 1 per remote endpoint (into its host's tunnel). ARP requests for a
-remote address are answered by the responder on the address's own host, reached through the
-tunnel: a remote endpoint needs no ARP flow, and no endpoint ever sees an ARP request.
-With a physical bridge patched in, the way out (flows.egress) adds 4 per host, 2 or 4 per
-network, 2 per local endpoint and 1 per published port.
+Flows per host: 11 fixed (each table's miss flow, and ARP from a tunnel), 6 per network
+present, 4 per local endpoint (2 anti-spoofing, ARP reply, delivery) and 1 per remote endpoint
+(into its host's tunnel). ARP requests for a remote address are answered by the responder on
+the address's own host, reached through the tunnel: a remote endpoint needs no ARP flow, and no
+endpoint ever sees an ARP request.
+With a physical bridge patched in, the way out (flows.egress) adds 4 per host, 1 to 4 per
+network (its way to nat: 1 on a router, 3 on none; 1 more with egress), 2 per local endpoint
+and 1 per published port.
 """
 from __future__ import annotations
 
