@@ -148,6 +148,7 @@ def test_egress_leaves_from_each_containers_own_host_and_the_reply_arrives(
         assert any(f"{address}." in line and f"> {OUTSIDE_IP}.{WHO_PORT}" in line
                    for line in lines), lines
         assert not any(c.ip in line for line in lines), "no container address leaves"
+        assert c.ping(OUTSIDE_IP, count=2, timeout=2), f"ping from {host} to the outside"
 
 
 def test_a_routed_network_leaves_through_its_router_from_its_host(fabric, lab, outside):
@@ -192,6 +193,7 @@ def test_without_egress_nothing_leaves_and_turning_it_on_opens_the_way(
     capture = outside.capture(f"tcp port {WHO_PORT}")
     assert who_am_i(open_c), "positive control: an egress network's container gets out"
     tries = [who_am_i(c) for _ in range(3)]
+    assert not c.ping(OUTSIDE_IP, count=2, timeout=1), "no ping out either"
     lines = capture.stop()
     assert tries == [None] * 3
     sources = {line.split()[2].rsplit(".", 1)[0] for line in lines if " > " in line}
