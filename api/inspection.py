@@ -85,14 +85,24 @@ def register(api: Api, fabric: Fabric) -> None:
         desired = fabric.desired_table(host)
         if desired is None:
             raise Unavailable(f"host {host!r}: its OVSDB view is not ready, nothing to compare")
+        owners = Owners(store.snapshot())
+        result = {"host": host, **compare(host, desired, switch, owners)}
+        # The host's physical bridge, when the controller keeps its flows, is held to its
+        # desired table too: the host is in sync when both are.
+        physical = fabric.physical_switch(host)
+        desired_physical = fabric.desired_physical_table(host) if physical else None
+        if desired_physical is not None:
+            result["physical"] = compare(host, desired_physical, physical, owners)
+            result["in_sync"] = result["in_sync"] and result["physical"]["in_sync"]
+        return result
+
+    def compare(host: str, desired: dict, switch, owners: Owners) -> dict:
         stats = {f.key: s for s in switch.flow_stats() for f in [flow_from_stats(s)]}
         installed = {key: flow_from_stats(s) for key, s in stats.items()}
         changes = diff(desired, installed)
-        owners = Owners(store.snapshot())
         changed_keys = {f.key for f in changes.add} & installed.keys()
         return {
-            "host": host, "in_sync": not changes, "installed": len(installed),
-            "desired": len(desired),
+            "in_sync": not changes, "installed": len(installed), "desired": len(desired),
             "missing": [flow_view(host, f, owners) for f in changes.add
                         if f.key not in changed_keys],
             "extra": [flow_view(host, f, owners, stats[f.key]) for f in changes.delete],

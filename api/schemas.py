@@ -266,14 +266,20 @@ class FlowView(BaseModel):
     hard_timeout: int = 0
 
 
-class AuditView(BaseModel):
-    host: str
+class AuditPart(BaseModel):
     in_sync: bool
     installed: int
     desired: int
     missing: list[FlowView] = Field(description="desired but not on the switch")
     extra: list[FlowView] = Field(description="on the switch but not desired")
     different: list[FlowView] = Field(description="on the switch with other actions or owner")
+
+
+class AuditView(AuditPart):
+    host: str
+    physical: Optional[AuditPart] = Field(
+        None, description="the host's physical bridge, when the controller keeps its flows; "
+        "in_sync above holds for both")
 
 
 class PortEndpoint(BaseModel):

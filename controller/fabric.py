@@ -287,6 +287,11 @@ class Fabric:
             raise Unavailable(f"host {host!r} has no OpenFlow connection to the controller")
         return session
 
+    def physical_switch(self, host: str) -> SwitchSession | None:
+        """The session of the host's physical bridge, if it is connected."""
+        with self._lock:
+            return self.physical_switches.get(host)
+
     def desired_table(self, host: str) -> dict | None:
         """What the host's table should hold now (None while its OVSDB view is not ready),
         compiled whole: the reference that audits hold the switches to."""

@@ -226,6 +226,8 @@ def test_a_published_port_is_reachable_from_outside_and_not_after_delete(
     for host in lab.hosts:
         assert "tp_dst=8081" not in host.ofctl("dump-flows")
         assert "tp_dst=8081" not in host.ofctl("dump-flows", bridge=PHYSICAL_BRIDGE)
+        audit = fabric.client.audit(host.name)  # both bridges as the controller wants them
+        assert audit["in_sync"] and audit["physical"]["in_sync"], audit
 
 
 _UDP_ECHO = """
