@@ -38,9 +38,10 @@ import threading
 import time
 
 import common
-from common import (PROBER, add_internal_ports, count_flows, on_each_host, progress,
-                    summary_ms, wait_ports_programmed)
+from common import (PROBER, add_internal_ports, count_flows, dump_flows, on_each_host,
+                    progress, summary_ms, wait_ports_programmed)
 from compare import loadavg, per_side, versions, write
+from flows.pipeline import decode_cookie
 from lab import netns
 from lab.proc import run, stop_pid
 from sides import CLIENTS, FabricSide, add_lab_options, make_sides
@@ -496,12 +497,32 @@ def measure_flows(rt, networks: int, per_network: int) -> dict:
     filled = rt.populate(members)
     time.sleep(2)  # anything the control plane does after its converged signal is counted
     flows = {h.name: count_flows(h, rt.bridge, rt.of_version) for h in rt.lab.hosts}
-    return {"networks": networks, "endpoints_per_network": per_network,
+    busiest = max(rt.lab.hosts, key=lambda h: flows[h.name])
+    return {"flows_on_busiest_host": {"host": busiest.name,
+                                      **flow_breakdown(busiest, rt.bridge, rt.of_version)},
+            "networks": networks, "endpoints_per_network": per_network,
             "hosts": len(rt.lab.hosts), "filled": filled,
             # the pinger on h2 is one more endpoint of network 0, on both sides
             "flows_per_host_router_only": empty, "flows_per_host": flows,
             "flows_per_host_max": max(flows.values()),
             "flows_per_host_mean": round(statistics.mean(flows.values()), 1)}
+
+
+def flow_breakdown(host, bridge: str, version: str) -> dict:
+    """The host's flows by table, and by what made them (ovsfabric's cookie kinds)."""
+    by_table: dict[int, int] = {}
+    by_kind: dict[str, int] = {}
+    for line in dump_flows(host, bridge, version).splitlines():
+        if "actions=" not in line:
+            continue
+        head = line.split("actions=", 1)[0]  # the actions may hold a table= of their own
+        fields = dict(part.strip().split("=", 1) for part in head.split(",")
+                      if part.strip().split("=", 1)[0] in ("cookie", "table"))
+        table_id = int(fields.get("table", 0))
+        by_table[table_id] = by_table.get(table_id, 0) + 1
+        kind = decode_cookie(int(fields.get("cookie", "0"), 16))
+        by_kind[kind[0] if kind else "other"] = by_kind.get(kind[0] if kind else "other", 0) + 1
+    return {"by_table": dict(sorted(by_table.items())), "by_cookie_kind": by_kind}
 
 
 def step_flows(rts, args) -> dict:
