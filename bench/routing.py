@@ -31,6 +31,7 @@ import argparse
 import concurrent.futures
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -437,6 +438,17 @@ def iperf(client, server, seconds: int) -> dict:
                                                                  max(sent, 1), 1)}
 
 
+def sender_datapath_flows(setup) -> dict[str, list[str]]:
+    """The datapath flows (megaflows) on the clients' host that match each client's packets:
+    what every packet of the stream costs there once the first has been through the tables."""
+    for kind in ("same", "routed"):  # 1 s each, so that neither's flows have idled out
+        iperf(setup[kind], setup["server_c"], 1)
+    text = setup["same"].host.appctl("dpctl/dump-flows")
+    return {kind: [re.sub(r" packets:\d+, bytes:\d+, used:[^,]+,( flags:[^,]+,)?", "", line)
+                   for line in text.splitlines() if f"src={setup[kind].mac}" in line]
+            for kind in ("same", "routed")}
+
+
 def step_throughput(rts, args) -> dict:
     """Server in network 0 on h2; clients on h1: one in network 0 (same network), one in
     network 1 (routed). Each system's pair is measured in turn; rounds alternate the order.
@@ -491,6 +503,8 @@ def step_throughput(rts, args) -> dict:
                              f"{measured['gbps']:.2f} Gbit/s, {measured['retransmits']} "
                              f"retransmits, {measured['not_delivered_percent']} % not "
                              f"delivered (load average {loadavg()})")
+        for rt in rts:
+            setups[rt.name]["datapath"] = sender_datapath_flows(setups[rt.name])
     finally:
         for rt in rts:
             s = setups.get(rt.name)
@@ -510,6 +524,7 @@ def step_throughput(rts, args) -> dict:
                         "mtu": rt.mtu, "gbps": gbps[rt.name], "runs": details[rt.name],
                         "same_network_gbps": round(same, 3), "routed_gbps": round(routed, 3),
                         "routed_over_same": round(routed / same, 3),
+                        "sender_datapath_flows": setups[rt.name]["datapath"],
                         # each round's two runs are minutes apart at most: their ratio is less
                         # moved by the other load on the machine than the medians are
                         "routed_over_same_per_round": [
@@ -647,14 +662,14 @@ def parse_args(argv=None):
                    help="of them containers that ping through the router (default 20)")
     p.add_argument("--attach-repeats", type=int, help="attach calls timed (default 5)")
     p.add_argument("--iperf-seconds", type=int, default=10)
-    p.add_argument("--iperf-rounds", type=int, help="per system and path (default 5)")
+    p.add_argument("--iperf-rounds", type=int, help="per system and path (default 10)")
     p.add_argument("--flow-networks", type=int, default=10)
     p.add_argument("--flow-endpoints", type=int, default=100, help="per network")
     p.add_argument("--out", default=os.path.join(RESULTS, "routing.json"))
     add_lab_options(p)
     args = p.parse_args(argv)
     defaults = dict(convergence=(5, 50), attach_endpoints=(50, 200), attach_sampled=(5, 20),
-                    attach_repeats=(2, 5), iperf_rounds=(1, 5))
+                    attach_repeats=(2, 5), iperf_rounds=(1, 10))
     for name, (quick, full) in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)
