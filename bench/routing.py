@@ -532,8 +532,8 @@ def step_throughput(rts, args) -> dict:
                                                             gbps[rt.name]["same_network"])],
                         "retransmits_median": statistics.median(
                             d["retransmits"] for d in details[rt.name]),
-                        "not_delivered_percent_median": statistics.median(
-                            d["not_delivered_percent"] for d in details[rt.name])}
+                        "not_delivered_percent_median": round(statistics.median(
+                            d["not_delivered_percent"] for d in details[rt.name]), 1)}
         out[rt.name]["routed_over_same_per_round_median"] = round(statistics.median(
             out[rt.name]["routed_over_same_per_round"]), 3)
     return out
