@@ -12,6 +12,9 @@ entry, so that no ARP timer is measured.
                 pings its address every 5 ms: API call (OVN: lsp-add + addresses, then the
                 port plugged with its iface-id) until the first routed reply; p50/p95/p99,
                 samples of the two systems alternating
+  convergence_same_network
+                the same with the endpoint in network 0 (the pinger's), not routed: what
+                routing adds
   attach        a network holding N endpoints over the hosts (S of them containers, the rest
                 internal ports) attached to the router: from the attach call until each of
                 the S containers has a reply from the pinger through the router; repeated
@@ -294,9 +297,14 @@ def stop_all(procs) -> None:
 
 # --- convergence -----------------------------------------------------------------------------
 
-def convergence_sample(rt, i: int, settle: float) -> tuple[float | None, dict]:
-    k = TARGET_NET
+def convergence_sample(rt, k: int, i: int, settle: float) -> tuple[float | None, dict]:
+    """Network k's endpoint i on h1, pinged by the pinger of network 0 on h2: routed unless
+    k is 0, then with static neighbours both ways (compare.py's convergence)."""
     c = routed_container(rt, "h1", k, i)
+    prober = rt.side.prober
+    if k == 0:
+        c.neigh(prober.ip, prober.mac)
+        prober.neigh(c.ip, c.mac)
     ping = None
     try:
         ping = first_reply(rt.side.prober, net_ip(k, i), 5)
@@ -314,12 +322,20 @@ def convergence_sample(rt, i: int, settle: float) -> tuple[float | None, dict]:
 
 
 def step_convergence(rts, args) -> dict:
+    return measure_convergence(rts, args, TARGET_NET)
+
+
+def step_convergence_same_network(rts, args) -> dict:
+    return measure_convergence(rts, args, 0)
+
+
+def measure_convergence(rts, args, k: int) -> dict:
     samples = {rt.name: [] for rt in rts}
     marks = {rt.name: {} for rt in rts}
     failed = {rt.name: 0 for rt in rts}
     for n in range(args.convergence):
         for rt in rts:  # alternate, so that a burst of other load hits both
-            ms, m = convergence_sample(rt, CONVERGENCE_BASE + n, args.settle)
+            ms, m = convergence_sample(rt, k, CONVERGENCE_BASE + n, args.settle)
             if ms is None:
                 failed[rt.name] += 1
             else:
@@ -586,7 +602,8 @@ def step_flows(rts, args) -> dict:
     return per_side(rts, lambda rt: measure_flows(rt, args.flow_networks, args.flow_endpoints))
 
 
-STEPS = {"convergence": step_convergence, "attach": step_attach,
+STEPS = {"convergence": step_convergence,
+         "convergence_same_network": step_convergence_same_network, "attach": step_attach,
          "throughput": step_throughput, "flows": step_flows}
 
 
@@ -616,6 +633,9 @@ def table(results: dict) -> str:
         row(f"routed convergence {key[:3]}, ms", "convergence", key)
     row("  API call returned p50, ms", "convergence", "api_returned_p50_ms")
     row("  failed samples", "convergence", "failed")
+    for key in ("p50_ms", "p95_ms", "p99_ms"):
+        row(f"same-network convergence {key[:3]}, ms", "convergence_same_network", key)
+    row("  failed samples", "convergence_same_network", "failed")
     row("attach populated network: all pairs routed p50, ms", "attach", "all_routed_p50_ms")
     row("  all pairs routed max, ms", "attach", "all_routed_max_ms")
     row("  attach call returned p50, ms", "attach", "api_returned_p50_ms")
