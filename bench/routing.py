@@ -82,14 +82,6 @@ def net_mac(k: int, i: int) -> str:
     return f"02:be:{k:02x}:{(i >> 16) & 255:02x}:{(i >> 8) & 255:02x}:{i & 255:02x}"
 
 
-def placement(hosts, indices) -> dict[str, list[int]]:
-    """Endpoint i on host i mod N, as compare.py places its background endpoints."""
-    placed = {h.name: [] for h in hosts}
-    for i in indices:
-        placed[hosts[i % len(hosts)].name].append(i)
-    return placed
-
-
 def port_name(k: int, i: int) -> str:
     return f"b{k}x{i}"  # an internal port's name on its host (15 characters at most)
 
