@@ -38,7 +38,7 @@ import common
 from common import (PROBER, CpuWindow, count_flows, dump_flows, ip_for, mac_for, progress,
                     summary_ms, vswitchd_counter)
 from lab.proc import run
-from sides import FabricSide, OvnSide
+from sides import OvnSide, add_lab_options, make_sides
 
 RESULTS = os.path.join(common.ROOT, "bench", "results")
 CONVERGENCE_BASE, LOADED_BASE, API_BASE = 40000, 45000, 50000  # address indices per step
@@ -327,6 +327,7 @@ def parse_args(argv=None):
     p.add_argument("--settle", type=float, default=0.2,
                    help="seconds between creating a container's veth and the API call")
     p.add_argument("--out", default=os.path.join(RESULTS, "compare.json"))
+    add_lab_options(p)
     args = p.parse_args(argv)
     defaults = dict(convergence=(5, 50), bulk=(100, 1000), resync_flows=(600, 10000),
                     api=(40, 200))
@@ -342,7 +343,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    sides = [FabricSide(args.hosts), OvnSide(args.hosts)]
+    sides = make_sides(args)
     results: dict = {"meta": {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "hosts": args.hosts,
         "quick": args.quick, "steps": args.steps, "settle_s": args.settle,

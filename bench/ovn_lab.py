@@ -15,7 +15,7 @@ on the same machine, measured in the same run, keep the comparison a ratio.
 Daemons start from argument lists with --detach/--pidfile and stop by the PIDs in their
 pidfiles; cleanup() also removes what a killed run with the same prefix left behind.
 
-    python bench/ovn_lab.py up|down [--hosts 3] [--prefix ovnb]
+    python bench/ovn_lab.py up|down [--hosts 3] [--prefix ovnb] [--underlay CIDR] [--mgmt CIDR]
 """
 from __future__ import annotations
 
@@ -203,12 +203,14 @@ def main(argv=None) -> int:
     p.add_argument("cmd", choices=["up", "down"])
     p.add_argument("--hosts", type=int, default=3)
     p.add_argument("--prefix", default="ovnb")
+    p.add_argument("--underlay", default="198.18.92.0/24")
+    p.add_argument("--mgmt", default="198.18.93.0/24")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="ovn_lab: %(message)s", stream=sys.stderr)
     if args.cmd == "down":
         cleanup(args.prefix)
         return 0
-    ovn = OvnLab(args.hosts, args.prefix)
+    ovn = OvnLab(args.hosts, args.prefix, underlay_subnet=args.underlay, mgmt_subnet=args.mgmt)
     ovn.up()
     print(f"NB {ovn.nb}\nSB {ovn.sb}")
     for h in ovn.hosts:

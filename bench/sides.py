@@ -11,6 +11,9 @@ labs), one measured network `bench` (10.60.0.0/16 on both) and a pinging contain
                                     host, table unchanged) or wait_host_programmed() (one
                                     host whose table was wiped)
     api_rate(indices) / api_cleanup()   8 concurrent clients add endpoints; remove them
+
+add_lab_options(parser) / make_sides(args): the labs' prefixes, subnets and ports as
+command-line options, so that two benchmarks (or two people) can run at once.
 """
 from __future__ import annotations
 
@@ -36,6 +39,26 @@ def _by_host(hosts, indices) -> dict:
     for i in indices:
         placed[hosts[i % len(hosts)].name].append(i)
     return placed
+
+
+def add_lab_options(parser, fabric_prefix: str = "ovfbn", ovn_prefix: str = "ovnb") -> None:
+    g = parser.add_argument_group("labs (namespaces, links and addresses of their own)")
+    g.add_argument("--fabric-prefix", default=fabric_prefix, help="ovsfabric lab's prefix")
+    g.add_argument("--fabric-underlay", default="198.18.90.0/24")
+    g.add_argument("--fabric-mgmt", default="198.18.91.0/24",
+                   help="the controller listens on its first address")
+    g.add_argument("--api-port", type=int, default=18790)
+    g.add_argument("--openflow-port", type=int, default=16790)
+    g.add_argument("--ovn-prefix", default=ovn_prefix, help="OVN lab's prefix")
+    g.add_argument("--ovn-underlay", default="198.18.92.0/24")
+    g.add_argument("--ovn-mgmt", default="198.18.93.0/24", help="built by the lab, unused")
+
+
+def make_sides(args) -> list:
+    """ovsfabric first, then OVN: the order every step measures them in."""
+    return [FabricSide(args.hosts, args.fabric_prefix, args.api_port, args.openflow_port,
+                       args.fabric_underlay, args.fabric_mgmt),
+            OvnSide(args.hosts, args.ovn_prefix, args.ovn_underlay, args.ovn_mgmt)]
 
 
 class FabricSide:

@@ -154,7 +154,9 @@ def test_unknown_datapath_gets_no_flows_and_is_logged(controller, known):
     switch = FakeSwitch(dpid)
     try:
         assert switch.handshake_done.wait(5), "the controller completed the handshake"
-        time.sleep(3)  # flows would come within milliseconds of the handshake
+        assert eventually(lambda: f"switch {dpid:016x} connected but belongs to no registered "
+                          "host" in log_text(controller))
+        time.sleep(0.5)  # flows would come within milliseconds of the handshake
         sent = switch.types()
         assert not sent & STATE_CHANGING, f"messages sent to an unknown switch: {sent}"
         assert not switch.closed.is_set()
