@@ -245,8 +245,8 @@ class PublishedView(BaseModel):
 # ---- inspection --------------------------------------------------------------------------------
 
 class Owner(BaseModel):
-    kind: Literal["fabric", "host", "network", "endpoint", "unknown"]
-    id: Optional[str] = Field(None, description="network or endpoint id")
+    kind: Literal["fabric", "host", "network", "endpoint", "router", "unknown"]
+    id: Optional[str] = Field(None, description="network, endpoint or router id")
     name: Optional[str] = None
 
 

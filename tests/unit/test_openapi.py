@@ -49,3 +49,12 @@ def test_docs_page_and_its_files_are_served_locally(client):
     assert page.status_code == 200 and b"/v1/openapi.json" in page.data
     script = client.get("/docs/static/swagger-ui-bundle.js")
     assert script.status_code == 200 and len(script.data) > 100_000
+
+
+def test_every_cookie_kind_is_an_owner_kind_the_document_declares():
+    import typing
+
+    from api.schemas import Owner
+    from flows.pipeline import KINDS
+    declared = set(typing.get_args(Owner.model_fields["kind"].annotation))
+    assert declared == set(KINDS.values()) | {"unknown"}
