@@ -2,6 +2,7 @@
 
 Brings up the namespace lab and the controller, creates everything over REST, prints who
 reaches whom and what the flow tables hold; then routes between two networks with a router;
+then lets containers out to an "outside" namespace on the underlay and publishes a port there;
 then, where Debian's docker.io is installed, two real dockerds use the Docker plugin for a
 network across two hosts. Shows what the API refuses on the way. Removes all of it.
 """
@@ -10,12 +11,14 @@ from __future__ import annotations
 import argparse
 import collections
 import concurrent.futures
+import ipaddress
 import json
 import os
 import re
 import secrets
 import sys
 import tempfile
+import time
 
 import requests
 
@@ -25,8 +28,12 @@ from security import tokens
 from .controller import ControllerProcess
 from .dockerd import DOCKERD
 from .dockerhost import DockerHost, tcp_message, udp_message
+from ovsdb.config import NEXT_HOP_BINDING_KEY, NEXT_HOP_KEY, PHYSICAL_BRIDGE
+
 from .lab import Lab
 from .netns import ip
+from .outside import WHO_PORT, Outside, start_servers
+from .proc import stop_pid
 
 NETWORKS = [("red", "10.20.0.0/24"), ("blue", "10.20.0.0/24")]  # the same subnet on purpose
 
@@ -93,6 +100,7 @@ def run_demo(lab: Lab, controller: ControllerProcess) -> None:
     print_flow_summary(lab, client)
     print_traces(client, containers)
     run_routing_demo(lab, client, containers)
+    run_outside_demo(lab, client, containers)
 
 
 def print_ping_matrix(containers) -> None:
@@ -186,7 +194,7 @@ def run_routing_demo(lab: Lab, client, containers) -> None:
         ttls = sorted(set(re.findall(r"ttl=(\d+)", out)))
         seen = f"answered, TTL {', '.join(ttls)}" if ttls else "no answer"
         print(f"  {src} pings {dst} ({target}): {seen}")
-    for src, dst in (("red-h1", "green-h3"), ("blue-h1", "green-h3")):
+    for src, dst in (("red-h1", "green-h3"),):
         verdict = client.request("POST", "/v1/trace", {
             "from": by_label[src][1]["id"], "to": by_label[dst][1]["id"], "protocol": "tcp",
             "dst_port": 80})["verdict"]
@@ -195,6 +203,91 @@ def run_routing_demo(lab: Lab, client, containers) -> None:
     per_host = collections.Counter(f["host"] for f in flows)
     print("  r1's flows: " + ", ".join(f"{h} {n}" for h, n in sorted(per_host.items())) +
           " (router_in per local network, one route per network, on the senders' hosts)")
+
+
+def run_outside_demo(lab: Lab, client, containers) -> None:
+    """Egress from each container's own host, source-NATed to the host's address; a published
+    port reached from the outside; a network without egress kept in."""
+    underlay = ipaddress.ip_network(lab.underlay_subnet)
+    outside = Outside(lab.prefix, lab.ul_bridge, str(underlay[200]), underlay.prefixlen)
+    outside.create()
+    by_label = {label: (container, ep) for label, container, ep in containers}
+    server = None
+    try:
+        # The outside is on the underlay, so it is the hosts' next hop: each host names it in
+        # its physical bridge (its own setup), and the controller resolves its MAC.
+        for host in lab.hosts:
+            host.vsctl("set", "Bridge", PHYSICAL_BRIDGE,
+                       f"external_ids:{NEXT_HOP_KEY}={outside.ip}")
+        progress(f"outside {outside.ip} on the underlay; the controller resolves it as the "
+                 f"hosts' next hop")
+        bound = wait_until(lambda: all(_binding(h) for h in lab.hosts), 15)
+        print(f"\nThe way out (an outside namespace {outside.ip} on the underlay, no fabric "
+              f"host; next hop {'resolved on every host' if bound else 'NOT resolved'}):")
+        for label in ("red-h1", "red-h3"):
+            container, _ = by_label[label]
+            seen = _who_am_i(container, outside.ip)
+            host = lab.host(label.split("-")[1])
+            print(f"  {label} connects to {outside.ip}:{WHO_PORT}: the outside sees "
+                  f"{seen or 'nothing'} (host {host.name} is {host.tunnel_ip})")
+        client.request("PATCH", "/v1/networks/blue", {"egress": False})
+        seen = _who_am_i(by_label["blue-h1"][0], outside.ip)
+        print(f"  blue, egress off (PATCH /v1/networks/blue): blue-h1 reaches "
+              f"{seen or 'nothing'}")
+        for label in ("red-h1", "blue-h1"):
+            verdict = client.request("POST", "/v1/trace", {
+                "from": by_label[label][1]["id"], "to": outside.ip, "protocol": "tcp",
+                "dst_port": WHO_PORT})["verdict"]
+            print(f"  trace {label} -> {outside.ip} (tcp/{WHO_PORT}): {verdict['result']}: "
+                  f"{verdict['reason']}")
+        web, web_ep = by_label["red-h2"]
+        server = start_servers(web.netns, 80, 81)
+        published = client.request("POST", f"/v1/endpoints/{web_ep['id']}/published",
+                                   {"protocol": "tcp", "port": 80, "host_port": 8080})
+        answer = _connect(outside, published["host_ip"], 8080)
+        print(f"  red-h2's port 80 published on {published['host_ip']}:8080: the outside "
+              f"connects, red-h2 sees it from {answer or 'nothing'}")
+        client.request("DELETE", f"/v1/endpoints/{web_ep['id']}/published/tcp/8080")
+        print(f"  after DELETE: {_connect(outside, published['host_ip'], 8080) or 'refused'}")
+    finally:
+        if server is not None:
+            stop_pid(server.pid)
+            server.wait()
+        for host in lab.hosts:
+            host.vsctl("remove", "Bridge", PHYSICAL_BRIDGE, "external_ids", NEXT_HOP_KEY,
+                       "--", "remove", "Bridge", PHYSICAL_BRIDGE, "external_ids",
+                       NEXT_HOP_BINDING_KEY)
+        outside.destroy()
+
+
+def _binding(host) -> str:
+    return host.vsctl("--if-exists", "get", "Bridge", PHYSICAL_BRIDGE,
+                      f"external_ids:{NEXT_HOP_BINDING_KEY}").strip().strip('"')
+
+
+def wait_until(check, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+_ASK = ("import socket,sys;s=socket.create_connection((sys.argv[1],int(sys.argv[2])),"
+        "timeout=2);print(s.recv(100).decode().split()[0])")
+
+
+def _who_am_i(container, address: str) -> str | None:
+    """The address the outside's server saw the container's connection come from."""
+    done = container.exec("python3", "-c", _ASK, address, str(WHO_PORT), check=False)
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _connect(outside: Outside, address: str, port: int) -> str | None:
+    """The address a server in a container saw the outside's connection come from."""
+    done = outside.exec("python3", "-c", _ASK, address, str(port), check=False)
+    return done.stdout.strip() if done.returncode == 0 else None
 
 
 def print_refusals(lab: Lab, controller: ControllerProcess, token: str) -> None:

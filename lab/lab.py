@@ -72,6 +72,7 @@ class Lab:
         self.mgmt_bridge = netns.check_ifname(f"{prefix}-mgmt")
         netns.check_ifname(f"{prefix}-u{n_hosts}")
         ul = ipaddress.ip_network(underlay_subnet)
+        self.underlay_subnet = str(ul)
         mgmt = ipaddress.ip_network(mgmt_subnet)
         self.mgmt_prefix_len = mgmt.prefixlen
         self.controller_ip = str(mgmt[1])
