@@ -13,10 +13,12 @@ import time
 import pytest
 import requests
 
+from flows.pipeline import NAT_ZONE
 from lab.outside import ECHO_PORT, WHO_PORT, Outside, start_servers
 from lab.proc import stop_pid
 from ovsdb.config import NEXT_HOP_BINDING_KEY, NEXT_HOP_KEY, PHYSICAL_BRIDGE
 from tests.helpers import eventually, flow_table
+from tests.lab.ofproto_trace import both_traces
 from tests.slot import UNDERLAY, needs_lab
 
 pytestmark = [pytest.mark.lab, needs_lab]
@@ -257,6 +259,25 @@ def test_a_published_udp_port_answers(fabric, lab, outside, published):
     finally:
         stop_pid(echo.pid)
         echo.wait()
+
+
+@pytest.mark.parametrize("egress", [True, False], ids=["leaves", "no_egress"])
+def test_the_trace_to_the_outside_takes_the_flows_ofproto_trace_takes(
+        fabric, lab, outside, egress_net, egress):
+    """The same packet to the outside through h1's live table, conntrack included: our trace
+    and OVS's hit the same flows, and agree that it leaves (the SNAT commit, then the patch) or
+    is dropped where egress is off."""
+    network, containers = egress_net
+    _, ep = containers["h1"]
+    assert eventually(lambda: binding(lab.host("h1")), 10)
+    try:
+        if not egress:
+            fabric.client.request("PATCH", f"/v1/networks/{network['id']}", {"egress": False})
+        ours, actions = both_traces(fabric, ep, OUTSIDE_IP, OUTSIDE_IP, network["gateway_mac"])
+    finally:
+        fabric.client.request("PATCH", f"/v1/networks/{network['id']}", {"egress": True})
+    assert ours["verdict"]["result"] == ("leaves" if egress else "dropped")
+    assert f"zone={NAT_ZONE}" in actions, actions  # the first pass: the transit rewrite, ct
 
 
 def test_a_controller_kill_loses_no_egress_or_published_connection(
