@@ -305,6 +305,23 @@ def versions() -> dict:
             "ovsfabric_uncommitted": [line[3:] for line in dirty if line.strip()]}
 
 
+def run_steps(steps: dict, sides, args, results: dict) -> None:
+    """``args.steps`` in order, each step's figures (or its error: later steps still run)
+    and the load average after it into ``results``, written after every step."""
+    for step in args.steps:
+        progress(f"step {step} (load average {loadavg()})")
+        results["meta"]["loadavg"][f"{step} start"] = loadavg()
+        started = time.perf_counter()
+        try:
+            results[step] = steps[step](sides, args)
+        except Exception as exc:  # noqa: BLE001 - recorded; later steps may still run
+            progress(f"step {step} FAILED: {exc}")
+            results[step] = {"error": f"{type(exc).__name__}: {exc}"}
+        results["meta"]["loadavg"][step] = loadavg()
+        progress(f"step {step}: {time.perf_counter() - started:.0f} s")
+        write(results, args.out)  # a run killed later keeps what it measured
+
+
 def write(results: dict, path: str) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path + ".tmp", "w") as f:
@@ -353,17 +370,7 @@ def main(argv=None) -> int:
         for side in sides:
             progress(f"{side.name}: lab of {args.hosts} hosts")
             side.up()
-        for step in args.steps:
-            progress(f"step {step} (load average {loadavg()})")
-            started = time.perf_counter()
-            try:
-                results[step] = STEPS[step](sides, args)
-            except Exception as exc:  # noqa: BLE001 - recorded; later steps may still run
-                progress(f"step {step} FAILED: {exc}")
-                results[step] = {"error": f"{type(exc).__name__}: {exc}"}
-            results["meta"]["loadavg"][step] = loadavg()
-            progress(f"step {step}: {time.perf_counter() - started:.0f} s")
-            write(results, args.out)  # a run killed later keeps what it measured
+        run_steps(STEPS, sides, args, results)
     finally:
         for side in reversed(sides):
             progress(f"{side.name}: tearing down")

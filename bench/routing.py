@@ -44,7 +44,7 @@ import time
 import common
 from common import (PROBER, add_internal_ports, count_flows, dump_flows, on_each_host,
                     progress, summary_ms, wait_ports_programmed)
-from compare import loadavg, per_side, versions, write
+from compare import loadavg, per_side, run_steps, versions
 from flows.pipeline import decode_cookie
 from lab import netns
 from lab.proc import run, stop_pid
@@ -715,18 +715,7 @@ def main(argv=None) -> int:
             netns.ip("route", "replace", "default", "via", net_gateway(0), "dev", "eth0",
                      netns=rt.side.prober.netns)
             rt.side.prober.neigh(net_gateway(0), rt.gateway_mac(0))
-        for step in args.steps:
-            progress(f"step {step} (load average {loadavg()})")
-            results["meta"]["loadavg"][f"{step} start"] = loadavg()
-            started = time.perf_counter()
-            try:
-                results[step] = STEPS[step](rts, args)
-            except Exception as exc:  # noqa: BLE001 - recorded; later steps may still run
-                progress(f"step {step} FAILED: {exc}")
-                results[step] = {"error": f"{type(exc).__name__}: {exc}"}
-            results["meta"]["loadavg"][step] = loadavg()
-            progress(f"step {step}: {time.perf_counter() - started:.0f} s")
-            write(results, args.out)  # a run killed later keeps what it measured
+        run_steps(STEPS, rts, args, results)
     finally:
         for side in reversed(sides):
             progress(f"{side.name}: tearing down")

@@ -295,17 +295,13 @@ class Fabric:
     def desired_table(self, host: str) -> dict | None:
         """What the host's table should hold now (None while its OVSDB view is not ready),
         compiled whole: the reference that audits hold the switches to."""
-        with self._lock:
-            session = self.ovsdb_sessions.get(host)
-            if session is None or not session.synced or not self._ports_versions.get(host):
-                return None
-            snap, ports = self._snapshot, session.ports
-        if host not in snap.hosts:
-            return None
-        return compile_host(snap, host, ports)
+        return self._compiled_whole(host, compile_host)
 
     def desired_physical_table(self, host: str) -> dict | None:
         """The same for the host's physical bridge."""
+        return self._compiled_whole(host, compile_physical)
+
+    def _compiled_whole(self, host: str, compile_table) -> dict | None:
         with self._lock:
             session = self.ovsdb_sessions.get(host)
             if session is None or not session.synced or not self._ports_versions.get(host):
@@ -313,7 +309,7 @@ class Fabric:
             snap, ports = self._snapshot, session.ports
         if host not in snap.hosts:
             return None
-        return compile_physical(snap, host, ports)
+        return compile_table(snap, host, ports)
 
     def _take_work(self, host: str, whole: bool = False) -> Work | None:
         """What a switch session needs to bring its table up to date, taken atomically with
