@@ -150,6 +150,12 @@ class Endpoint:
     # The OpenFlow port number the controller asks OVS to give `port` (ofport_request), so
     # that its flows can be installed while OVS is still adding the port.
     ofport: int | None = None
+    # ((key, value), ...) sorted by key: what security policies select it by
+    labels: tuple = ()
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)
 
 
 @dataclass(frozen=True)
@@ -161,6 +167,9 @@ class Change:
     endpoints: frozenset = frozenset()  # ids of endpoints created or deleted
     routers: frozenset = frozenset()  # ids of routers created, deleted, attached or re-routed
     published: frozenset = frozenset()  # ids of endpoints whose published ports changed
+    policies: frozenset = frozenset()  # ids of policies created, replaced or deleted
+    # ids of endpoints whose labels changed (in ``endpoints`` too)
+    relabelled: frozenset = frozenset()
 
 
 EVERYTHING = Change(hosts=True)
@@ -187,6 +196,11 @@ class Snapshot:
     network_router: Mapping[str, str] = field(default_factory=dict)  # network id -> router id
     # endpoint id -> its published ports, sorted by (protocol, host_port)
     published: Mapping[str, tuple[PublishedPort, ...]] = field(default_factory=dict)
+    policies: Mapping = field(default_factory=dict)  # id -> model.policy.Policy
+    # model.policy.PolicyIndex over ``policies``; None: not built yet (no policies)
+    policy_index: object = None
+    # (key, value) -> Map(id -> Endpoint): the endpoints carrying each label
+    endpoints_by_label: Map = field(default_factory=Map)
 
     def router_of(self, network_id: str) -> Router | None:
         router_id = self.network_router.get(network_id)
@@ -202,6 +216,19 @@ class Snapshot:
         # Routers are few: the network index is rebuilt whole.
         return replace(self, routers=routers, network_router={
             network_id: r.id for r in routers.values() for network_id in r.networks})
+
+    def with_policies(self, policies: Mapping) -> "Snapshot":
+        """The policies replaced by ``policies`` (id -> Policy), with their index rebuilt:
+        policies are few next to endpoints, and change seldom."""
+        from .policy import PolicyIndex  # policy builds on the entities
+        return replace(self, policies=policies, policy_index=PolicyIndex(policies))
+
+    def policies_selecting(self, ep: Endpoint) -> list:
+        return self.policy_index.selecting(ep) if self.policy_index is not None else []
+
+    def guard_of(self, ep: Endpoint):
+        """The model.policy.Guard the policies make of ``ep``; None: it is unrestricted."""
+        return self.policy_index.guard(ep) if self.policy_index is not None else None
 
     def with_published(self, endpoint_id: str,
                        ports: tuple[PublishedPort, ...]) -> "Snapshot":
@@ -244,7 +271,8 @@ class Snapshot:
                                                                by_net.set(ep.id, ep)),
             endpoints_by_host=self.endpoints_by_host.set(ep.host, by_host.set(ep.id, ep)),
             network_hosts=self.network_hosts.set(ep.network_id,
-                                                 counts.set(ep.host, counts.get(ep.host, 0) + 1)))
+                                                 counts.set(ep.host, counts.get(ep.host, 0) + 1)),
+            endpoints_by_label=self._labels_with(ep))
 
     def without_endpoint(self, ep: Endpoint) -> "Snapshot":
         counts = self.network_hosts[ep.network_id]
@@ -256,7 +284,34 @@ class Snapshot:
             endpoints_by_host=self.endpoints_by_host.set(
                 ep.host, self.endpoints_by_host[ep.host].delete(ep.id)),
             network_hosts=self.network_hosts.set(
-                ep.network_id, counts.set(ep.host, left) if left else counts.delete(ep.host)))
+                ep.network_id, counts.set(ep.host, left) if left else counts.delete(ep.host)),
+            endpoints_by_label=self._labels_without(ep))
+
+    def relabelled(self, ep: Endpoint, labels: tuple) -> "Snapshot":
+        """``ep`` with ``labels`` instead of its own."""
+        return self.without_endpoint(ep).with_endpoint(replace(ep, labels=labels))
+
+    def _labels_with(self, ep: Endpoint) -> Map:
+        index = self.endpoints_by_label
+        if not ep.labels:
+            return index
+        with index.mutate() as m:
+            for pair in ep.labels:
+                m[pair] = m.get(pair, EMPTY).set(ep.id, ep)
+            return m.finish()
+
+    def _labels_without(self, ep: Endpoint) -> Map:
+        index = self.endpoints_by_label
+        if not ep.labels:
+            return index
+        with index.mutate() as m:
+            for pair in ep.labels:
+                left = m[pair].delete(ep.id)
+                if left:
+                    m[pair] = left
+                else:
+                    del m[pair]
+            return m.finish()
 
 
 EMPTY = Map()
