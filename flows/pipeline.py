@@ -209,7 +209,7 @@ PRIO_MISS = 0
 # Installed flows carry these codes: a code is never reused for another kind.
 COOKIE_KIND_SHIFT = 56
 COOKIE_ID_MASK = (1 << COOKIE_KIND_SHIFT) - 1
-KINDS = {1: "fabric", 3: "network", 4: "endpoint", 5: "router", 6: "host"}
+KINDS = {1: "fabric", 3: "network", 4: "endpoint", 5: "router", 6: "host", 7: "policy"}
 KIND_CODES = {v: k for k, v in KINDS.items()}
 
 
