@@ -4,7 +4,7 @@ from __future__ import annotations
 FAB, OVN = "ovsfabric", "OVN"
 
 
-def _get(results: dict, step: str, side: str, *path):
+def value_at(results: dict, step: str, side: str, *path):
     value = results.get(step, {}).get(side)
     for key in path:
         if value is None:
@@ -29,7 +29,7 @@ def rows(results: dict) -> list[tuple[str, object, object]]:
     out = []
 
     def both(label, step, *path, fn=None):
-        f, o = (_get(results, step, s, *path) for s in (FAB, OVN))
+        f, o = (value_at(results, step, s, *path) for s in (FAB, OVN))
         if fn is not None:
             f, o = fn(f, FAB), fn(o, OVN)
         if f is not None or o is not None:
@@ -37,7 +37,7 @@ def rows(results: dict) -> list[tuple[str, object, object]]:
 
     for step, title in (("convergence", "empty network"),
                         ("convergence_loaded", "loaded network")):
-        bg = _get(results, step, FAB, "background_endpoints")
+        bg = value_at(results, step, FAB, "background_endpoints")
         title += f", {bg} endpoints" if bg else ""
         for p in ("p50", "p95", "p99"):
             both(f"convergence {p} ms ({title})", step, f"{p}_ms")
@@ -45,7 +45,7 @@ def rows(results: dict) -> list[tuple[str, object, object]]:
              "api_returned_p50_ms")
         both("  samples (failed)", step, "samples",
              fn=lambda v, s, step=step: None if v is None else
-             f"{v} ({_get(results, step, s, 'failed')})")
+             f"{v} ({value_at(results, step, s, 'failed')})")
     both("bulk: endpoints", "bulk", "endpoints")
     both("bulk: API calls returned, s", "bulk", "api_s")
     both("bulk: all converged, s", "bulk", "converged_s")
@@ -85,7 +85,7 @@ def rows(results: dict) -> list[tuple[str, object, object]]:
     both("api: endpoints already in the network", "api", "endpoints_present")
     both("api: endpoints/s, 8 clients (OVN: no wait)", "api", "endpoints_per_s")
     both("api: p50 ms per call (OVN: no wait)", "api", "p50_ms")
-    fab_rate, fab_p50 = (_get(results, "api", FAB, k) for k in ("endpoints_per_s", "p50_ms"))
+    fab_rate, fab_p50 = (value_at(results, "api", FAB, k) for k in ("endpoints_per_s", "p50_ms"))
     both("api: endpoints/s (OVN: --wait=hv, as the POST)", "api", "wait_hv",
          "endpoints_per_s", fn=lambda v, s: fab_rate if s == FAB else v)
     both("api: p50 ms per call (OVN: --wait=hv)", "api", "wait_hv", "p50_ms",
@@ -93,9 +93,11 @@ def rows(results: dict) -> list[tuple[str, object, object]]:
     return out
 
 
-def table(results: dict) -> str:
+def table(results: dict, figures=None) -> str:
+    """`figures`: (label, ovsfabric, OVN) rows, by default compare.py's from `results`; then
+    the errors any step recorded."""
     lines = [f"{'figure':<52} {FAB:>12} {OVN:>12} {'ratio':>7}", "-" * 86]
-    for label, f, o in rows(results):
+    for label, f, o in (rows(results) if figures is None else figures):
         ratio = f / o if isinstance(f, (int, float)) and isinstance(o, (int, float)) and o \
             else None
         lines.append(f"{label:<52} {_fmt(f):>12} {_fmt(o):>12} "

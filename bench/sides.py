@@ -5,7 +5,9 @@ labs), one measured network `bench` (10.60.0.0/16 on both) and a pinging contain
     up() / down()                   build / remove everything (leftovers of killed runs too)
     attach(c, i) / detach(c, i)     the measured API call(s) for container c with address i
     populate(indices)               background endpoints on internal ports, spread over the
-                                    hosts; returns phase times; converged when it returns
+                                    hosts (or the hosts named); returns phase times;
+                                    converged when it returns
+    depopulate(indices)             removes background endpoints again
     control_pids()                  control-plane processes by role, for CPU and RSS
     stop_control / start_control    a control-plane restart; then wait_reconciled() (every
                                     host, table unchanged) or wait_host_programmed() (one
@@ -33,12 +35,27 @@ from ovn_lab import INT_BRIDGE, OvnLab
 CLIENTS = 8  # concurrent REST clients: the issue's API figure, and how ovsfabric fills up
 
 
-def _by_host(hosts, indices) -> dict:
-    """Background endpoint i goes to host i mod N (the same placement on both sides)."""
+def _by_host(hosts, indices, only: list[str] | None = None) -> dict:
+    """Background endpoint i goes to host i mod N (the same placement on both sides), N the
+    hosts named in `only` if given."""
     placed = {h.name: [] for h in hosts}
+    hosts = [h for h in hosts if only is None or h.name in only]
     for i in indices:
         placed[hosts[i % len(hosts)].name].append(i)
     return placed
+
+
+def _remove_internal_ports(hosts, bridge: str, host_of: dict[int, str]) -> None:
+    """Background ports b<i> of the given indices, one OVSDB transaction per host (deleting a
+    port of the userspace datapath costs ~18 ms each: not one by one)."""
+    def remove(h):
+        args: list[str] = []
+        for i, name in host_of.items():
+            if name == h.name:
+                args += ["--", "del-port", bridge, f"b{i}"]
+        if args:
+            h.vsctl(*args, timeout=300)
+    on_each_host(remove, hosts)
 
 
 def add_lab_options(parser, fabric_prefix: str = "ovfbn", ovn_prefix: str = "ovnb") -> None:
@@ -80,6 +97,7 @@ class FabricSide:
         self.controller: ControllerProcess | None = None
         self.endpoint_ids: dict[int, str] = {}
         self.population: list[int] = []
+        self.background: dict[int, tuple[str, str]] = {}  # index -> (host, endpoint id)
         self.prober = None
         self._api_ids: list[str] = []
 
@@ -132,27 +150,29 @@ class FabricSide:
 
     # --- the measured calls ---------------------------------------------------------------
 
-    def attach(self, c, i: int) -> dict:
+    def attach(self, c, i: int, labels: dict | None = None) -> dict:
         """POST /v1/endpoints with port=<veth>: the controller attaches the port itself."""
         ep = self.client.create_endpoint("bench", c.host.name, port=c.port, ip=ip_for(i),
-                                         mac=mac_for(i))
+                                         mac=mac_for(i), labels=labels)
         self.endpoint_ids[i] = ep["id"]
         return {"api_returned": time.perf_counter()}
 
     def detach(self, c, i: int) -> None:
         self.client.delete_endpoint(self.endpoint_ids.pop(i))
 
-    def populate(self, indices: list[int]) -> dict:
+    def populate(self, indices: list[int], labels: dict[int, dict] | None = None,
+                 hosts: list[str] | None = None) -> dict:
         """POSTs without a port (8 clients), then one OVSDB transaction per host adds internal
         ports whose iface-id names the endpoints (what a CNI plugin does): the binding path
-        docs/api.md describes."""
-        placed = _by_host(self.hosts, indices)
+        docs/api.md describes. `labels`: the endpoints' labels by index."""
+        placed = _by_host(self.hosts, indices, hosts)
         host_of = {i: name for name, idx in placed.items() for i in idx}
         t0 = time.perf_counter()
 
         def post(i):
             return i, self.client.create_endpoint("bench", host_of[i], ip=ip_for(i),
-                                                  mac=mac_for(i), name=f"b{i}")["id"]
+                                                  mac=mac_for(i), name=f"b{i}",
+                                                  labels=(labels or {}).get(i))["id"]
         with concurrent.futures.ThreadPoolExecutor(CLIENTS) as pool:
             ids = dict(pool.map(post, indices))
         t_api = time.perf_counter()
@@ -164,8 +184,16 @@ class FabricSide:
         seen = on_each_host(lambda h: wait_ports_programmed(
             h, self.bridge, self.of_version, [f"b{i}" for i in placed[h.name]]), self.hosts)
         self.population += indices
+        self.background.update({i: (host_of[i], ids[i]) for i in indices})
         return {"t0": t0, "api_s": t_api - t0, "plug_s": t_plug - t0,
                 "converged_s": max(seen) - t0, "converged_at": max(seen)}
+
+    def depopulate(self, indices: list[int]) -> None:
+        gone = {i: self.background.pop(i) for i in indices}
+        with concurrent.futures.ThreadPoolExecutor(CLIENTS) as pool:
+            list(pool.map(self.client.delete_endpoint, [ep for _, ep in gone.values()]))
+        _remove_internal_ports(self.hosts, self.bridge, {i: h for i, (h, _) in gone.items()})
+        self.population = [i for i in self.population if i not in gone]
 
     def control_pids(self) -> dict[str, list[int]]:
         return {"ovsfabric controller": [self.controller.proc.pid]}
@@ -259,6 +287,7 @@ class OvnSide:
                           mgmt_subnet=mgmt_subnet)
         self.lab = self.ovn.lab
         self.population: list[int] = []
+        self.background: dict[int, str] = {}  # index -> host
         self.prober = None
         self._api_ports: list[str] = []
 
@@ -284,16 +313,18 @@ class OvnSide:
     def down(self) -> None:
         self.ovn.down()
 
-    def _add_lsp(self, name: str, i: int, switch: str = "bench") -> None:
+    def _add_lsp(self, name: str, i: int, switch: str = "bench",
+                 also: tuple[str, ...] = ()) -> None:
         self.ovn.nbctl("lsp-add", switch, name, "--", "lsp-set-addresses", name,
-                       f"{mac_for(i)} {ip_for(i)}")
+                       f"{mac_for(i)} {ip_for(i)}", *also)
 
     # --- the measured calls ---------------------------------------------------------------
 
-    def attach(self, c, i: int) -> dict:
+    def attach(self, c, i: int, also: tuple[str, ...] = ()) -> dict:
         """The northbound call (no wait), then the port plugged with its iface-id, as
-        OVN_LAB.md §5 times it: both inside the measured time."""
-        self._add_lsp(f"p{i}", i)
+        OVN_LAB.md §5 times it: both inside the measured time. `also`: more northbound
+        commands for the same transaction (e.g. the port's port groups)."""
+        self._add_lsp(f"p{i}", i, also=also)
         api = time.perf_counter()
         c.host.vsctl("add-port", self.bridge, c.port, "--", "set", "Interface", c.port,
                      f"external_ids:iface-id=p{i}")
@@ -304,10 +335,10 @@ class OvnSide:
         c.host.vsctl("del-port", self.bridge, c.port)
         self.ovn.wait_hv()  # teardown is finished before the next sample starts
 
-    def populate(self, indices: list[int]) -> dict:
+    def populate(self, indices: list[int], hosts: list[str] | None = None) -> dict:
         """One NB transaction with every lsp-add + addresses, one OVSDB transaction per host
         adding internal ports with iface-id, then `--wait=hv sync` (OVN_LAB.md §5 (b))."""
-        placed = _by_host(self.hosts, indices)
+        placed = _by_host(self.hosts, indices, hosts)
         args: list[str] = []
         for i in indices:
             args += ["--", "lsp-add", "bench", f"p{i}",
@@ -325,8 +356,19 @@ class OvnSide:
             h, self.bridge, self.of_version, [f"b{i}" for i in placed[h.name]],
             timeout=30), self.hosts)
         self.population += indices
+        self.background.update({i: name for name, idx in placed.items() for i in idx})
         return {"t0": t0, "api_s": t_api - t0, "plug_s": t_plug - t0,
                 "converged_s": t_conv - t0, "converged_at": t_conv}
+
+    def depopulate(self, indices: list[int]) -> None:
+        gone = {i: self.background.pop(i) for i in indices}
+        args: list[str] = []
+        for i in gone:
+            args += ["--", "lsp-del", f"p{i}"]
+        self.ovn.nbctl(*args[1:])
+        _remove_internal_ports(self.hosts, self.bridge, gone)
+        self.population = [i for i in self.population if i not in gone]
+        self.ovn.wait_hv()
 
     def control_pids(self) -> dict[str, list[int]]:
         return {"ovn-northd": [self.ovn.central_pid("northd")],

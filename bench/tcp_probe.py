@@ -1,0 +1,126 @@
+"""TCP probes for the policy benchmark, run inside a container's namespace.
+
+    tcp_probe.py serve PORT
+        accepts connections on PORT and closes them (the probed side)
+    tcp_probe.py probe IP PORT --until fail|success [--interval 0.005] [--timeout 0.2]
+        opens a new connection every interval; prints "ready" once the state before is seen
+        (until fail: 5 connections answered in a row; until success: one timed out), then,
+        as JSON, the first probe after that with the wanted outcome: {"sent": ..., "answered":
+        ...} in time.perf_counter() seconds (CLOCK_MONOTONIC, the same clock in every process
+        of the machine), and exits 0; exits 1 after --deadline seconds without one.
+
+Every probe is a new connection (a SYN of its own), not a packet of a flow already admitted:
+both systems judge it against the policy as it is at that moment, whatever each does with
+established connections. A probe counts as failed if it is refused or not answered within
+the timeout; its send time is when the policy (or its absence) was in force.
+"""
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import selectors
+import socket
+import struct
+import sys
+import time
+
+READY_SUCCESSES = 5
+# Closing with RST leaves no TIME_WAIT: 200 connections a second would exhaust the
+# ephemeral ports of one address pair within minutes otherwise.
+LINGER_RESET = struct.pack("ii", 1, 0)
+
+
+def serve(port: int) -> None:
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("0.0.0.0", port))
+    listener.listen(1024)
+    print("listening", flush=True)
+    while True:
+        conn, _ = listener.accept()
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+        conn.close()
+
+
+class Probe:
+    def __init__(self, ip: str, port: int):
+        self.sent = time.perf_counter()
+        self.outcome: str | None = None  # "success" or "fail"
+        self.answered: float | None = None
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setblocking(False)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+        code = self.sock.connect_ex((ip, port))
+        if code not in (0, errno.EINPROGRESS):
+            self.finish("fail")
+
+    def finish(self, outcome: str) -> None:
+        self.outcome = outcome
+        if outcome == "success":
+            self.answered = time.perf_counter()
+        self.sock.close()
+
+
+def probe(ip: str, port: int, until: str, interval: float, timeout: float,
+          deadline: float) -> int:
+    selector = selectors.DefaultSelector()
+    pending: list[Probe] = []  # in send order, the oldest first
+    ready, successes = False, 0
+    end = time.perf_counter() + deadline
+    next_send = time.perf_counter()
+    while time.perf_counter() < end:
+        now = time.perf_counter()
+        if now >= next_send:
+            p = Probe(ip, port)
+            if p.outcome is None:
+                selector.register(p.sock, selectors.EVENT_WRITE, p)
+            pending.append(p)
+            next_send += interval
+        for key, _ in selector.select(max(0.0, next_send - time.perf_counter())):
+            p = key.data
+            selector.unregister(p.sock)
+            err = p.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            p.finish("success" if err == 0 else "fail")
+        now = time.perf_counter()
+        for p in pending:
+            if p.outcome is None and now - p.sent > timeout:
+                selector.unregister(p.sock)
+                p.finish("fail")
+        # Outcomes are taken in send order: the first probe with the wanted outcome is the
+        # earliest sent, even though a failure is known only when its timeout expires.
+        while pending and pending[0].outcome is not None:
+            p = pending.pop(0)
+            if not ready:
+                successes = successes + 1 if p.outcome == "success" else 0
+                ready = successes >= READY_SUCCESSES if until == "fail" else p.outcome == "fail"
+                if ready:
+                    print("ready", flush=True)
+            elif p.outcome == until:
+                print(json.dumps({"sent": p.sent, "answered": p.answered}), flush=True)
+                return 0
+    return 1
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("serve")
+    s.add_argument("port", type=int)
+    c = sub.add_parser("probe")
+    c.add_argument("ip")
+    c.add_argument("port", type=int)
+    c.add_argument("--until", choices=("fail", "success"), required=True)
+    c.add_argument("--interval", type=float, default=0.005)
+    c.add_argument("--timeout", type=float, default=0.2)
+    c.add_argument("--deadline", type=float, default=10.0)
+    args = p.parse_args(argv)
+    if args.cmd == "serve":
+        serve(args.port)
+        return 0
+    return probe(args.ip, args.port, args.until, args.interval, args.timeout, args.deadline)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
