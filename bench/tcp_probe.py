@@ -2,6 +2,8 @@
 
     tcp_probe.py serve PORT
         accepts connections on PORT and closes them (the probed side)
+    tcp_probe.py connect IP PORT [--timeout 0.2]
+        one connection: exits 0 if it is answered within the timeout, 1 if not
     tcp_probe.py probe IP PORT --until fail|success [--interval 0.005] [--timeout 0.2]
         opens a new connection every interval; prints "ready" once the state before is seen
         (until fail: 5 connections answered in a row; until success: one timed out), then,
@@ -62,6 +64,15 @@ class Probe:
         self.sock.close()
 
 
+def connect(ip: str, port: int, timeout: float) -> int:
+    try:
+        with socket.create_connection((ip, port), timeout=timeout) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+        return 0
+    except OSError:
+        return 1
+
+
 def probe(ip: str, port: int, until: str, interval: float, timeout: float,
           deadline: float) -> int:
     selector = selectors.DefaultSelector()
@@ -108,6 +119,10 @@ def main(argv=None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("serve")
     s.add_argument("port", type=int)
+    o = sub.add_parser("connect")
+    o.add_argument("ip")
+    o.add_argument("port", type=int)
+    o.add_argument("--timeout", type=float, default=0.2)
     c = sub.add_parser("probe")
     c.add_argument("ip")
     c.add_argument("port", type=int)
@@ -119,6 +134,8 @@ def main(argv=None) -> int:
     if args.cmd == "serve":
         serve(args.port)
         return 0
+    if args.cmd == "connect":
+        return connect(args.ip, args.port, args.timeout)
     return probe(args.ip, args.port, args.until, args.interval, args.timeout, args.deadline)
 
 
