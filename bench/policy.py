@@ -672,10 +672,9 @@ def figures(results: dict) -> list[tuple[str, object, object]]:
         if f is not None or o is not None:
             out.append((label, f, o))
 
-    for kind, what in (("deny", "policy made: until the first probe refused"),
-                       ("allow", "policy deleted: until the first answer")):
+    for kind, what in (("deny", "made, until refused"), ("allow", "deleted, until answered")):
         for p in ("p50", "p99"):
-            both(f"realization {p} ms, {what}", "realization", kind, f"{p}_ms")
+            both(f"realization {p} ms: policy {what}", "realization", kind, f"{p}_ms")
         both("  API call returned p50 ms", "realization", kind, "api_returned_p50_ms")
     both("  failed samples", "realization", "failed_samples")
     for placement in ("spread", "one_host"):
@@ -683,12 +682,12 @@ def figures(results: dict) -> list[tuple[str, object, object]]:
              "policy_flows_max")
         both(f"flows ({placement}): flows added, busiest host", "flows", placement,
              "flows_added_max")
-        both(f"flows ({placement}): policy call until in force, ms", "flows", placement,
+        both(f"flows ({placement}): policy call to in force, ms", "flows", placement,
              "policy_converged_ms")
     for p in ("p50", "p95", "p99"):
         both(f"new endpoint among policies {p} ms", "convergence", f"{p}_ms")
     both("  API call returned p50 ms", "convergence", "api_returned_p50_ms")
-    both("  samples not enforced (a refused source answered)", "convergence", "not_enforced")
+    both("  not enforced (a refused source answered)", "convergence", "not_enforced")
     both("throughput without policy, Gbit/s", "throughput", "without_gbps")
     both("throughput with policy, Gbit/s", "throughput", "with_gbps")
     both("  with / without (medians)", "throughput", "with_over_without")
