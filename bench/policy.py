@@ -116,9 +116,9 @@ class FabricPolicies:
     def depopulate(self, indices: list[int]) -> None:
         self.side.depopulate(indices)
 
-    def policy_flows(self, host) -> int | None:
-        return flow_breakdown(host, self.bridge, self.of_version)["by_cookie_kind"].get(
-            "policy", 0)
+    def flows_by_kind(self, host) -> dict[str, int] | None:
+        """The host's flows by the kind of their cookie ("policy" for a policy's)."""
+        return flow_breakdown(host, self.bridge, self.of_version)["by_cookie_kind"]
 
 
 def _group_name(labels: dict) -> str:
@@ -254,8 +254,8 @@ class OvnPolicies:
             self.ovn.nbctl(*self._regroup()[1:])
         self.side.depopulate(indices)
 
-    def policy_flows(self, host) -> int | None:
-        return None  # OVN's flows carry no owner: counted as a difference only
+    def flows_by_kind(self, host) -> dict[str, int] | None:
+        return None  # OVN's cookies name logical flows, not owners: a difference only
 
 
 # --- containers and probes -------------------------------------------------------------------
@@ -472,29 +472,39 @@ def measure_policy_flows(pol, per_label: int, hosts: list[str] | None) -> dict:
     filled = pol.populate(labels, hosts=hosts)
     try:
         time.sleep(SETTLE_S)
-        before = {h.name: count_flows(h, pol.bridge, pol.of_version) for h in pol.lab.hosts}
+        before = flow_counts(pol)
         doc = flows_policy()
         t0 = time.perf_counter()
         marks = pol.create_policy(doc)
         pol.settle()
         converged = time.perf_counter()
         time.sleep(SETTLE_S)
-        after = {h.name: count_flows(h, pol.bridge, pol.of_version) for h in pol.lab.hosts}
-        own = {h.name: pol.policy_flows(h) for h in pol.lab.hosts}
+        after = flow_counts(pol)
         pol.delete_policy(doc["name"])
         pol.settle()
     finally:
         pol.depopulate(sorted(labels))
-    added = {name: after[name] - before[name] for name in after}
-    counted = own if None not in own.values() else added
-    return {"endpoints": 2 * per_label, "placement": hosts or "spread",
-            "populate_s": round(filled["converged_s"], 3),
-            "policy_api_returned_ms": ms_since(t0, marks["api_returned"]),
-            "policy_converged_ms": ms_since(t0, converged),
-            "flows_before": before, "flows_after": after, "flows_added": added,
-            "flows_added_max": max(added.values()),
-            "policy_cookie_flows": own if None not in own.values() else None,
-            "policy_flows_max": max(counted.values())}
+    added = {name: after[name]["flows"] - before[name]["flows"] for name in after}
+    out = {"endpoints": 2 * per_label, "placement": hosts or "spread",
+           "populate_s": round(filled["converged_s"], 3),
+           "policy_api_returned_ms": ms_since(t0, marks["api_returned"]),
+           "policy_converged_ms": ms_since(t0, converged),
+           "flows_before": {n: v["flows"] for n, v in before.items()},
+           "flows_after": {n: v["flows"] for n, v in after.items()},
+           "flows_added": added, "flows_added_max": max(added.values()),
+           "policy_flows_max": max(added.values())}
+    if all(v["by_kind"] is not None for v in after.values()):
+        out["added_by_cookie_kind"] = {
+            n: {k: c - before[n]["by_kind"].get(k, 0) for k, c in v["by_kind"].items()
+                if c != before[n]["by_kind"].get(k, 0)} for n, v in after.items()}
+        out["policy_cookie_flows"] = {n: v["by_kind"].get("policy", 0) for n, v in after.items()}
+        out["policy_flows_max"] = max(out["policy_cookie_flows"].values())
+    return out
+
+
+def flow_counts(pol) -> dict[str, dict]:
+    return {h.name: {"flows": count_flows(h, pol.bridge, pol.of_version),
+                     "by_kind": pol.flows_by_kind(h)} for h in pol.lab.hosts}
 
 
 def step_flows(pols, args) -> dict:
