@@ -47,7 +47,6 @@ import time
 import common
 from common import count_flows, ip_for, mac_for, progress, summary_ms
 from compare import loadavg, per_side, run_steps, versions, write
-from flows.pipeline import decode_cookie
 from lab.proc import run
 from report import FAB, OVN, table, value_at
 from routing import IPERF_PORT, WARMUP_S, flow_breakdown, iperf, stop_all
@@ -138,24 +137,20 @@ class OvnPolicies:
         self.labels: dict[str, dict] = {}  # logical port -> labels
         self.groups: dict[str, dict] = {}  # port group -> the labels it selects
 
-    def _members(self, wanted: dict, extra: dict | None = None) -> list[str]:
-        ports = {**self.labels, **(extra or {})}
-        return sorted(p for p, have in ports.items()
+    def _members(self, wanted: dict) -> list[str]:
+        return sorted(p for p, have in self.labels.items()
                       if all(have.get(k) == v for k, v in wanted.items()))
 
-    def _set_ports(self, group: str, extra: dict | None = None) -> list[str]:
-        """The group's whole port list, by name (a port added in the same transaction is
-        found by its name too)."""
-        members = self._members(self.groups[group], extra)
-        if not members:
-            return ["--", "clear", "Port_Group", group, "ports"]
-        return ["--", "pg-set-ports", group, *members]
-
-    def _regroup(self, port: str | None = None, labels: dict | None = None) -> list[str]:
-        """Every group's members as the labels stand (with `port` and its labels counted)."""
+    def _join(self, joining: dict[str, dict]) -> list[str]:
+        """pg-set-ports of the groups that ports with these labels join (already in
+        self.labels): the whole list, by name (a port added in the same transaction is
+        found by its name too). Leaving needs nothing: a group's ports are weak references,
+        a deleted port leaves its groups."""
         args: list[str] = []
-        for group in self.groups:
-            args += self._set_ports(group, {port: labels} if port else None)
+        for group, wanted in self.groups.items():
+            if any(all(have.get(k) == v for k, v in wanted.items())
+                   for have in joining.values()):
+                args += ["--", "pg-set-ports", group, *self._members(wanted)]
         return args
 
     def _peer(self, peer: dict, args: list[str]) -> str:
@@ -228,30 +223,28 @@ class OvnPolicies:
 
     def bind(self, c, i: int, labels: dict) -> dict:
         port = f"p{i}"
-        marks = self.side.attach(c, i, also=tuple(self._regroup(port, labels)))
         self.labels[port] = labels
-        return marks
+        return self.side.attach(c, i, also=tuple(self._join({port: labels})))
 
     def unbind(self, c, i: int) -> None:
         port = f"p{i}"
-        self.labels.pop(port)
-        self.ovn.nbctl("lsp-del", port, *self._regroup())
+        del self.labels[port]
+        self.ovn.nbctl("lsp-del", port)
         c.host.vsctl("del-port", self.bridge, c.port)
         self.ovn.wait_hv()
 
     def populate(self, labels: dict[int, dict], hosts: list[str] | None = None) -> dict:
         result = self.side.populate(sorted(labels), hosts=hosts)
-        self.labels.update({f"p{i}": v for i, v in labels.items()})
-        if self.groups:
-            self.ovn.nbctl(*self._regroup()[1:])
+        joining = {f"p{i}": v for i, v in labels.items()}
+        self.labels.update(joining)
+        if args := self._join(joining):
+            self.ovn.nbctl(*args[1:])
             self.ovn.wait_hv()
         return result
 
     def depopulate(self, indices: list[int]) -> None:
         for i in indices:
-            self.labels.pop(f"p{i}", None)
-        if self.groups:
-            self.ovn.nbctl(*self._regroup()[1:])
+            del self.labels[f"p{i}"]
         self.side.depopulate(indices)
 
     def flows_by_kind(self, host) -> dict[str, int] | None:
