@@ -244,10 +244,18 @@ class PublishedView(BaseModel):
 
 # ---- inspection --------------------------------------------------------------------------------
 
+class OwnerRule(BaseModel):
+    id: int
+    direction: Literal["ingress", "egress"]
+    index: int = Field(description="its place in the policy's list for the direction, from 0")
+    action: Literal["allow", "deny"]
+
+
 class Owner(BaseModel):
-    kind: Literal["fabric", "host", "network", "endpoint", "router", "unknown"]
-    id: Optional[str] = Field(None, description="network, endpoint or router id")
+    kind: Literal["fabric", "host", "network", "endpoint", "router", "policy", "unknown"]
+    id: Optional[str] = Field(None, description="network, endpoint, router or policy id")
     name: Optional[str] = None
+    rule: Optional[OwnerRule] = Field(None, description="a policy's flow: the rule it is of")
 
 
 class FlowView(BaseModel):
