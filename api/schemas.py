@@ -343,6 +343,19 @@ class TraceRoute(BaseModel):
     ttl: Optional[TraceTtl]
 
 
+class TracePolicy(BaseModel):
+    policy: Optional[str] = Field(description="the policy's name")
+    policy_id: Optional[str]
+    rule: Optional[int] = Field(description="the rule's id")
+    direction: Optional[Literal["ingress", "egress"]]
+    index: Optional[int] = Field(description="the rule's place in the policy's list, from 0")
+    action: Optional[Literal["allow", "deny"]]
+    verdict: Literal["allowed", "denied"]
+    established: bool = Field(description="true: a connection the rule admitted before; "
+                              "false: judged as a new connection")
+    host: Optional[str] = None
+
+
 class TraceHop(BaseModel):
     host: str
     step: Literal["table", "tunnel", "deliver", "leave"]
@@ -354,6 +367,8 @@ class TraceHop(BaseModel):
     port: Optional[int] = None
     endpoint: Optional[str] = None
     route: Optional[TraceRoute] = Field(None, description="in l3_lookup: the route taken")
+    policy: Optional[TracePolicy] = Field(None, description="in a rules table: the policy "
+                                          "and rule met")
 
 
 class TraceOutside(BaseModel):
@@ -373,6 +388,9 @@ class TraceVerdict(BaseModel):
     flow: Optional[FlowView] = None
     reason: str
     routes: Optional[list[TraceRoute]] = Field(None, description="the routes taken, in order")
+    policies: Optional[list[TracePolicy]] = Field(
+        None, description="the policies and rules that allowed the packet, or the one that "
+        "denied it, in the order met")
 
 
 class TraceView(BaseModel):
