@@ -26,9 +26,9 @@ from . import pipeline as p
 from .conformance import check
 from .egress import (Outside, PhysicalBridge, endpoint_egress_flows, network_egress_flows,
                      outside_flows)
-from .flow import OFPP_IN_PORT, Flow, move, output, set_field, table_of
-from .policy import (host_policy_flows, tracked_endpoint_flows, tracked_network_flows,
-                     tracked_port_actions)
+from .flow import OFPP_IN_PORT, Flow, move, output, set_field
+from .policy import (host_rules, merged, policy_fixed_flows, rule_flows,
+                     tracked_endpoint_flows, tracked_network_flows, tracked_port_actions)
 from .routing import forwarded_sources, neighbour_flow, prefix_match, router_flows
 
 ETH_IPV4 = 0x0800
@@ -47,11 +47,11 @@ MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
 check_flows = False
 
 # ("fabric", "") | ("outside", "") | ("network", network id) | ("endpoint", endpoint id)
-# | ("router", router id) | ("policy", "")
+# | ("router", router id) | ("policy", "") | ("rule", rule id)
 Unit = tuple
 FABRIC_UNIT: Unit = ("fabric", "")
 OUTSIDE_UNIT: Unit = ("outside", "")  # the host's way out, whatever its networks
-POLICY_UNIT: Unit = ("policy", "")  # every policy flow of the host: rules share flows
+POLICY_UNIT: Unit = ("policy", "")  # the rules tables' own flows, on a host with tracked ones
 
 
 def network_unit(network_id: str) -> Unit:
@@ -64,6 +64,12 @@ def endpoint_unit(endpoint_id: str) -> Unit:
 
 def router_unit(router_id: str) -> Unit:
     return ("router", router_id)
+
+
+def rule_unit(rule_id: int) -> Unit:
+    """A policy rule's flows on the host. Rules may share a clause flow: the only units whose
+    flows may have one key, merged into one flow (flows.policy.merged)."""
+    return ("rule", rule_id)
 
 
 @dataclass(frozen=True)
@@ -89,7 +95,8 @@ class HostWiring:
     networks, which route here what the host's endpoints send; ``routed``: the other networks
     of those routers, whose endpoints the host must know to route to them. ``outside``: the
     host's way out (None while it has no physical bridge patched in). ``tracked``: the local
-    endpoints that policies select, each with what the policies make of it (model.policy.Guard).
+    endpoints that policies select, each with what the policies make of it (model.policy.Guard);
+    ``rules``: the rules that judge them, each with the ids of the endpoints it judges here.
     """
 
     host: str
@@ -100,6 +107,7 @@ class HostWiring:
     routed: frozenset[str] = frozenset()
     outside: Outside | None = None
     tracked: Mapping = field(default_factory=dict)
+    rules: Mapping = field(default_factory=dict)
 
 
 def host_wiring(snap: Snapshot, host: str, ports: HostPorts) -> HostWiring:
@@ -122,7 +130,7 @@ def host_wiring(snap: Snapshot, host: str, ports: HostPorts) -> HostWiring:
         outside = Outside(snap.hosts[host].outside_ip, bridge.patch, bridge.mac,
                           bridge.next_hop_mac)
     return HostWiring(host, local, networks, dict(ports.tunnels), routers, routed, outside,
-                      tracked)
+                      tracked, host_rules(snap, tracked) if tracked else {})
 
 
 def units_of(snap: Snapshot, view: HostWiring) -> Iterable[Unit]:
@@ -136,6 +144,8 @@ def units_of(snap: Snapshot, view: HostWiring) -> Iterable[Unit]:
     for router_id in view.routers:
         yield router_unit(router_id)
     yield POLICY_UNIT
+    for rule_id in view.rules:
+        yield rule_unit(rule_id)
 
 
 def units_of_network(snap: Snapshot, network_id: str) -> Iterable[Unit]:
@@ -147,7 +157,16 @@ def units_of_network(snap: Snapshot, network_id: str) -> Iterable[Unit]:
 def compile_host(snap: Snapshot, host: str, ports: HostPorts) -> dict[tuple, Flow]:
     """All of the host's flows: the reference the incremental path must always equal."""
     view = host_wiring(snap, host, ports)
-    return table_of([f for unit in units_of(snap, view) for f in compile_unit(snap, view, unit)])
+    table: dict[tuple, Flow] = {}
+    shared: dict[tuple, list[Flow]] = {}  # keys that several rules' flows have
+    for unit in units_of(snap, view):
+        for flow in compile_unit(snap, view, unit):
+            held = table.setdefault(flow.key, flow)
+            if held is not flow:
+                shared.setdefault(flow.key, [held]).append(flow)
+    for key, flows in shared.items():
+        table[key] = merged(flows)
+    return table
 
 
 def compile_unit(snap: Snapshot, view: HostWiring, unit: Unit) -> list[Flow]:
@@ -191,7 +210,12 @@ def unit_flows(snap: Snapshot, view: HostWiring, unit: Unit) -> list[Flow]:
             return []
         return outside_flows(host.seq, view.outside)
     if kind == "policy":
-        return host_policy_flows(snap, view.tracked)
+        return policy_fixed_flows() if view.tracked else []
+    if kind == "rule":
+        members = view.rules.get(ident)
+        if members is None:
+            return []
+        return rule_flows(snap, snap.policy_index.rule_policy[ident][1], members)
     return fixed_flows()
 
 

@@ -24,15 +24,15 @@ A rule is one conjunctive match over up to three clauses: the selected endpoints
 reg1 or reg2), the peers (addresses within the metadata of the selected endpoints' networks)
 and the ports, so that it costs about N + M + K flows on a host, not N x M x K. Rules sharing a
 clause's flow share the flow (one flow, one conjunction action per rule). A host's policy flows
-are one unit: only hosts with tracked endpoints have any.
+are one unit per rule; two rules' clause flows with one key are merged into one.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from model.entities import Endpoint, Network, Snapshot
-from model.policy import ALLOW, EGRESS, INGRESS, PROTOCOLS, Guard, Peer, PortRange, Rule, \
-    selected_endpoints
+from model.policy import (ALLOW, EGRESS, INGRESS, PROTOCOLS, Guard, Peer, PortRange, Rule,
+                          selected_endpoints)
 from openflow.actions import conjunction, ct
 
 from . import pipeline as p
@@ -149,44 +149,49 @@ def _miss(table: p.Table) -> Flow:
     return Flow.make(table.id, p.PRIO_MISS, p.FABRIC_COOKIE)
 
 
-def host_policy_flows(snap: Snapshot, tracked: dict[str, Guard]) -> list[Flow]:
-    """Every policy flow of a host whose tracked endpoints (id -> Guard) are ``tracked``."""
-    if not tracked:
-        return []
-    members: dict[int, list[Endpoint]] = {}  # rule id -> the tracked endpoints here it judges
-    rules: dict[int, Rule] = {}
+def host_rules(snap: Snapshot, tracked: Mapping[str, Guard]) -> dict[int, tuple[str, ...]]:
+    """The rules that judge the host's tracked endpoints (id -> Guard), each with the ids of
+    those endpoints in the order they were made."""
+    rules: dict[int, list[str]] = {}
     for endpoint_id in sorted(tracked, key=lambda e: snap.endpoints[e].seq):
-        ep = snap.endpoints[endpoint_id]
         for policy_id in tracked[endpoint_id].policies:
             for rule in snap.policies[policy_id].rules():
-                members.setdefault(rule.id, []).append(ep)
-                rules[rule.id] = rule
-    builder = _Builder()
-    for rule_id in sorted(rules):
-        _rule_flows(snap, rules[rule_id], members[rule_id], builder)
-    return policy_fixed_flows() + builder.flows()
+                rules.setdefault(rule.id, []).append(endpoint_id)
+    return {rule_id: tuple(members) for rule_id, members in rules.items()}
 
 
-class _Builder:
-    """Flows by key; a clause flow two rules share gets both rules' conjunction actions."""
-
-    def __init__(self) -> None:
-        self._flows: dict[tuple, Flow] = {}
-
-    def add(self, flow: Flow) -> None:
-        held = self._flows.get(flow.key)
-        if held is None:
-            self._flows[flow.key] = flow
-        elif flow.actions and flow.actions[0][0] == "conjunction" == held.actions[0][0]:
-            self._flows[flow.key] = Flow(held.table, held.priority, held.match, held.cookie,
-                                         held.actions + flow.actions, None, None)
-        # Otherwise an equal flow of an earlier rule (an equal direct action): that one stays.
-
-    def flows(self) -> list[Flow]:
-        return list(self._flows.values())
+def rule_flows(snap: Snapshot, rule: Rule, member_ids: Iterable[str]) -> list[Flow]:
+    """The flows of one rule on a host where it judges ``member_ids``."""
+    out: dict[tuple, Flow] = {}
+    for flow in _rule_flows(snap, rule, [snap.endpoints[e] for e in member_ids]):
+        out.setdefault(flow.key, flow)  # two peers with one address: one clause flow
+    return list(out.values())
 
 
-def _rule_flows(snap: Snapshot, rule: Rule, selected: list[Endpoint], out: _Builder) -> None:
+def rule_peer_ids(snap: Snapshot, rule: Rule) -> set[str]:
+    """The endpoints a rule names as peers, wherever they are."""
+    return {ep.id for peer in rule.peers if peer.selector is not None
+            for ep in selected_endpoints(peer.selector, snap.endpoints,
+                                         snap.endpoints_by_label, snap.endpoints_by_network)}
+
+
+def names_as_peer(rule: Rule, ep: Endpoint) -> bool:
+    return any(peer.selector is not None and peer.selector.selects(ep) for peer in rule.peers)
+
+
+def merged(flows: Iterable[Flow]) -> Flow:
+    """One flow for the flows of several rules with one key: a clause flow gets every rule's
+    conjunction action; of equal decisions, the oldest rule's stays. The same whatever the
+    order, so that an incremental table equals a whole compile."""
+    flows = sorted(flows, key=lambda f: f.cookie)
+    first = flows[0]
+    if len(flows) == 1 or not first.actions or first.actions[0][0] != "conjunction":
+        return first
+    actions = tuple(sorted({a for f in flows for a in f.actions}, key=lambda a: a[1]))
+    return Flow(first.table, first.priority, first.match, first.cookie, actions, None, None)
+
+
+def _rule_flows(snap: Snapshot, rule: Rule, selected: list[Endpoint]) -> Iterable[Flow]:
     side = SIDES[rule.direction]
     c = rule_cookie(rule.id)
     t = side.table.id
@@ -201,29 +206,28 @@ def _rule_flows(snap: Snapshot, rule: Rule, selected: list[Endpoint], out: _Buil
     ports = [m for r in rule.ports for m in _port_matches(r)] if rule.ports else []
     if rule.action == ALLOW:
         # A connection the rule admitted holds while the rule does (and its replies pass).
-        out.add(Flow.make(t, p.PRIO_POLICY_HOLDS, c,
-                          {"ct_state": _KNOWN, side.rule_field: rule.id}, goto=side.onward.id))
+        yield Flow.make(t, p.PRIO_POLICY_HOLDS, c, {"ct_state": _KNOWN, side.rule_field: rule.id},
+                        goto=side.onward.id)
         other = SIDES[EGRESS if side is INGRESS_SIDE else INGRESS]
-        out.add(Flow.make(other.table.id, p.PRIO_POLICY_HOLDS, c,
-                          {"ct_state": _KNOWN_REPLY, side.rule_field: rule.id},
-                          goto=other.onward.id))
+        yield Flow.make(other.table.id, p.PRIO_POLICY_HOLDS, c,
+                        {"ct_state": _KNOWN_REPLY, side.rule_field: rule.id},
+                        goto=other.onward.id)
     deny = rule.action != ALLOW
     clauses = [who] + [clause for clause in (peers, ports) if clause]
     if len(clauses) == 1:
         priority = p.PRIO_DENY_DIRECT if deny else p.PRIO_ALLOW_DIRECT
         for ep in selected:
-            out.add(_decision(t, priority, c, {side.register: ep.seq, "eth_type": ETH_IPV4},
-                              rule, side,
-                              networks[ep.network_id]))
+            yield _decision(t, priority, c, {side.register: ep.seq, "eth_type": ETH_IPV4},
+                            rule, side, networks[ep.network_id])
         return
     priority = p.PRIO_DENY if deny else p.PRIO_ALLOW
     for k, clause in enumerate(clauses, start=1):
         for match in clause:
-            out.add(Flow.make(t, priority, c, match,
-                              actions=[conjunction(rule.id, k, len(clauses))]))
+            yield Flow.make(t, priority, c, match,
+                            actions=[conjunction(rule.id, k, len(clauses))])
     for network in networks.values():
-        out.add(_decision(t, p.PRIO_RULE, c, {"conj_id": rule.id, "metadata": network.vni,
-                                              "eth_type": ETH_IPV4}, rule, side, network))
+        yield _decision(t, p.PRIO_RULE, c, {"conj_id": rule.id, "metadata": network.vni,
+                                            "eth_type": ETH_IPV4}, rule, side, network)
 
 
 def _decision(table: int, priority: int, cookie: int, match: dict, rule: Rule, side: Side,

@@ -174,6 +174,11 @@ policy_operations = st.lists(st.one_of(
 # A policy coming to endpoints whose flows are in: their flows must change with it.
 @example([("create", "red", "h1", True), ("converge", "h1"), ("policies", [2]),
           ("converge", "h1"), ("label", 0, "db"), ("policies", [0, 1]), ("converge", "all")])
+# Peers coming and going under the rules of another host: its policy flows must follow.
+@example([("create", "red", "h1", True), ("label", 0, "db"), ("policies", [0]),
+          ("create", "red", "h2", True), ("converge", "all"), ("label", 1, "web"),
+          ("converge", "all"), ("label", 1, ""), ("converge", "all"), ("label", 1, "web"),
+          ("converge", "all"), ("delete", 1), ("converge", "all")])
 def test_incremental_tables_equal_the_whole_compile_with_policies(ops):
     from model.entities import Change
     h = Harness()
