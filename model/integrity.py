@@ -89,8 +89,10 @@ def _policy_problems(db: sqlite3.Connection, networks: set[str]) -> list[str]:
             parse_labels(json.loads(labels))
         except (ValueError, InvalidRequest) as exc:
             found.append(f"endpoint {ep_id} has labels {labels!r}: {exc}")
-    last_rule_id = db.execute(
-        "SELECT value FROM meta WHERE key = 'last_rule_id'").fetchone()[0]
+    counter = db.execute("SELECT value FROM meta WHERE key = 'last_rule_id'").fetchone()
+    if counter is None:
+        return found + ["the last rule id given is not recorded (meta last_rule_id)"]
+    last_rule_id = counter[0]
     rule_ids = collections.Counter()
     for seq, policy_id, name, body in db.execute("SELECT seq, id, name, body FROM policies"):
         try:

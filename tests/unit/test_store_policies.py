@@ -214,6 +214,7 @@ def test_a_file_of_schema_version_2_is_upgraded_and_read_whole(tmp_path):
     ("UPDATE policies SET body = '{}'", ["policy 'p' cannot be read"]),
     ("UPDATE policies SET body = replace(body, (SELECT id FROM networks), 'gone')",
      ["policy 'p' names network gone, which does not exist"]),
+    ("DELETE FROM meta WHERE key = 'last_rule_id'", ["last rule id given is not recorded"]),
     ("UPDATE meta SET value = 0 WHERE key = 'last_rule_id'",
      ["rule id 1 is above the last one given (0)"]),
     ("INSERT INTO policies (id, name, body) SELECT 'q', 'q', body FROM policies",
