@@ -338,10 +338,18 @@ class PolicyView(BaseModel):
 
 # ---- inspection --------------------------------------------------------------------------------
 
+class OwnerRule(BaseModel):
+    id: int
+    direction: Literal["ingress", "egress"]
+    index: int = Field(description="its place in the policy's list for the direction, from 0")
+    action: Literal["allow", "deny"]
+
+
 class Owner(BaseModel):
-    kind: Literal["fabric", "host", "network", "endpoint", "router", "unknown"]
-    id: Optional[str] = Field(None, description="network, endpoint or router id")
+    kind: Literal["fabric", "host", "network", "endpoint", "router", "policy", "unknown"]
+    id: Optional[str] = Field(None, description="network, endpoint, router or policy id")
     name: Optional[str] = None
+    rule: Optional[OwnerRule] = Field(None, description="a policy's flow: the rule it is of")
 
 
 class FlowView(BaseModel):
@@ -429,6 +437,19 @@ class TraceRoute(BaseModel):
     ttl: Optional[TraceTtl]
 
 
+class TracePolicy(BaseModel):
+    policy: Optional[str] = Field(description="the policy's name")
+    policy_id: Optional[str]
+    rule: Optional[int] = Field(description="the rule's id")
+    direction: Optional[Literal["ingress", "egress"]]
+    index: Optional[int] = Field(description="the rule's place in the policy's list, from 0")
+    action: Optional[Literal["allow", "deny"]]
+    verdict: Literal["allowed", "denied"]
+    established: bool = Field(description="true: a connection the rule admitted before; "
+                              "false: judged as a new connection")
+    host: Optional[str] = None
+
+
 class TraceHop(BaseModel):
     host: str
     step: Literal["table", "tunnel", "deliver", "leave"]
@@ -440,6 +461,8 @@ class TraceHop(BaseModel):
     port: Optional[int] = None
     endpoint: Optional[str] = None
     route: Optional[TraceRoute] = Field(None, description="in l3_lookup: the route taken")
+    policy: Optional[TracePolicy] = Field(None, description="in a rules table: the policy "
+                                          "and rule met")
 
 
 class TraceOutside(BaseModel):
@@ -459,6 +482,9 @@ class TraceVerdict(BaseModel):
     flow: Optional[FlowView] = None
     reason: str
     routes: Optional[list[TraceRoute]] = Field(None, description="the routes taken, in order")
+    policies: Optional[list[TracePolicy]] = Field(
+        None, description="the policies and rules that allowed the packet, or the one that "
+        "denied it, in the order met")
 
 
 class TraceView(BaseModel):

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from model.entities import Change, Snapshot
 
-from .compiler import (HostPorts, HostWiring, Unit, compile_unit, endpoint_unit,
+from model.policy import selected_endpoints
+
+from .compiler import (POLICY_UNIT, HostPorts, HostWiring, Unit, compile_unit, endpoint_unit,
                        host_wiring, network_unit, units_of, units_of_network)
 from .flow import Flow, FlowDiff
 
@@ -20,7 +22,8 @@ _ABSENT = object()
 
 def concerned_hosts(previous: Snapshot, snap: Snapshot, change: Change) -> set[str]:
     """The hosts whose flows a change can alter: where a changed network lives, or a network
-    routed with it, before or after the change (every host when hosts came or went)."""
+    routed with it, before or after the change, and where a changed policy selects endpoints
+    (every host when hosts came or went)."""
     if change.hosts:
         return set(snap.hosts)
     networks = set(change.networks)
@@ -40,6 +43,13 @@ def concerned_hosts(previous: Snapshot, snap: Snapshot, change: Change) -> set[s
             ep = state.endpoints.get(endpoint_id)
             if ep is not None:
                 hosts.add(ep.host)
+    for policy_id in change.policies:
+        for state in (previous, snap):
+            policy = state.policies.get(policy_id)
+            if policy is not None:
+                hosts.update(ep.host for ep in selected_endpoints(
+                    policy.applies_to, state.endpoints, state.endpoints_by_label,
+                    state.endpoints_by_network))
     return hosts & snap.hosts.keys()
 
 
@@ -67,11 +77,11 @@ class HostFlows:
         elsewhere in a network costs this host no walk over its own endpoints."""
         endpoints, cached_ports, routers, view = self._view_cache
         here = snap.endpoints_by_host.get(host)
+        shared = (snap.routers, snap.network_router, snap.hosts, snap.policies)
         if (view is None or here is not endpoints or ports is not cached_ports
-                or (snap.routers, snap.network_router, snap.hosts) != routers):
+                or shared != routers):
             view = host_wiring(snap, host, ports)
-            self._view_cache = (here, ports, (snap.routers, snap.network_router, snap.hosts),
-                                view)
+            self._view_cache = (here, ports, shared, view)
         return view
 
     def rebuild(self, snap: Snapshot, view: HostWiring) -> dict[tuple, Flow]:
@@ -87,6 +97,9 @@ class HostFlows:
         routers it routes for, which touch every endpoint of their networks, or its way out,
         which touches every local endpoint)."""
         old = self.view
+        if old is not None and (old.tracked or view.tracked):
+            # The policy flows depend on endpoints anywhere the host's rules name.
+            units = units | {POLICY_UNIT}
         if old is view:
             return self._recompile(snap, view, units)
         if (old is None or view.tunnels != old.tunnels or view.routers != old.routers
@@ -104,6 +117,13 @@ class HostFlows:
             for network_id in old.networks.keys() & view.networks.keys():
                 if old.networks[network_id] != view.networks[network_id]:
                     stale.add(network_unit(network_id))
+        if view.tracked != old.tracked:
+            for endpoint_id in old.tracked.keys() | view.tracked.keys():
+                if old.tracked.get(endpoint_id) != view.tracked.get(endpoint_id):
+                    stale.add(endpoint_unit(endpoint_id))
+                    ep = snap.endpoints.get(endpoint_id)  # gone: its network's ports changed
+                    if ep is not None:
+                        stale.add(network_unit(ep.network_id))
         self.view = view
         return self._recompile(snap, view, stale)
 

@@ -301,7 +301,7 @@ class Stub:
         return jsonify(FLOWS)
 
     def endpoint_flows(self, ep):
-        return jsonify([f for f in FLOWS if f["owner"] == WEB1_OWNER])
+        return jsonify([f for f in FLOWS if f["owner"]["id"] == WEB1])
 
     def host_flows(self, name):
         if name == "h9":
