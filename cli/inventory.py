@@ -181,9 +181,10 @@ def list_endpoints(client: FabricClient, args) -> int:
         print("no endpoints")
     else:
         names = network_names(client)
-        print(table(("NAME", "NETWORK", "HOST", "PORT", "IP", "MAC", "ID"),
+        print(table(("NAME", "NETWORK", "HOST", "PORT", "IP", "MAC", "LABELS", "ID"),
                     [(e["name"], names.get(e["network"], e["network"]), e["host"], e["port"],
-                      f"{e['ip']}/{e['prefix_len']}", e["mac"], e["id"]) for e in endpoints]))
+                      f"{e['ip']}/{e['prefix_len']}", e["mac"], label_text(e["labels"]) or None,
+                      e["id"]) for e in endpoints]))
     return 0
 
 

@@ -43,6 +43,7 @@ def test_endpoint_labels_on_create_and_by_label(populated, cli):  # noqa: F811
     assert code == 0 and re.search(r"^labels:\s+app=api,env=prod$", out, re.M)
     ep, = FabricClient(url).endpoints()
     assert ep["labels"] == {"app": "api", "env": "prod"}
+    assert rows(cli("--api", url, "endpoints", "list")[1])[0]["LABELS"] == "app=api,env=prod"
     code, out, _ = cli("--api", url, "--json", "endpoints", "label", ep["id"], "env-")
     assert json.loads(out) == {**ep, "labels": {"app": "api"}}
     code, _, err = cli("--api", url, "endpoints", "label", "web-1", "app")

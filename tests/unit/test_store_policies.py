@@ -208,6 +208,25 @@ def test_a_file_of_schema_version_2_is_upgraded_and_read_whole(tmp_path):
     assert again.policies() == [policy] and rule_ids(policy) == [1]
 
 
+def test_a_refused_upgrade_of_a_version_2_file_changes_nothing(tmp_path):
+    path = str(tmp_path / "v2.db")
+    shutil.copyfile(DATA / "state-v2.db", path)
+    db = sqlite3.connect(path)
+    db.execute("UPDATE endpoints SET host = 'gone' WHERE name = 'fw'")
+    db.commit()
+    db.close()
+    before = open(path, "rb").read()
+    # The check runs after the new column and tables, before the commit.
+    with pytest.raises(StoreDamaged, match="host 'gone'"):
+        Store(path)
+    assert open(path, "rb").read() == before and migrations.file_version(path) == 2
+    db = sqlite3.connect(path)
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    columns = {row[1] for row in db.execute("PRAGMA table_info(endpoints)")}
+    db.close()
+    assert "policies" not in tables and "labels" not in columns
+
+
 @pytest.mark.parametrize("damage, words", [
     ("UPDATE endpoints SET labels = 'nope'", ["has labels 'nope'"]),
     ("UPDATE endpoints SET labels = '{\"-x\": \"1\"}'", ["key '-x'"]),
