@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from api.schemas import EndpointView, PolicyView
 from tests.unit.test_api import assert_error, client, populated  # noqa: F401 (fixtures)
 from tests.unit.test_api_routing import guarded  # noqa: F401 (fixture)
 
@@ -33,6 +34,7 @@ def state(c) -> tuple:
 def test_endpoint_labels_in_and_out(labelled):
     c = labelled
     assert c.web["labels"] == {"app": "web"} and c.db["labels"] == {}
+    assert EndpointView.model_validate(c.web).model_dump() == c.web
     r = c.patch(f"/v1/endpoints/{c.db['id']}", json={"labels": {"app": "db", "tier": "back"}})
     assert r.status_code == 200 and r.json == {**c.db, "labels": {"app": "db", "tier": "back"}}
     assert c.get(f"/v1/endpoints/{c.db['id']}").json == r.json
@@ -78,6 +80,7 @@ def test_policy_create_show_list_replace_delete(labelled):
                                {"cidr": "192.0.2.0/24"}],
                      "ports": body["ingress"][0]["ports"]}],
         "egress": []}
+    assert PolicyView.model_validate(policy).model_dump(exclude_unset=True) == policy
     assert c.get(f"/v1/policies/{policy['id']}").json == policy == c.get("/v1/policies/web").json
     assert c.get("/v1/policies").json == [policy]
 
