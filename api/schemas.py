@@ -491,3 +491,32 @@ class TraceView(BaseModel):
     packet: dict = Field(description="the headers traced")
     hops: list[TraceHop]
     verdict: TraceVerdict
+
+
+class PolicyRef(BaseModel):
+    id: str
+    name: str
+
+
+class PolicyHostStatus(BaseModel):
+    host: str
+    realized: bool = Field(description="every flow of the policy's rules the host should hold "
+                           "is installed, as the switch confirmed")
+    flows: int = Field(description="the flows the policy's rules cost on the host")
+
+
+class PolicyRuleStatus(BaseModel):
+    id: int
+    direction: Literal["ingress", "egress"]
+    index: int
+    action: Literal["allow", "deny"]
+    packets: int = Field(description="what the rule allowed (new and established) or denied, "
+                         "summed over the connected hosts")
+    bytes: int
+
+
+class PolicyStatusView(BaseModel):
+    policy: PolicyRef
+    hosts: list[PolicyHostStatus] = Field(description="the hosts where endpoints the policy "
+                                          "selects live")
+    rules: list[PolicyRuleStatus]

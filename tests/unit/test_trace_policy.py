@@ -61,3 +61,27 @@ def test_a_deny_rule_is_named(snap):
     assert verdict["result"] == "dropped", "db may send nothing: its egress list is empty"
     verdict = trace(snap, named(snap, "web2").id, web.name, "udp", 53, live(snap))["verdict"]
     assert verdict["result"] == "delivered" and "no-other (ingress rule 0" in verdict["reason"]
+
+
+def test_the_status_counts_a_policys_flows_per_host_and_its_rules_counters(snap):
+    from inspection.policy_status import HostTables, concerned_hosts, policy_status
+    policy = snap.policies["id-db"]
+    assert concerned_hosts(snap, policy) == {"h2"}
+    ports = host_ports(snap)
+    desired = compile_host(snap, "h2", ports["h2"])
+    stats = flow_stats(desired)
+    for s in stats:
+        if s.cookie >> 56 == 7 and s.cookie & 0xFFFFFFFF == 1:
+            s.packet_count, s.byte_count = 3, 300
+    status = policy_status(policy, {"h2": HostTables(desired, dict(desired), stats)})
+    flows = [f for f in desired.values() if f.cookie >> 56 == 7 and f.cookie & 0xFFFF == 1]
+    assert status["hosts"] == [{"host": "h2", "realized": True, "flows": len(flows)}]
+    assert len(flows) >= 5, "web2 and web as clauses, two ports, a decision, two holds"
+    [rule] = status["rules"]
+    assert rule == {"id": 1, "direction": "ingress", "index": 0, "action": "allow",
+                    "packets": 3 * len(flows), "bytes": 300 * len(flows)}
+    missing = dict(desired)
+    del missing[flows[0].key]
+    status = policy_status(policy, {"h2": HostTables(desired, missing, None),
+                                    "h3": HostTables(None, None, None)})
+    assert [h["realized"] for h in status["hosts"]] == [False, False]
