@@ -9,6 +9,7 @@ import pytest
 from flask import Flask, jsonify
 
 from api.client import FabricClient
+from api.schemas import PolicyStatusView
 from cli.labels import changed_labels
 from cli.lookup import CommandError
 from tests.helpers import serving
@@ -90,6 +91,8 @@ def test_policies_create_list_show_replace_delete(populated, cli, files):  # noq
         {"RULE": "2", "DIRECTION": "egress", "ACTION": "deny", "PEERS": "0.0.0.0/0",
          "PORTS": "any"}]
     assert rows(cli("--api", url, "policies", "list")[1])[0]["INGRESS"] == "-"
+    code, out, _ = cli("--api", url, "policies", "status", "web")  # the real route
+    assert code == 0 and out.startswith(f"policy web ({policy['id']}): realized on 0 of 0 ")
     assert cli("--api", url, "policies", "delete", "web")[1] == "deleted policy web\n"
     assert cli("--api", url, "policies", "list")[1] == "no policies\n"
 
@@ -108,13 +111,14 @@ def test_policy_file_and_api_errors(populated, cli, files):  # noqa: F811
     assert FabricClient(url).policies() == []
 
 
-STATUS = {"policy": {"id": "p1", "name": "web"},
-          "hosts": [{"host": "h1", "realized": True, "flows": 12},
-                    {"host": "h2", "realized": False, "flows": 0}],
-          "rules": [{"id": 7, "direction": "ingress", "index": 0, "action": "allow",
-                     "packets": 1500, "bytes": 2048},
-                    {"id": 8, "direction": "egress", "index": 0, "action": "deny",
-                     "packets": 3, "bytes": 180}]}
+STATUS = PolicyStatusView(
+    policy={"id": "p1", "name": "web"},
+    hosts=[{"host": "h1", "realized": True, "flows": 12},
+           {"host": "h2", "realized": False, "flows": 0}],
+    rules=[{"id": 7, "direction": "ingress", "index": 0, "action": "allow", "packets": 1500,
+            "bytes": 2048},
+           {"id": 8, "direction": "egress", "index": 0, "action": "deny", "packets": 3,
+            "bytes": 180}]).model_dump()
 
 
 @pytest.fixture
