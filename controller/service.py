@@ -151,8 +151,9 @@ class FabricService:
     def set_endpoint_labels(self, scope: Scope, endpoint_id: str,
                             labels: dict[str, str]) -> tuple[Endpoint, Network]:
         """Replaces the endpoint's labels (a host scope: on its own host's endpoints); answers
-        once the hosts where the policies it meets before or after police have confirmed (or
-        the wait is over)."""
+        once its network's hosts, and those of the endpoints selected by every policy that
+        selects it or has it as a peer, with its old labels or its new, have confirmed (or the
+        wait is over)."""
         before = self._endpoint_of_host(scope, endpoint_id)
         after = self.store.set_endpoint_labels(before.id, labels)
         snap = self.store.snapshot()
