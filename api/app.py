@@ -12,7 +12,7 @@ from controller.service import FabricService
 from model import FabricError
 from security import tokens
 
-from . import browsers, docs, inspection, inventory, publishing, routing, scopes
+from . import browsers, docs, inspection, inventory, policies, publishing, routing, scopes
 from .browsers import Audience
 from .spec import Api
 
@@ -76,7 +76,7 @@ def create_app(fabric: Fabric, token: str | None = None,
         return generate_latest(fabric.metrics.registry), 200, {"Content-Type": CONTENT_TYPE_LATEST}
 
     service = FabricService(fabric)
-    for views in (inventory, routing, publishing):
+    for views in (inventory, routing, publishing, policies):
         views.register(api, service)
     inspection.register(api, fabric)
     docs.register(app, api)

@@ -101,6 +101,10 @@ class FabricClient:
     def delete_endpoint(self, endpoint_id: str) -> None:
         self.request("DELETE", f"/v1/endpoints/{_seg(endpoint_id)}")
 
+    def set_endpoint_labels(self, endpoint_id: str, labels: dict[str, str]) -> dict:
+        """Replaces all the endpoint's labels; returns the endpoint."""
+        return self.request("PATCH", f"/v1/endpoints/{_seg(endpoint_id)}", {"labels": labels})
+
     # ---- routers -------------------------------------------------------------------------
 
     def create_router(self, name: str) -> dict:
@@ -125,6 +129,27 @@ class FabricClient:
     def set_routes(self, ref: str, routes: list[dict]) -> dict:
         """Replaces the router's routes ({destination, nexthop} each); returns the router."""
         return self.request("PUT", f"/v1/routers/{_seg(ref)}/routes", routes)
+
+    # ---- security policies ---------------------------------------------------------------
+
+    def create_policy(self, body: dict) -> dict:
+        return self.request("POST", "/v1/policies", body)
+
+    def policies(self) -> list[dict]:
+        return self.request("GET", "/v1/policies")
+
+    def policy(self, ref: str) -> dict:
+        return self.request("GET", f"/v1/policies/{_seg(ref)}")
+
+    def replace_policy(self, ref: str, body: dict) -> dict:
+        return self.request("PUT", f"/v1/policies/{_seg(ref)}", body)
+
+    def delete_policy(self, ref: str) -> None:
+        self.request("DELETE", f"/v1/policies/{_seg(ref)}")
+
+    def policy_status(self, ref: str) -> dict:
+        """Where the policy is realized and what its rules matched: {policy, hosts, rules}."""
+        return self.request("GET", f"/v1/policies/{_seg(ref)}/status")
 
     # ---- published ports -----------------------------------------------------------------
 

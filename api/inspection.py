@@ -13,11 +13,13 @@ from controller.switch import SwitchError
 from flows import diff
 from openflow.os_ken import flow_from_stats
 from flows.pipeline import TABLE_BY_ID, TABLES
+from inspection.policy_status import HostTables, concerned_hosts, policy_status
 from inspection.trace import LiveHost, hosts_to_read, resolve_endpoint, trace
 from inspection.views import Owners, flow_view, table_name
 from model import InvalidRequest, Unavailable
 
-from .schemas import AuditView, FlowView, PortView, TableView, TraceRequest, TraceView
+from .schemas import (AuditView, FlowView, PolicyStatusView, PortView, TableView, TraceRequest,
+                      TraceView)
 from .spec import Api
 
 FLOW_QUERY = {"table": "only this table (number or name)",
@@ -135,6 +137,24 @@ def register(api: Api, fabric: Fabric) -> None:
     def endpoint_flows(endpoint_id):
         ep = store.get_endpoint(endpoint_id)
         return flows_across(ep.network_id, lambda flows: owned_by(flows, endpoint_id=ep.id))
+
+    @api.route("GET", "/v1/policies/{ref}/status", summary="Where a policy is in force: per "
+               "host, realized and the flows it costs there; per rule, the packets and bytes "
+               "it allowed or denied", tag="inspection", response=PolicyStatusView,
+               errors=(404,))
+    def policy_status_view(ref):
+        policy = store.get_policy(ref)
+        snap = store.snapshot()
+        tables = {}
+        for host in concerned_hosts(snap, policy):
+            switch = fabric.switches.get(host)
+            try:
+                stats = switch.flow_stats() if switch is not None else None
+            except SwitchError:  # not answering now: no counters from it, and said unrealized
+                stats, switch = None, None
+            tables[host] = HostTables(fabric.desired_table(host),
+                                      switch.installed if switch is not None else None, stats)
+        return policy_status(policy, tables)
 
     @api.route("GET", "/v1/hosts/{name}/ports", summary="Port counters, each port named by "
                "its endpoint or tunnel", tag="inspection", response=list[PortView],

@@ -9,8 +9,9 @@ from controller.service import FabricService
 from model import Endpoint, Network, NotFound
 
 from . import scopes
-from .schemas import (AddressReserve, AddressView, AliasCreate, EndpointCreate, EndpointView,
-                      HostCreate, HostView, NetworkCreate, NetworkUpdate, NetworkView)
+from .schemas import (AddressReserve, AddressView, AliasCreate, EndpointCreate, EndpointUpdate,
+                      EndpointView, HostCreate, HostView, NetworkCreate, NetworkUpdate,
+                      NetworkView)
 from .spec import Api
 
 
@@ -34,7 +35,7 @@ def address_json(net: Network, ip: str, owner: str) -> dict:
 def endpoint_json(ep: Endpoint, net: Network) -> dict:
     return {"id": ep.id, "name": ep.name, "network": net.id, "host": ep.host, "port": ep.port,
             "ip": ep.ip, "prefix_len": net.prefix_len, "mac": ep.mac, "gateway": net.gateway,
-            "mtu": net.mtu}
+            "mtu": net.mtu, "labels": ep.label_map}
 
 
 def _optional_str(value) -> str | None:
@@ -141,7 +142,8 @@ def register(api: Api, service: FabricService) -> None:
                errors=(400, 404, 409), scope="host")
     def create_endpoint(body: EndpointCreate):
         ep, net = service.create_endpoint(scopes.current(), body.network, body.host, body.port,
-                                          _optional_str(body.ip), body.mac, body.name)
+                                          _optional_str(body.ip), body.mac, body.name,
+                                          body.labels)
         return endpoint_json(ep, net)
 
     @api.route("GET", "/v1/endpoints", summary="List endpoints", tag="endpoints",
@@ -159,6 +161,14 @@ def register(api: Api, service: FabricService) -> None:
         if ep is None:
             raise NotFound(f"endpoint {endpoint_id!r} does not exist")
         return endpoint_json(ep, snap.networks[ep.network_id])
+
+    @api.route("PATCH", "/v1/endpoints/{endpoint_id}", summary="Replace the endpoint's "
+               "labels; answers once the hosts whose policing changes have confirmed (at "
+               "most 5 s)", tag="endpoints", body=EndpointUpdate, response=EndpointView,
+               errors=(404,), scope="host")
+    def update_endpoint(endpoint_id, body: EndpointUpdate):
+        ep, net = service.set_endpoint_labels(scopes.current(), endpoint_id, body.labels)
+        return endpoint_json(ep, net)
 
     @api.route("DELETE", "/v1/endpoints/{endpoint_id}", summary="Delete an endpoint: port "
                "detached, flows gone on every host, address free", tag="endpoints", status=204,

@@ -92,6 +92,11 @@ class NetworkUpdate(Strict):
                                      "through their own host")
 
 
+# Keys and values are checked by the model (model/labels.py), which names the one at fault.
+LABELS_TEXT = ("{key: value}, strings: a key 1 to 63 of A-Z a-z 0-9 . _ / - starting with a "
+               "letter or digit, a value 0 to 63 of A-Z a-z 0-9 . _ -; at most 64")
+
+
 class EndpointCreate(Strict):
     network: str = Field(min_length=1, max_length=64, description="network id or name")
     host: str = Field(min_length=1, max_length=64)
@@ -99,6 +104,13 @@ class EndpointCreate(Strict):
     ip: Optional[IPv4] = None
     mac: Optional[str] = Field(None, pattern=MAC_PATTERN)
     name: Optional[str] = Field(None, min_length=1, max_length=64, pattern=NAME_PATTERN)
+    labels: dict[str, str] = Field(None, description="what security policies select it by: "
+                                   + LABELS_TEXT)
+
+
+class EndpointUpdate(Strict):
+    labels: dict[str, str] = Field(description="the endpoint's labels, replacing all it had: "
+                                   + LABELS_TEXT)
 
 
 # ---- responses (documented in the OpenAPI document, checked by the tests) -------------------
@@ -191,6 +203,7 @@ class EndpointView(BaseModel):
     mac: str
     gateway: str
     mtu: int
+    labels: dict[str, str] = Field(description="what security policies select it by")
 
 
 # ---- routers and published ports ----------------------------------------------------------------
@@ -242,12 +255,101 @@ class PublishedView(BaseModel):
     host_ip: str = Field(description="the host's outside address: egress_ip, else tunnel_ip")
 
 
+# ---- security policies -----------------------------------------------------------------------
+# Only the shape is checked here; ranges, patterns and references are the model's
+# (model/policy_requests.py), whose refusals name the field at fault.
+
+class SelectorSpec(Strict):
+    labels: dict[str, str] = Field(None, description="the endpoints carrying all of these; "
+                                   "none or {}: every endpoint. " + LABELS_TEXT)
+
+
+class AppliesTo(Strict):
+    selector: SelectorSpec
+    network: str = Field(None, description="network id, name or alias; none: every network")
+
+
+class PeerSpec(Strict):
+    """Either a selector (with a network, optionally) or a cidr."""
+
+    selector: SelectorSpec = None
+    network: str = Field(None, description="with selector: network id, name or alias")
+    cidr: str = Field(None, description="IPv4 CIDR with no host bits, e.g. 10.0.0.0/8; "
+                                        "0.0.0.0/0: anyone")
+
+
+class PortRangeSpec(Strict):
+    protocol: Literal["tcp", "udp", "icmp"]
+    port: int = Field(None, description="1 to 65535; none: every port (icmp: always none)")
+    end_port: int = Field(None, description="the last port of a range from port (>= port)")
+
+
+class RuleSpec(Strict):
+    peers: list[PeerSpec] = Field(description="at least one")
+    ports: list[PortRangeSpec] = Field(None, description="none or []: every protocol and port")
+    action: Literal["allow", "deny"] = "allow"
+
+
+class PolicyCreate(Strict):
+    name: str = Field(description="1 to 64 of A-Z a-z 0-9 _ . - starting with a letter or "
+                                  "digit; unique")
+    applies_to: AppliesTo
+    ingress: list[RuleSpec] = Field(None, description="given (even []: nothing is allowed "
+                                    "in): the policy governs what its endpoints receive")
+    egress: list[RuleSpec] = Field(None, description="given (even []: nothing is allowed "
+                                   "out): the policy governs what its endpoints send")
+
+
+class SelectorView(BaseModel):
+    labels: dict[str, str]
+
+
+class AppliesToView(BaseModel):
+    selector: SelectorView
+    network: Optional[str] = Field(None, description="network name; absent: every network")
+
+
+class PeerView(BaseModel):
+    selector: Optional[SelectorView] = None
+    network: Optional[str] = Field(None, description="network name, with selector")
+    cidr: Optional[str] = None
+
+
+class PortRangeView(BaseModel):
+    protocol: Literal["tcp", "udp", "icmp"]
+    port: Optional[int] = None
+    end_port: Optional[int] = None
+
+
+class RuleView(BaseModel):
+    id: int = Field(description="unique in the fabric and never given again")
+    action: Literal["allow", "deny"]
+    peers: list[PeerView]
+    ports: list[PortRangeView] = Field(description="[]: every protocol and port")
+
+
+class PolicyView(BaseModel):
+    id: str
+    name: str
+    applies_to: AppliesToView
+    ingress: Optional[list[RuleView]] = Field(None, description="absent: not governed")
+    egress: Optional[list[RuleView]] = Field(None, description="absent: not governed")
+
+
 # ---- inspection --------------------------------------------------------------------------------
 
+class OwnerRule(BaseModel):
+    id: int
+    direction: Literal["ingress", "egress"]
+    index: int = Field(description="its place in the policy's list for the direction, from 0")
+    action: Literal["allow", "deny"]
+
+
 class Owner(BaseModel):
-    kind: Literal["fabric", "host", "network", "endpoint", "router", "unknown"]
-    id: Optional[str] = Field(None, description="network, endpoint or router id")
+    kind: Literal["fabric", "host", "network", "endpoint", "router", "policy", "unknown"]
+    id: Optional[str] = Field(None, description="network, endpoint, router or policy id")
     name: Optional[str] = None
+    rule: Optional[OwnerRule] = Field(None, description="a policy's flow: the rule it is of")
 
 
 class FlowView(BaseModel):
@@ -335,6 +437,19 @@ class TraceRoute(BaseModel):
     ttl: Optional[TraceTtl]
 
 
+class TracePolicy(BaseModel):
+    policy: Optional[str] = Field(description="the policy's name")
+    policy_id: Optional[str]
+    rule: Optional[int] = Field(description="the rule's id")
+    direction: Optional[Literal["ingress", "egress"]]
+    index: Optional[int] = Field(description="the rule's place in the policy's list, from 0")
+    action: Optional[Literal["allow", "deny"]]
+    verdict: Literal["allowed", "denied"]
+    established: bool = Field(description="true: a connection the rule admitted before; "
+                              "false: judged as a new connection")
+    host: Optional[str] = None
+
+
 class TraceHop(BaseModel):
     host: str
     step: Literal["table", "tunnel", "deliver", "leave"]
@@ -346,6 +461,8 @@ class TraceHop(BaseModel):
     port: Optional[int] = None
     endpoint: Optional[str] = None
     route: Optional[TraceRoute] = Field(None, description="in l3_lookup: the route taken")
+    policy: Optional[TracePolicy] = Field(None, description="in a rules table: the policy "
+                                          "and rule met")
 
 
 class TraceOutside(BaseModel):
@@ -365,9 +482,41 @@ class TraceVerdict(BaseModel):
     flow: Optional[FlowView] = None
     reason: str
     routes: Optional[list[TraceRoute]] = Field(None, description="the routes taken, in order")
+    policies: Optional[list[TracePolicy]] = Field(
+        None, description="the policies and rules that allowed the packet, or the one that "
+        "denied it, in the order met")
 
 
 class TraceView(BaseModel):
     packet: dict = Field(description="the headers traced")
     hops: list[TraceHop]
     verdict: TraceVerdict
+
+
+class PolicyRef(BaseModel):
+    id: str
+    name: str
+
+
+class PolicyHostStatus(BaseModel):
+    host: str
+    realized: bool = Field(description="every flow of the policy's rules the host should hold "
+                           "is installed, as the switch confirmed")
+    flows: int = Field(description="the flows the policy's rules cost on the host")
+
+
+class PolicyRuleStatus(BaseModel):
+    id: int
+    direction: Literal["ingress", "egress"]
+    index: int
+    action: Literal["allow", "deny"]
+    packets: int = Field(description="what the rule allowed (new and established) or denied, "
+                         "summed over the connected hosts")
+    bytes: int
+
+
+class PolicyStatusView(BaseModel):
+    policy: PolicyRef
+    hosts: list[PolicyHostStatus] = Field(description="the hosts where endpoints the policy "
+                                          "selects live")
+    rules: list[PolicyRuleStatus]

@@ -129,6 +129,9 @@ def _openapi30(node: Any) -> Any:
         else:
             node["anyOf" if len(rest) > 1 else "allOf"] = rest
         node["nullable"] = True
+    if "default" in node and node["default"] is None and not node.get("nullable"):
+        # An optional field that refuses null (left out, it is not set): no default to show.
+        del node["default"]
     return node
 
 

@@ -1,6 +1,7 @@
 """The client commands: global options, the argument tree, and errors turned into exit codes.
 
-Exit status: 0 success, 1 `audit` found a host out of sync (like diff), 2 an error.
+Exit status: 0 success, 1 `audit` found a host out of sync (like diff) or `policies status` a
+host that has not realized the policy, 2 an error.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import requests
 from api.client import ApiError, FabricClient
 from security import tokens
 
-from . import inspection, inventory, publishing, routing
+from . import inspection, inventory, policies, publishing, routing
 from .lookup import CommandError
 from .render import error
 
@@ -49,7 +50,7 @@ def global_options(with_defaults: bool) -> argparse.ArgumentParser:
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     common = global_options(with_defaults=False)
-    for module in (inventory, routing, publishing, inspection):
+    for module in (inventory, routing, publishing, policies, inspection):
         module.add_parsers(commands, common)
 
 

@@ -5,6 +5,7 @@ import argparse
 
 from api.client import FabricClient
 
+from .labels import changed_labels, label_text, parse_label_list
 from .lookup import endpoint_id, network_names
 from .parsers import action, resource
 from .render import confirm, details, print_json, table, yes_no
@@ -58,6 +59,12 @@ def add_parsers(commands: argparse._SubParsersAction, common: argparse.ArgumentP
     p.add_argument("--ip", metavar="IP", help="default: the next free address")
     p.add_argument("--mac", metavar="MAC", help="default: allocated")
     p.add_argument("--name", metavar="NAME")
+    p.add_argument("--labels", metavar="K=V,...",
+                   help="what security policies select it by, e.g. app=web,tier=front")
+    p = action(actions, common, "label", label_endpoint,
+               "set (KEY=VALUE) or remove (KEY-) labels of an endpoint, keeping the others")
+    p.add_argument("ref", metavar="ENDPOINT", help="id (or unique name)")
+    p.add_argument("changes", nargs="+", metavar="KEY=VALUE|KEY-")
     action(actions, common, "delete", delete_endpoint, "delete an endpoint").add_argument(
         "ref", metavar="ID", help="id (or unique name)")
 
@@ -174,9 +181,10 @@ def list_endpoints(client: FabricClient, args) -> int:
         print("no endpoints")
     else:
         names = network_names(client)
-        print(table(("NAME", "NETWORK", "HOST", "PORT", "IP", "MAC", "ID"),
+        print(table(("NAME", "NETWORK", "HOST", "PORT", "IP", "MAC", "LABELS", "ID"),
                     [(e["name"], names.get(e["network"], e["network"]), e["host"], e["port"],
-                      f"{e['ip']}/{e['prefix_len']}", e["mac"], e["id"]) for e in endpoints]))
+                      f"{e['ip']}/{e['prefix_len']}", e["mac"], label_text(e["labels"]) or None,
+                      e["id"]) for e in endpoints]))
     return 0
 
 
@@ -189,7 +197,8 @@ def _print_endpoint(client: FabricClient, ep: dict, as_json: bool) -> None:
         ("name", ep["name"]), ("id", ep["id"]),
         ("network", f"{network} ({ep['network']})" if network else ep["network"]),
         ("host", ep["host"]), ("port", ep["port"]), ("ip", f"{ep['ip']}/{ep['prefix_len']}"),
-        ("mac", ep["mac"]), ("gateway", ep["gateway"]), ("mtu", ep["mtu"])]))
+        ("mac", ep["mac"]), ("gateway", ep["gateway"]), ("mtu", ep["mtu"]),
+        ("labels", label_text(ep["labels"]) or None)]))
 
 
 def show_endpoint(client: FabricClient, args) -> int:
@@ -199,7 +208,16 @@ def show_endpoint(client: FabricClient, args) -> int:
 
 def create_endpoint(client: FabricClient, args) -> int:
     ep = client.create_endpoint(args.network, args.host, port=args.port, ip=args.ip,
-                                mac=args.mac, name=args.name)
+                                mac=args.mac, name=args.name,
+                                labels=parse_label_list(args.labels) if args.labels else None)
+    _print_endpoint(client, ep, args.json)
+    return 0
+
+
+def label_endpoint(client: FabricClient, args) -> int:
+    """Merged here: the API replaces the whole set."""
+    ep = client.endpoint(endpoint_id(client, args.ref))
+    ep = client.set_endpoint_labels(ep["id"], changed_labels(ep["labels"], args.changes))
     _print_endpoint(client, ep, args.json)
     return 0
 

@@ -39,5 +39,5 @@ def require_alias(scope: Scope, alias: str) -> None:
 def allowed(scope: Scope) -> str:
     """What a host scope may do, said in every refusal."""
     return (f"this token may only read the fabric and manage host {scope.host}'s "
-            f"endpoints and their published ports, address reservations, aliases and the "
+            f"endpoints, their labels and published ports, address reservations, aliases and the "
             f"networks it made")

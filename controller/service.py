@@ -1,5 +1,6 @@
-"""The fabric's use cases: hosts, networks, aliases, address reservations, endpoints, routers
-and published ports created and deleted with their rules, whoever asks.
+"""The fabric's use cases: hosts, networks, aliases, address reservations, endpoints and their
+labels, routers, published ports and security policies created and deleted with their rules,
+whoever asks.
 
 Every call takes the caller's scope (security/tokens.Scope) and refuses, with a model error,
 what that scope may not change; a refused call changes nothing. The REST API calls this with
@@ -13,6 +14,8 @@ import time
 
 from model import Endpoint, Host, InvalidRequest, Network, NotFound, Snapshot
 from model.entities import PublishedPort, Reservation, Router
+from model.policy import Policy
+from model.policy_hosts import policy_hosts, relabel_hosts
 from security.tokens import Scope
 
 from . import permissions
@@ -124,7 +127,8 @@ class FabricService:
 
     def create_endpoint(self, scope: Scope, network: str, host: str, port: str | None = None,
                         ip: str | None = None, mac: str | None = None,
-                        name: str | None = None) -> tuple[Endpoint, Network]:
+                        name: str | None = None,
+                        labels: dict[str, str] | None = None) -> tuple[Endpoint, Network]:
         """Answers once the flows are confirmed on every connected host of the network (or
         the wait is over); a port OVS cannot attach is refused and the endpoint deleted again.
         Returns the endpoint with its network as they were when it was made."""
@@ -133,7 +137,7 @@ class FabricService:
             raise InvalidRequest(f"port {port!r} on host {host!r} is {holder}, "
                                  f"not an endpoint's")
         ep = self.store.create_endpoint(network, host, port, ip, mac, name,
-                                        bounded=not scope.is_admin)
+                                        bounded=not scope.is_admin, labels=labels)
         net = self.store.snapshot().networks[ep.network_id]
         self._wait_programmed(ep, bind=ep.port is not None)
         error = self.fabric.port_error(ep.host, ep.id) if ep.port is not None else None
@@ -143,6 +147,19 @@ class FabricService:
             raise InvalidRequest(f"port {ep.port!r} on host {ep.host!r} cannot be attached: "
                                  f"{error}")
         return ep, net
+
+    def set_endpoint_labels(self, scope: Scope, endpoint_id: str,
+                            labels: dict[str, str]) -> tuple[Endpoint, Network]:
+        """Replaces the endpoint's labels (a host scope: on its own host's endpoints); answers
+        once its network's hosts, and those of the endpoints selected by every policy that
+        selects it or has it as a peer, with its old labels or its new, have confirmed (or the
+        wait is over)."""
+        before = self._endpoint_of_host(scope, endpoint_id)
+        after = self.store.set_endpoint_labels(before.id, labels)
+        snap = self.store.snapshot()
+        self._wait_for({after.network_id}, relabel_hosts(snap, before, after),
+                       f"endpoint {after.id}")
+        return after, snap.networks[after.network_id]
 
     def delete_endpoint(self, scope: Scope, endpoint_id: str) -> None:
         """Answers once its flows are gone on every connected host of the network (or the
@@ -181,6 +198,35 @@ class FabricService:
     def _router_written(self, router: Router) -> Router:
         self._wait_for(set(router.networks), set(), f"router {router.name}")
         return router
+
+    # ---- security policies ---------------------------------------------------------------
+
+    def policies(self) -> list[Policy]:
+        return self.store.policies()
+
+    def policy(self, ref: str) -> Policy:
+        return self.store.get_policy(ref)
+
+    def create_policy(self, scope: Scope, body: dict) -> Policy:
+        """Answers once the hosts of the endpoints it selects have confirmed (or the wait is
+        over), as do the other policy writes for the endpoints selected before and after."""
+        permissions.require_admin(scope, "creating security policies")
+        return self._policy_written(None, self.store.create_policy(body))
+
+    def replace_policy(self, scope: Scope, ref: str, body: dict) -> Policy:
+        permissions.require_admin(scope, f"replacing policy {ref!r}")
+        before = self.store.get_policy(ref)
+        return self._policy_written(before, self.store.replace_policy(before.id, body))
+
+    def delete_policy(self, scope: Scope, ref: str) -> None:
+        permissions.require_admin(scope, f"deleting policy {ref!r}")
+        self._policy_written(self.store.delete_policy(ref), None)
+
+    def _policy_written(self, before: Policy | None, after: Policy | None) -> Policy | None:
+        written = [p for p in (before, after) if p is not None]
+        hosts = policy_hosts(self.store.snapshot(), written)
+        self._wait_for(set(), hosts, f"policy {written[-1].name}")
+        return after
 
     # ---- published ports -----------------------------------------------------------------
 

@@ -26,7 +26,9 @@ from . import pipeline as p
 from .conformance import check
 from .egress import (Outside, PhysicalBridge, endpoint_egress_flows, network_egress_flows,
                      outside_flows)
-from .flow import OFPP_IN_PORT, Flow, move, output, set_field, table_of
+from .flow import OFPP_IN_PORT, Flow, move, output, set_field
+from .policy import (host_rules, merged, policy_fixed_flows, rule_flows,
+                     tracked_endpoint_flows, tracked_network_flows, tracked_port_actions)
 from .routing import forwarded_sources, neighbour_flow, prefix_match, router_flows
 
 ETH_IPV4 = 0x0800
@@ -45,10 +47,11 @@ MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
 check_flows = False
 
 # ("fabric", "") | ("outside", "") | ("network", network id) | ("endpoint", endpoint id)
-# | ("router", router id)
+# | ("router", router id) | ("policy", "") | ("rule", rule id)
 Unit = tuple
 FABRIC_UNIT: Unit = ("fabric", "")
 OUTSIDE_UNIT: Unit = ("outside", "")  # the host's way out, whatever its networks
+POLICY_UNIT: Unit = ("policy", "")  # the rules tables' own flows, on a host with tracked ones
 
 
 def network_unit(network_id: str) -> Unit:
@@ -61,6 +64,12 @@ def endpoint_unit(endpoint_id: str) -> Unit:
 
 def router_unit(router_id: str) -> Unit:
     return ("router", router_id)
+
+
+def rule_unit(rule_id: int) -> Unit:
+    """A policy rule's flows on the host. Rules may share a clause flow: the only units whose
+    flows may have one key, merged into one flow (flows.policy.merged)."""
+    return ("rule", rule_id)
 
 
 @dataclass(frozen=True)
@@ -85,7 +94,9 @@ class HostWiring:
     local endpoint), each with its local ports, sorted. ``routers``: the routers of those
     networks, which route here what the host's endpoints send; ``routed``: the other networks
     of those routers, whose endpoints the host must know to route to them. ``outside``: the
-    host's way out (None while it has no physical bridge patched in).
+    host's way out (None while it has no physical bridge patched in). ``tracked``: the local
+    endpoints that policies select, each with what the policies make of it (model.policy.Guard);
+    ``rules``: the rules that judge them, each with the ids of the endpoints it judges here.
     """
 
     host: str
@@ -95,16 +106,22 @@ class HostWiring:
     routers: frozenset[str] = frozenset()
     routed: frozenset[str] = frozenset()
     outside: Outside | None = None
+    tracked: Mapping = field(default_factory=dict)
+    rules: Mapping = field(default_factory=dict)
 
 
 def host_wiring(snap: Snapshot, host: str, ports: HostPorts) -> HostWiring:
     local: dict[str, int] = {}
     by_network: dict[str, list[int]] = {}
+    tracked = {}
     for ep in snap.host_endpoints(host):
         ofport = ports.endpoints.get(ep.id, ep.ofport)
         if ofport is not None:
             local[ep.id] = ofport
             by_network.setdefault(ep.network_id, []).append(ofport)
+            guard = snap.guard_of(ep)
+            if guard is not None:
+                tracked[ep.id] = guard
     networks = {n: tuple(sorted(ofports)) for n, ofports in by_network.items()}
     routers = frozenset(snap.network_router[n] for n in networks if n in snap.network_router)
     routed = frozenset(n for r in routers for n in snap.routers[r].networks) - networks.keys()
@@ -112,7 +129,8 @@ def host_wiring(snap: Snapshot, host: str, ports: HostPorts) -> HostWiring:
     if bridge is not None and host in snap.hosts:
         outside = Outside(snap.hosts[host].outside_ip, bridge.patch, bridge.mac,
                           bridge.next_hop_mac)
-    return HostWiring(host, local, networks, dict(ports.tunnels), routers, routed, outside)
+    return HostWiring(host, local, networks, dict(ports.tunnels), routers, routed, outside,
+                      tracked, host_rules(snap, tracked) if tracked else {})
 
 
 def units_of(snap: Snapshot, view: HostWiring) -> Iterable[Unit]:
@@ -125,6 +143,9 @@ def units_of(snap: Snapshot, view: HostWiring) -> Iterable[Unit]:
             yield endpoint_unit(endpoint_id)
     for router_id in view.routers:
         yield router_unit(router_id)
+    yield POLICY_UNIT
+    for rule_id in view.rules:
+        yield rule_unit(rule_id)
 
 
 def units_of_network(snap: Snapshot, network_id: str) -> Iterable[Unit]:
@@ -136,7 +157,16 @@ def units_of_network(snap: Snapshot, network_id: str) -> Iterable[Unit]:
 def compile_host(snap: Snapshot, host: str, ports: HostPorts) -> dict[tuple, Flow]:
     """All of the host's flows: the reference the incremental path must always equal."""
     view = host_wiring(snap, host, ports)
-    return table_of([f for unit in units_of(snap, view) for f in compile_unit(snap, view, unit)])
+    table: dict[tuple, Flow] = {}
+    shared: dict[tuple, list[Flow]] = {}  # keys that several rules' flows have
+    for unit in units_of(snap, view):
+        for flow in compile_unit(snap, view, unit):
+            held = table.setdefault(flow.key, flow)
+            if held is not flow:
+                shared.setdefault(flow.key, [held]).append(flow)
+    for key, flows in shared.items():
+        table[key] = merged(flows)
+    return table
 
 
 def compile_unit(snap: Snapshot, view: HostWiring, unit: Unit) -> list[Flow]:
@@ -169,6 +199,8 @@ def unit_flows(snap: Snapshot, view: HostWiring, unit: Unit) -> list[Flow]:
         remote_hosts = sorted((snap.hosts_of_network(ident) - {view.host}) & view.tunnels.keys())
         flows = network_flows(network, view.networks[ident],
                               [view.tunnels[h] for h in remote_hosts])
+        if any(snap.endpoints[e].network_id == ident for e in view.tracked):
+            flows += tracked_network_flows(network, p.cookie("network", network.seq))
         if view.outside is not None:
             flows += network_egress_flows(network, snap.router_of(ident), view.outside)
         return flows
@@ -177,6 +209,13 @@ def unit_flows(snap: Snapshot, view: HostWiring, unit: Unit) -> list[Flow]:
         if host is None or view.outside is None:
             return []
         return outside_flows(host.seq, view.outside)
+    if kind == "policy":
+        return policy_fixed_flows() if view.tracked else []
+    if kind == "rule":
+        members = view.rules.get(ident)
+        if members is None:
+            return []
+        return rule_flows(snap, snap.policy_index.rule_policy[ident][1], members)
     return fixed_flows()
 
 
@@ -225,24 +264,29 @@ def endpoint_flows(ep: Endpoint, network: Network, view: HostWiring,
         return []
     egress = ([] if view.outside is None else
               endpoint_egress_flows(ep, network, view.outside, published))
-    return [*port_security_flows(ep, network, ofport, forwarded_sources(ep, router)),
+    guard = view.tracked.get(ep.id)
+    policy = [] if guard is None else tracked_endpoint_flows(ep, network, ofport, guard)
+    return [*port_security_flows(ep, network, ofport, forwarded_sources(ep, router),
+                                 tracked=guard is not None),
             arp_reply_flow(vni, ep.ip, ep.mac, c),
             Flow.make(p.L2.id, p.PRIO_L2_UNICAST, c, {"metadata": vni, "eth_dst": ep.mac},
                       actions=[output(ofport)]),
-            *routing, *egress]
+            *routing, *egress, *policy]
 
 
 def port_security_flows(ep: Endpoint, network: Network, ofport: int,
-                        forwarded: list[str] = ()) -> list[Flow]:
+                        forwarded: list[str] = (), tracked: bool = False) -> list[Flow]:
     """A local port may send IPv4 and ARP only with its endpoint's own MAC and IP (and, for an
     appliance that routes lead through, IPv4 from the prefixes it forwards for); anything else
-    from it meets the ingress table's miss: a drop."""
+    from it meets the ingress table's miss: a drop. A tracked endpoint's IPv4 goes through
+    conntrack and its egress rules first."""
     c = p.cookie("endpoint", ep.seq)
     from_port = {"in_port": ofport, "eth_src": ep.mac}
     ipv4_sources = [{"ipv4_src": ep.ip}] + [prefix_match(cidr, "ipv4_src") for cidr in forwarded]
+    actions, onward = (tracked_port_actions(ep), p.CONNTRACK) if tracked else ([], p.ROUTER_IN)
     return [
         *(Flow.make(p.INGRESS.id, p.PRIO_PORT_ALLOW, c, from_port | {"eth_type": ETH_IPV4} | src,
-                    write_metadata=network.vni, goto=p.ROUTER_IN.id)
+                    actions=actions, write_metadata=network.vni, goto=onward.id)
           for src in ipv4_sources),
         Flow.make(p.INGRESS.id, p.PRIO_PORT_ALLOW, c,
                   from_port | {"eth_type": ETH_ARP, "arp_spa": ep.ip, "arp_sha": ep.mac},

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from model.entities import Change, Snapshot
 
-from .compiler import (HostPorts, HostWiring, Unit, compile_unit, endpoint_unit,
-                       host_wiring, network_unit, units_of, units_of_network)
+from model.policy import selected_endpoints
+
+from .compiler import (POLICY_UNIT, HostPorts, HostWiring, Unit, compile_unit, endpoint_unit,
+                       host_wiring, network_unit, rule_unit, units_of, units_of_network)
+from .policy import merged, names_as_peer, rule_peer_ids
 from .flow import Flow, FlowDiff
 
 _ABSENT = object()
@@ -20,7 +23,8 @@ _ABSENT = object()
 
 def concerned_hosts(previous: Snapshot, snap: Snapshot, change: Change) -> set[str]:
     """The hosts whose flows a change can alter: where a changed network lives, or a network
-    routed with it, before or after the change (every host when hosts came or went)."""
+    routed with it, before or after the change, and where a changed policy selects endpoints
+    (every host when hosts came or went)."""
     if change.hosts:
         return set(snap.hosts)
     networks = set(change.networks)
@@ -40,6 +44,13 @@ def concerned_hosts(previous: Snapshot, snap: Snapshot, change: Change) -> set[s
             ep = state.endpoints.get(endpoint_id)
             if ep is not None:
                 hosts.add(ep.host)
+    for policy_id in change.policies:
+        for state in (previous, snap):
+            policy = state.policies.get(policy_id)
+            if policy is not None:
+                hosts.update(ep.host for ep in selected_endpoints(
+                    policy.applies_to, state.endpoints, state.endpoints_by_label,
+                    state.endpoints_by_network))
     return hosts & snap.hosts.keys()
 
 
@@ -57,6 +68,10 @@ class HostFlows:
         self._units: dict[Unit, dict[tuple, Flow]] = {}
         self._network_units: dict[str, set[Unit]] = {}  # network id -> its units here
         self._unit_network: dict[Unit, str] = {}  # the reverse, for units with flows
+        # Rule units' flows by key and unit: two rules may share a key (a clause flow).
+        self._rule_flows: dict[tuple, dict[Unit, Flow]] = {}
+        self._rule_peers: dict[int, set[str]] = {}  # rule id -> the endpoints it names
+        self._peer_rules: dict[str, set[int]] = {}  # the reverse
         # what the host's view was made from (its endpoints, ports, the routers), and the view
         self._view_cache: tuple = (None, None, None, None)
 
@@ -67,15 +82,16 @@ class HostFlows:
         elsewhere in a network costs this host no walk over its own endpoints."""
         endpoints, cached_ports, routers, view = self._view_cache
         here = snap.endpoints_by_host.get(host)
+        shared = (snap.routers, snap.network_router, snap.hosts, snap.policies)
         if (view is None or here is not endpoints or ports is not cached_ports
-                or (snap.routers, snap.network_router, snap.hosts) != routers):
+                or shared != routers):
             view = host_wiring(snap, host, ports)
-            self._view_cache = (here, ports, (snap.routers, snap.network_router, snap.hosts),
-                                view)
+            self._view_cache = (here, ports, shared, view)
         return view
 
     def rebuild(self, snap: Snapshot, view: HostWiring) -> dict[tuple, Flow]:
         self.flows, self._units, self._network_units, self._unit_network = {}, {}, {}, {}
+        self._rule_flows, self._rule_peers, self._peer_rules = {}, {}, {}
         for unit in units_of(snap, view):
             self._replace(snap, view, unit, {})
         self.view = view
@@ -87,6 +103,8 @@ class HostFlows:
         routers it routes for, which touch every endpoint of their networks, or its way out,
         which touches every local endpoint)."""
         old = self.view
+        if old is not None and (old.rules or view.rules):
+            units = units | self._stale_rules(snap, old, view, units)
         if old is view:
             return self._recompile(snap, view, units)
         if (old is None or view.tunnels != old.tunnels or view.routers != old.routers
@@ -104,8 +122,34 @@ class HostFlows:
             for network_id in old.networks.keys() & view.networks.keys():
                 if old.networks[network_id] != view.networks[network_id]:
                     stale.add(network_unit(network_id))
+        if view.tracked != old.tracked:
+            for endpoint_id in old.tracked.keys() | view.tracked.keys():
+                if old.tracked.get(endpoint_id) != view.tracked.get(endpoint_id):
+                    stale.add(endpoint_unit(endpoint_id))
+                    ep = snap.endpoints.get(endpoint_id)  # gone: its network's ports changed
+                    if ep is not None:
+                        stale.add(network_unit(ep.network_id))
         self.view = view
         return self._recompile(snap, view, stale)
+
+    def _stale_rules(self, snap: Snapshot, old: HostWiring, view: HostWiring,
+                     units: set[Unit]) -> set[Unit]:
+        """The rule units to recompile: rules that came, went or judge other endpoints here,
+        and those a changed endpoint is, or becomes, a peer of; the rules tables' own flows
+        when the host gains or loses tracked endpoints."""
+        stale = {rule_unit(r) for r in old.rules.keys() | view.rules.keys()
+                 if old.rules.get(r) != view.rules.get(r)}
+        if bool(old.tracked) != bool(view.tracked):
+            stale.add(POLICY_UNIT)
+        changed = [ident for kind, ident in units if kind == "endpoint"]
+        rule_policy = snap.policy_index.rule_policy if snap.policy_index is not None else {}
+        for ident in changed:
+            stale.update(rule_unit(r) for r in self._peer_rules.get(ident, ()))
+            ep = snap.endpoints.get(ident)
+            if ep is not None:
+                stale.update(rule_unit(r) for r in view.rules
+                             if r in rule_policy and names_as_peer(rule_policy[r][1], ep))
+        return stale
 
     def _recompile(self, snap: Snapshot, view: HostWiring, units: set[Unit]) -> FlowDiff:
         before: dict[tuple, object] = {}
@@ -125,6 +169,9 @@ class HostFlows:
         """Recompiles ``unit``, recording in ``before`` the prior value of every key touched."""
         old = self._units.pop(unit, {})
         new = {f.key: f for f in compile_unit(snap, view, unit)}
+        if unit[0] == "rule":
+            self._replace_rule(snap, unit, old, new, before)
+            return
         for key, flow in old.items():
             if key not in new and self.flows.get(key) is flow:
                 before.setdefault(key, flow)
@@ -142,6 +189,32 @@ class HostFlows:
             network_id = self._unit_network.pop(unit, None)
             if network_id is not None:
                 self._network_units[network_id].discard(unit)
+
+
+    def _replace_rule(self, snap: Snapshot, unit: Unit, old: dict, new: dict,
+                      before: dict[tuple, object]) -> None:
+        """A rule unit's flows, merged with those of other rules on shared keys."""
+        for key in old.keys() | new.keys():
+            before.setdefault(key, self.flows.get(key, _ABSENT))
+            shares = self._rule_flows.setdefault(key, {})
+            if key in new:
+                shares[unit] = new[key]
+            else:
+                shares.pop(unit, None)
+            if shares:
+                self.flows[key] = merged(shares.values())
+            else:
+                del self._rule_flows[key]
+                self.flows.pop(key, None)
+        rule_id = unit[1]
+        for ident in self._rule_peers.pop(rule_id, ()):
+            self._peer_rules[ident].discard(rule_id)
+        if new:
+            self._units[unit] = new
+            peers = rule_peer_ids(snap, snap.policy_index.rule_policy[rule_id][1])
+            self._rule_peers[rule_id] = peers
+            for ident in peers:
+                self._peer_rules.setdefault(ident, set()).add(rule_id)
 
 
 def _network_of(snap: Snapshot, unit: Unit) -> str | None:

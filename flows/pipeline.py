@@ -45,18 +45,23 @@ FROM_TUNNEL_BIT = Bits("from_tunnel", "reg0", 0, 1,
 FLAGS = Bits("flags", "reg0", 1, 31, "one-bit marks to come, such as routed once",
              reserved=True)
 LOGICAL_IN_PORT = Bits("logical_in_port", "reg1", 0, 32,
-                       "the endpoint the packet came from (its row number), for egress rules",
-                       reserved=True)
+                       "the endpoint a policy selects that the packet came from (its row "
+                       "number), for egress rules")
 LOGICAL_OUT_PORT = Bits("logical_out_port", "reg2", 0, 32,
-                        "the endpoint the packet goes to, for ingress rules and the commit",
-                        reserved=True)
+                        "the endpoint a policy selects that the packet goes to (its row "
+                        "number), for ingress rules and the delivery")
 NEXT_HOP = Bits("next_hop", "reg3", 0, 32,
                 "the IPv4 next hop the L3 lookup chose, resolved by the neighbour table")
-POLICY_MARK = Bits("policy_mark", "ct_mark", 0, 32,
-                   "the rule that admitted a connection, committed with it", reserved=True)
+EGRESS_RULE = Bits("egress_rule", "ct_mark", 0, 32,
+                   "the egress rule that let a connection out of its initiator, committed with "
+                   "it in the initiator's network zone")
+INGRESS_RULE = Bits("ingress_rule", "ct_label", 0, 32,
+                    "the ingress rule that let a connection into its responder, committed "
+                    "with it in the responder's network zone")
 LAYOUT = (NETWORK, ROUTER, FROM_TUNNEL_BIT, FLAGS, LOGICAL_IN_PORT, LOGICAL_OUT_PORT, NEXT_HOP,
-          POLICY_MARK)
-FIELD_WIDTHS = {"metadata": 64, "ct_mark": 32} | {f"reg{i}": 32 for i in range(16)}
+          EGRESS_RULE, INGRESS_RULE)
+FIELD_WIDTHS = {"metadata": 64, "ct_mark": 32, "ct_label": 128} | {
+    f"reg{i}": 32 for i in range(16)}
 
 FROM_TUNNEL_REG = FROM_TUNNEL_BIT.field
 FROM_TUNNEL = 1 << FROM_TUNNEL_BIT.start
@@ -91,14 +96,16 @@ INGRESS = _table(
     "conntrack in the NAT zone: replies un-NATed, published ports DNATed",
     matches="in_port eth_src eth_type ipv4_src arp_spa arp_sha tunnel_id ip_proto ipv4_dst "
     "tcp_dst udp_dst",
-    writes="metadata reg0", goes_to="arp router_in from_outside")
+    writes="metadata reg0 reg1", goes_to="conntrack arp router_in from_outside")
 CONNTRACK = _table(
-    2, "conntrack", "connection tracking in the network's zone, for the rules that follow",
-    matches="metadata reg0 eth_type", goes_to="egress_rules", reserved=True)
+    2, "conntrack", "what an endpoint a policy selects sends: connection tracking in its "
+    "network's zone", matches="metadata eth_type", goes_to="egress_rules")
 EGRESS_RULES = _table(
-    4, "egress_rules", "what an endpoint may send",
-    matches="metadata reg1 ct_state ct_mark eth_type ip_proto ipv4_dst tcp_dst udp_dst",
-    goes_to="router_in", reserved=True)
+    4, "egress_rules", "what an endpoint a policy selects may send: replies and connections "
+    "whose rule still holds pass; a new connection passes a rule that allows it and is "
+    "committed with the rule",
+    matches="metadata reg1 ct_state ct_mark ct_label conj_id eth_type ip_proto ipv4_dst "
+    "tcp_dst udp_dst", writes="ct_mark", goes_to="router_in")
 ARP = _table(
     10, "arp", "ARP responder for known addresses",
     matches="metadata reg0 eth_type arp_op arp_tpa",
@@ -133,17 +140,19 @@ TO_OUTSIDE = _table(
 L2 = _table(
     20, "l2", "forwarding by destination MAC within a network, and flooding",
     matches="metadata reg0 eth_dst eth_type ip_proto ipv4_dst icmpv4_type",
-    writes="tunnel_id eth_src eth_dst ipv4_src ipv4_dst icmpv4_type")
+    writes="tunnel_id eth_src eth_dst ipv4_src ipv4_dst icmpv4_type reg2",
+    goes_to="ingress_rules")
 INGRESS_RULES = _table(
-    30, "ingress_rules", "what an endpoint may receive",
-    matches="metadata reg0 reg2 ct_state ct_mark eth_type ip_proto ipv4_src tcp_dst udp_dst",
-    goes_to="commit", reserved=True)
-COMMIT = _table(
-    32, "commit", "commits an admitted connection with its policy mark, then delivers",
-    matches="reg2 ct_state", writes="ct_mark", reserved=True)
+    30, "ingress_rules", "what an endpoint a policy selects may receive, after connection "
+    "tracking in its network's zone: as egress_rules, the other way",
+    matches="metadata reg2 ct_state ct_mark ct_label conj_id eth_type ip_proto ipv4_src "
+    "tcp_dst udp_dst", writes="ct_label", goes_to="deliver")
+DELIVER = _table(
+    32, "deliver", "what the ingress rules admitted, to the endpoint's port",
+    matches="reg2")
 
 PIPELINE = (INGRESS, CONNTRACK, EGRESS_RULES, ARP, ROUTER_IN, L3_LOOKUP, NEIGHBOUR, NAT,
-            OUTBOUND, FROM_OUTSIDE, TO_OUTSIDE, L2, INGRESS_RULES, COMMIT)
+            OUTBOUND, FROM_OUTSIDE, TO_OUTSIDE, L2, INGRESS_RULES, DELIVER)
 DECLARED_BY_NAME = {t.name: t for t in PIPELINE}
 TABLES = tuple(t for t in PIPELINE if not t.reserved)  # the tables that hold flows today
 TABLE_BY_ID = {t.id: t for t in TABLES}
@@ -200,7 +209,20 @@ PRIO_PHY_NEXT_HOP_ARP = 104
 PRIO_PHY_PUBLISHED = 102
 PRIO_PHY_OUTSIDE_ADDRESS = 100
 PRIO_PHY_KNOWN = 100  # phy_return
+PRIO_CONNTRACK = 100  # conntrack
+# egress_rules and ingress_rules
+PRIO_POLICY_INVALID = 1000
+PRIO_POLICY_HOLDS = 900  # a known connection whose rule holds
+PRIO_POLICY_REVOKED = 800  # a reply whose rule does not
+PRIO_RULE = 700  # a rule's decision, once its conjunction matched
+PRIO_DENY_DIRECT = 601  # a rule with one clause needs no conjunction
+PRIO_DENY = 600  # deny outranks allow
+PRIO_ALLOW_DIRECT = 501
+PRIO_ALLOW = 500
+PRIO_UNRESTRICTED = 400  # a direction no policy of the endpoint governs
+PRIO_DELIVER = 100  # deliver
 PRIO_GATEWAY = 150  # l2
+PRIO_L2_TRACKED = 101  # IPv4 to a tracked endpoint: through the ingress rules
 PRIO_L2_UNICAST = 100
 PRIO_FLOOD = 10
 PRIO_MISS = 0

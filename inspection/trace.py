@@ -15,8 +15,9 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from flows import Flow, HostPorts
 from openflow.os_ken import flow_from_stats
-from flows.pipeline import (ARP, INGRESS, L2, L3_LOOKUP, NEIGHBOUR, OUTBOUND, TO_OUTSIDE,
-                            decode_cookie)
+from flows.pipeline import (ARP, EGRESS_RULES, INGRESS, INGRESS_RULES, L2, L3_LOOKUP,
+                            NEIGHBOUR, OUTBOUND, PRIO_POLICY_INVALID, PRIO_POLICY_REVOKED,
+                            TO_OUTSIDE, decode_cookie)
 from flowsim import Packet, SimFabric, SimSwitch, TtlEvent
 from model import Endpoint, InvalidRequest, NotFound, Snapshot
 
@@ -175,6 +176,8 @@ def _hops(snap: Snapshot, fabric: SimFabric, live, tables, owners: Owners) -> li
                 hop["_flow"] = flow
                 if flow.table == L3_LOOKUP.id and flow.goto is not None:
                     hop["route"] = _route_taken(snap, flow, step.events)
+                if flow.table in RULE_TABLES and hop["flow"]["owner"]["kind"] == "policy":
+                    hop["policy"] = _policy_taken(hop["flow"]["owner"], flow)
             hops.append(hop)
     return hops
 
@@ -209,9 +212,14 @@ def _verdict(snap, src: Endpoint, dst: Endpoint | None, packet: Packet, delivere
         routes = [h["route"] for h in hops if "route" in h]
         if routes:
             reason += "; " + "; ".join(_describe(r) for r in routes)
+        policies = [h["policy"] | {"host": h["host"]} for h in hops if "policy" in h]
+        if policies:
+            reason += "; " + "; ".join(_describe_policy(p) for p in policies)
         result = {"result": "delivered", "endpoints": reached, "reason": reason}
         if routes:
             result["routes"] = routes
+        if policies:
+            result["policies"] = policies
     else:
         last = next((h for h in reversed(hops) if h["step"] == "table"), None)
         result = {"result": "dropped", "endpoints": [], "reason": "no hop was taken"}
@@ -219,7 +227,28 @@ def _verdict(snap, src: Endpoint, dst: Endpoint | None, packet: Packet, delivere
             result |= {"host": last["host"], "table": last["table"],
                        "table_name": last["table_name"], "flow": last["flow"],
                        "reason": _why_dropped(snap, src, packet, last)}
+            if "policy" in last:
+                result["policies"] = [last["policy"] | {"host": last["host"]}]
     return result
+
+
+RULE_TABLES = (EGRESS_RULES.id, INGRESS_RULES.id)
+
+
+def _policy_taken(owner: dict, flow: Flow) -> dict:
+    """The policy and rule a packet met in a rules table, and what the rule made of it."""
+    rule = owner["rule"] or {}
+    decided = "allowed" if flow.goto is not None else "denied"
+    return {"policy": owner["name"], "policy_id": owner["id"], "rule": rule.get("id"),
+            "direction": rule.get("direction"), "index": rule.get("index"),
+            "action": rule.get("action"), "verdict": decided,
+            "established": any(name == "ct_state" for name, _ in flow.match)}
+
+
+def _describe_policy(taken: dict) -> str:
+    what = "an established connection of" if taken["established"] else taken["verdict"] + " by"
+    return (f"{what} policy {taken['policy']} ({taken['direction']} rule {taken['index']}, "
+            f"{taken['action']}) on {taken['host']}")
 
 
 def _describe(route: dict) -> str:
@@ -244,6 +273,8 @@ def _why_dropped(snap, src: Endpoint, packet: Packet, hop: dict) -> str:
                 f"({hop['flow']['actions']})")
     if flow.table == INGRESS.id:
         return "no flow admits this packet at ingress: unknown port or VNI"
+    if flow.table in RULE_TABLES:
+        return _why_refused(snap, src, packet, hop, flow)
     router = snap.router_of(src.network_id)
     if flow.table == L3_LOOKUP.id:
         return f"router {router.name if router else '?'} has no route to {packet.ipv4_dst}"
@@ -268,3 +299,25 @@ def _why_dropped(snap, src: Endpoint, packet: Packet, hop: dict) -> str:
         return (f"the next hop of host {hop['host']} is not resolved yet: nothing leaves "
                 "until it is")
     return "dropped by this flow"
+
+
+def _why_refused(snap, src: Endpoint, packet: Packet, hop: dict, flow: Flow) -> str:
+    """Why a rules table dropped the packet: a deny rule, no rule (default deny), a revoked
+    rule or an invalid packet."""
+    if "policy" in hop:
+        return _describe_policy(hop["policy"] | {"host": hop["host"]})
+    if flow.priority == PRIO_POLICY_INVALID:
+        return "connection tracking found the packet invalid"
+    if flow.priority == PRIO_POLICY_REVOKED:
+        return "a reply of a connection whose rule no longer holds: revoked"
+    egress = flow.table == EGRESS_RULES.id
+    ep = src if egress else next(
+        (e for e in snap.network_endpoints(src.network_id) if e.ip == packet.ipv4_dst), None)
+    if ep is None:  # routed: the destination is in another network
+        ep = next((e for e in snap.endpoints.values() if e.ip == packet.ipv4_dst
+                   and e.host == hop["host"] and snap.guard_of(e) is not None), None)
+    names = ", ".join(p.name for p in snap.policies_selecting(ep)) if ep else "?"
+    who = ep.name if ep else "the destination"
+    direction = "send" if egress else "receive"
+    return (f"no rule of the policies selecting {who} ({names}) allows it to {direction} "
+            f"this: what a policy selects is denied unless a rule allows it")

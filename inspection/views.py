@@ -15,17 +15,30 @@ class Owners:
         self.endpoints = {e.seq: e for e in snap.endpoints.values()}
         self.routers = {r.seq: r for r in snap.routers.values()}
         self.hosts = {h.seq: h for h in snap.hosts.values()}
+        self.rules = snap.policy_index.rule_policy if snap.policy_index is not None else {}
 
     def of(self, cookie: int) -> dict:
         decoded = decode_cookie(cookie)
         if decoded is None:
             return {"kind": "unknown", "id": None, "name": None}
         kind, seq = decoded
+        if kind == "policy":
+            return self._rule(seq)
         owner = {"network": self.networks, "endpoint": self.endpoints,
                  "router": self.routers, "host": self.hosts}.get(kind, {}).get(seq)
         # A host is known by its name alone.
         return {"kind": kind, "id": getattr(owner, "id", owner.name) if owner else None,
                 "name": owner.name if owner else None}
+
+    def _rule(self, rule_id: int) -> dict:
+        """A policy flow's owner: the policy, and the rule of it the flow is of."""
+        policy, rule = self.rules.get(rule_id, (None, None))
+        if policy is None:
+            return {"kind": "policy", "id": None, "name": None,
+                    "rule": None}
+        return {"kind": "policy", "id": policy.id, "name": policy.name,
+                "rule": {"id": rule.id, "direction": rule.direction, "index": rule.index,
+                         "action": rule.action}}
 
 
 def table_name(table_id: int) -> str:

@@ -3,7 +3,12 @@ from __future__ import annotations
 
 import collections
 import ipaddress
+import json
 import sqlite3
+
+from .errors import InvalidRequest
+from .labels import parse_labels
+from .policy_records import networks_named, policy_from_record
 
 
 def sqlite_problems(db: sqlite3.Connection) -> list[str]:
@@ -33,7 +38,8 @@ def model_problems(db: sqlite3.Connection) -> list[str]:
         used[(network_id, ip)] += 1
     found += [f"address {ip} is used {n} times in network {network_id}"
               for (network_id, ip), n in used.items() if n > 1]
-    return found + _routing_problems(db, networks) + _published_problems(db)
+    return (found + _routing_problems(db, networks) + _published_problems(db)
+            + _policy_problems(db, networks))
 
 
 def _routing_problems(db: sqlite3.Connection, networks: set[str]) -> list[str]:
@@ -73,4 +79,31 @@ def _published_problems(db: sqlite3.Connection) -> list[str]:
         elif hosts[endpoint_id] != host:
             found.append(f"{what} reaches endpoint {endpoint_id}, which is on host "
                          f"{hosts[endpoint_id]!r}")
+    return found
+
+
+def _policy_problems(db: sqlite3.Connection, networks: set[str]) -> list[str]:
+    found = []
+    for ep_id, labels in db.execute("SELECT id, labels FROM endpoints"):
+        try:
+            parse_labels(json.loads(labels))
+        except (ValueError, InvalidRequest) as exc:
+            found.append(f"endpoint {ep_id} has labels {labels!r}: {exc}")
+    counter = db.execute("SELECT value FROM meta WHERE key = 'last_rule_id'").fetchone()
+    if counter is None:
+        return found + ["the last rule id given is not recorded (meta last_rule_id)"]
+    last_rule_id = counter[0]
+    rule_ids = collections.Counter()
+    for seq, policy_id, name, body in db.execute("SELECT seq, id, name, body FROM policies"):
+        try:
+            policy = policy_from_record(seq, policy_id, name, json.loads(body))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            found.append(f"policy {name!r} cannot be read: {type(exc).__name__} {exc}")
+            continue
+        found += [f"policy {name!r} names network {n}, which does not exist"
+                  for n in sorted(networks_named(policy) - networks)]
+        rule_ids.update(r.id for r in policy.rules())
+    found += [f"rule id {i} is given {n} times" for i, n in rule_ids.items() if n > 1]
+    found += [f"rule id {i} is above the last one given ({last_rule_id})"
+              for i in sorted(rule_ids) if i > last_rule_id]
     return found

@@ -3,7 +3,8 @@ up to it in one transaction, a newer one is refused before anything is written t
 
 The version is SQLite's ``user_version``. Version 0 is every file written before the schema
 carried one, with or without the networks' owner column; version 1 has no routers, published
-ports, network egress or host egress address; version 2 has them.
+ports, network egress or host egress address; version 2 has them; version 3 adds endpoint
+labels and security policies (with the counter their rule ids come from).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from urllib.parse import quote
 
 from .errors import StoreTooNew
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # (table, column, declaration): columns added since the first schema, in order. A new file
 # has them already (store.SCHEMA); an older one gets them with their default.
@@ -26,6 +27,8 @@ ADDED_COLUMNS = (
     # their hosts leave from their tunnel address.
     ("networks", "egress", "INTEGER NOT NULL DEFAULT 1"),
     ("hosts", "egress_ip", "TEXT"),
+    # Version 3: endpoints made before carry no labels; no policy selects them but by {}.
+    ("endpoints", "labels", "TEXT NOT NULL DEFAULT '{}'"),
 )
 
 

@@ -44,17 +44,19 @@ def attached_networks(snap: Snapshot, router: Router) -> list[Network]:
     return [snap.networks[network_id] for network_id in router.networks]
 
 
-def parse_destination(text: str) -> str:
+def parse_destination(text: str, field: str = "destination") -> str:
     """An IPv4 CIDR as the router writes it; host bits set are refused, not cleared, since
-    they usually mean a mistyped prefix."""
+    they usually mean a mistyped prefix. ``field`` names it in the refusal."""
+    if not isinstance(text, str):
+        raise InvalidRequest(f"{field} {text!r} is not an IPv4 CIDR in a string")
     try:
         loose = ipaddress.IPv4Network(text, strict=False)
     except ValueError as exc:
-        raise InvalidRequest(f"destination {text!r} is not an IPv4 CIDR: {exc}") from None
+        raise InvalidRequest(f"{field} {text!r} is not an IPv4 CIDR: {exc}") from None
     if "/" not in text:
-        raise InvalidRequest(f"destination {text!r} has no prefix length: write {loose}")
+        raise InvalidRequest(f"{field} {text!r} has no prefix length: write {loose}")
     if ipaddress.IPv4Address(text.split("/")[0]) != loose.network_address:
-        raise InvalidRequest(f"destination {text} has host bits set: write {loose}")
+        raise InvalidRequest(f"{field} {text} has host bits set: write {loose}")
     return str(loose)
 
 

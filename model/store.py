@@ -1,5 +1,5 @@
 """The embedded SQLite store: the single source of truth for hosts, networks, endpoints,
-routers and published ports.
+routers, published ports and security policies.
 
 Every write runs under one lock in one SQLite transaction and is durable when it returns
 (WAL, synchronous=FULL), so a ``kill -9`` loses nothing that was acknowledged. The store keeps
@@ -10,13 +10,15 @@ one twice.
 from __future__ import annotations
 
 import ipaddress
+import itertools
+import json
 import logging
 import sqlite3
 import threading
 import uuid
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from .addressing import (
     DEFAULT_MTU,
@@ -32,8 +34,11 @@ from .addressing import (
 )
 from .entities import (EVERYTHING, GATEWAY_MAC_PREFIX, ROUTER_MAC_PREFIX, Change, Endpoint,
                        Host, Network, PublishedPort, Reservation, Route, Router, Snapshot)
-from . import integrity, migrations, publishing, routing
+from . import integrity, migrations, policy_requests, publishing, routing
 from .errors import Conflict, Forbidden, InvalidRequest, NotFound, StoreDamaged, StoreFull
+from .labels import parse_labels
+from .policy import MAX_RULE_ID, Labels, Policy, labels_of
+from .policy_records import networks_named, policy_from_record, record_of
 from .ownership import host_share
 
 LOG = logging.getLogger(__name__)
@@ -69,6 +74,7 @@ CREATE TABLE IF NOT EXISTS endpoints (
     ip TEXT NOT NULL,
     mac TEXT NOT NULL,
     ofport INTEGER,
+    labels TEXT NOT NULL DEFAULT '{}',  -- JSON {key: value}
     UNIQUE (network_id, ip),
     UNIQUE (network_id, mac),
     UNIQUE (host, port),
@@ -113,8 +119,19 @@ CREATE TABLE IF NOT EXISTS published_ports (
     host_port INTEGER NOT NULL,
     UNIQUE (host, protocol, host_port)
 );
+-- body: JSON of the policy's selectors (networks by id) and rules with their ids
+-- (model/policy_records.py).
+CREATE TABLE IF NOT EXISTS policies (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL UNIQUE,
+    body TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('revision', 0);
+-- The last rule id given: rule ids mark connections, so one is never given twice, even
+-- after its policy is deleted.
+INSERT OR IGNORE INTO meta VALUES ('last_rule_id', 0);
 """
 
 Listener = Callable[[Snapshot, Change], None]
@@ -260,6 +277,11 @@ class Store:
             if (router := snap.router_of(network.id)) is not None:
                 raise Conflict(f"network {network.name!r} is attached to router "
                                f"{router.name!r}; detach it first")
+            naming = sorted(p.name for p in snap.policies.values()
+                            if network.id in networks_named(p))
+            if naming:
+                raise Conflict(f"network {network.name!r} is named by policies "
+                               f"{', '.join(naming)}; replace or delete them first")
             self._write("DELETE FROM networks WHERE id = ?", (network.id,),
                         before=("DELETE FROM reservations WHERE network_id = ?", (network.id,)))
             networks = dict(snap.networks)
@@ -373,10 +395,12 @@ class Store:
 
     def create_endpoint(self, network: str, host: str, port: str | None = None,
                         ip: str | None = None, mac: str | None = None,
-                        name: str | None = None, bounded: bool = False) -> Endpoint:
+                        name: str | None = None, bounded: bool = False,
+                        labels: Mapping[str, str] | None = None) -> Endpoint:
         """``bounded`` (a host token's request): a new address is refused once the host holds
         its share of the network; one it reserved is taken over."""
         mac = normalize_mac(mac) if mac else None
+        labels = parse_labels(labels or {})
         with self._lock:
             snap = self._snapshot
             net = self.get_network(network)
@@ -415,12 +439,12 @@ class Store:
             endpoint_id = uuid.uuid4().hex
             name = name or f"ep-{endpoint_id[:8]}"
             seq = self._write(
-                "INSERT INTO endpoints (id, name, network_id, host, port, ip, mac, ofport) "
-                "VALUES (?,?,?,?,?,?,?,?)",
-                (endpoint_id, name, net.id, host, port, ip, mac, ofport),
+                "INSERT INTO endpoints (id, name, network_id, host, port, ip, mac, ofport, "
+                "labels) VALUES (?,?,?,?,?,?,?,?,?)",
+                (endpoint_id, name, net.id, host, port, ip, mac, ofport, _labels_json(labels)),
                 before=("DELETE FROM reservations WHERE network_id = ? AND ip = ?",
                         (net.id, ip)) if reserved else None)
-            ep = Endpoint(seq, endpoint_id, name, net.id, host, port, ip, mac, ofport)
+            ep = Endpoint(seq, endpoint_id, name, net.id, host, port, ip, mac, ofport, labels)
             pool.take(ip)
             macs.add(mac)
             snap = snap.with_endpoint(ep)
@@ -430,6 +454,22 @@ class Store:
                 snap = replace(snap, reservations=reservations)
             self._publish(snap, Change(frozenset({net.id}), endpoints=frozenset({ep.id})))
             return ep
+
+    def set_endpoint_labels(self, endpoint_id: str, labels: Mapping[str, str]) -> Endpoint:
+        """Replaces the endpoint's labels with ``labels``; the same ones again change
+        nothing."""
+        labels = parse_labels(labels)
+        with self._lock:
+            snap = self._snapshot
+            ep = self.get_endpoint(endpoint_id)
+            if ep.labels == labels:
+                return ep
+            self._write("UPDATE endpoints SET labels = ? WHERE id = ?",
+                        (_labels_json(labels), ep.id))
+            self._publish(snap.relabelled(ep, labels),
+                          Change(frozenset({ep.network_id}), endpoints=frozenset({ep.id}),
+                                 relabelled=frozenset({ep.id})))
+            return replace(ep, labels=labels)
 
     def delete_endpoint(self, endpoint_id: str) -> Endpoint:
         with self._lock:
@@ -556,6 +596,75 @@ class Store:
         self._publish(snap.with_published(ep.id, ports),
                       Change(frozenset({ep.network_id}), published=frozenset({ep.id})))
 
+    # ---- security policies ---------------------------------------------------------------
+
+    def policies(self) -> list[Policy]:
+        """In the order they were made."""
+        return sorted(self._snapshot.policies.values(), key=lambda p: p.seq)
+
+    def get_policy(self, ref: str) -> Policy:
+        """A policy by id or name."""
+        policies = self._snapshot.policies
+        policy = policies.get(ref) or next((p for p in policies.values() if p.name == ref), None)
+        if policy is None:
+            raise NotFound(f"policy {ref!r} does not exist")
+        return policy
+
+    def create_policy(self, body: Any) -> Policy:
+        """``body`` as the API takes it (model/policy_requests.py); its rules get new ids."""
+        with self._lock:
+            draft = policy_requests.parse_policy(body, self.get_network)
+            self._check_policy_name(draft.name, None)
+            policy_id = uuid.uuid4().hex
+            policy, rule_ids = self._numbered(draft, 0, policy_id)
+            seq = self._write_all([rule_ids, (
+                "INSERT INTO policies (id, name, body) VALUES (?,?,?)",
+                (policy_id, policy.name, json.dumps(record_of(policy))))])
+            return self._policy_written(replace(policy, seq=seq))
+
+    def replace_policy(self, ref: str, body: Any) -> Policy:
+        """The policy ``ref`` made anew from ``body``, keeping its id: every rule gets a new
+        id, so the connections the old rules admitted are not taken for the new ones'."""
+        with self._lock:
+            old = self.get_policy(ref)
+            draft = policy_requests.parse_policy(body, self.get_network)
+            self._check_policy_name(draft.name, old.id)
+            policy, rule_ids = self._numbered(draft, old.seq, old.id)
+            self._write_all([rule_ids, ("UPDATE policies SET name = ?, body = ? WHERE id = ?",
+                                        (policy.name, json.dumps(record_of(policy)), old.id))])
+            return self._policy_written(policy)
+
+    def delete_policy(self, ref: str) -> Policy:
+        with self._lock:
+            policy = self.get_policy(ref)
+            self._write("DELETE FROM policies WHERE id = ?", (policy.id,))
+            policies = {i: p for i, p in self._snapshot.policies.items() if i != policy.id}
+            self._publish(self._snapshot.with_policies(policies),
+                          Change(policies=frozenset({policy.id})))
+            return policy
+
+    def _check_policy_name(self, name: str, policy_id: str | None) -> None:
+        if any(p.name == name and p.id != policy_id for p in self._snapshot.policies.values()):
+            raise Conflict(f"policy {name!r} already exists")
+
+    def _numbered(self, draft: policy_requests.PolicyDraft, seq: int,
+                  policy_id: str) -> tuple[Policy, tuple]:
+        """The policy with its rules' new ids, and the statement that records them as
+        given; the ids are taken once it commits."""
+        first = self._last_rule_id + 1
+        last = self._last_rule_id + draft.rule_count
+        if last > MAX_RULE_ID:
+            raise Conflict(f"the fabric has given all {MAX_RULE_ID} rule ids")
+        policy = draft.numbered(seq, policy_id, itertools.count(first))
+        return policy, ("UPDATE meta SET value = ? WHERE key = 'last_rule_id'", (last,))
+
+    def _policy_written(self, policy: Policy) -> Policy:
+        self._last_rule_id += len(policy.rules())
+        snap = self._snapshot
+        self._publish(snap.with_policies({**snap.policies, policy.id: policy}),
+                      Change(policies=frozenset({policy.id})))
+        return policy
+
     # ---- internals -----------------------------------------------------------------------
 
     def _check_share(self, snap: Snapshot, net: Network, host: str | None) -> None:
@@ -621,9 +730,9 @@ class Store:
         networks = {r[1]: Network(*r[:-1], egress=bool(r[-1])) for r in db.execute(
             "SELECT seq, id, name, subnet, gateway, vni, mtu, owner, egress FROM networks "
             "ORDER BY seq")}
-        endpoints = [Endpoint(*r) for r in db.execute(
-            "SELECT seq, id, name, network_id, host, port, ip, mac, ofport FROM endpoints "
-            "ORDER BY seq")]
+        endpoints = [Endpoint(*r[:-1], labels=_labels_from_json(r[-1])) for r in db.execute(
+            "SELECT seq, id, name, network_id, host, port, ip, mac, ofport, labels "
+            "FROM endpoints ORDER BY seq")]
         self._pools = {n.id: AddressPool(n.subnet, n.gateway) for n in networks.values()}
         # Copied on write, so that readers outside the lock see a whole map.
         self._aliases = dict(db.execute("SELECT alias, network_id FROM aliases"))
@@ -643,10 +752,24 @@ class Store:
             snap = snap.with_router(router)
         for endpoint_id, ports in _load_published(db).items():
             snap = snap.with_published(endpoint_id, ports)
+        policies = {r[1]: policy_from_record(*r[:-1], json.loads(r[-1])) for r in db.execute(
+            "SELECT seq, id, name, body FROM policies ORDER BY seq")}
+        if policies:
+            snap = snap.with_policies(policies)
+        self._last_rule_id = db.execute(
+            "SELECT value FROM meta WHERE key = 'last_rule_id'").fetchone()[0]
         self._snapshot = snap
 
     def close(self) -> None:
         self._db.close()
+
+
+def _labels_json(labels: Labels) -> str:
+    return json.dumps(dict(labels))
+
+
+def _labels_from_json(text: str) -> Labels:
+    return labels_of(json.loads(text))  # checked before loading (integrity.py)
 
 
 def _asked_address(net: Network, ip: str) -> str:

@@ -126,7 +126,7 @@ def test_vni_taken_is_409(populated):
 def test_endpoint_allocation_and_shape(populated):
     ep = populated.post("/v1/endpoints", json={"network": "red", "host": "h1"}).json
     assert set(ep) == {"id", "name", "network", "host", "port", "ip", "prefix_len", "mac",
-                       "gateway", "mtu"}
+                       "gateway", "mtu", "labels"}
     assert ep["ip"] == "10.0.0.2" and ep["prefix_len"] == 29 and ep["gateway"] == "10.0.0.1"
     assert int(ep["mac"].split(":")[0], 16) & 0b11 == 0b10, "locally administered unicast"
     assert populated.get(f"/v1/endpoints/{ep['id']}").json == ep

@@ -248,7 +248,7 @@ def host_row(name):
 def endpoint_view(ep_id, name, network):
     return EndpointView(id=ep_id, name=name, network=network, host="h1", port=None,
                         ip="10.0.0.2", prefix_len=24, mac="02:00:00:00:00:01",
-                        gateway="10.0.0.1", mtu=1450).model_dump()
+                        gateway="10.0.0.1", mtu=1450, labels={}).model_dump()
 
 
 HOP = {"step": "table"}
@@ -301,7 +301,7 @@ class Stub:
         return jsonify(FLOWS)
 
     def endpoint_flows(self, ep):
-        return jsonify([f for f in FLOWS if f["owner"] == WEB1_OWNER])
+        return jsonify([f for f in FLOWS if f["owner"]["id"] == WEB1])
 
     def host_flows(self, name):
         if name == "h9":

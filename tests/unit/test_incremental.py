@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from flows import HostFlows, HostPorts, compile_host
@@ -135,3 +135,85 @@ def test_a_new_endpoint_recompiles_only_its_units():
     changes = h.tables["h1"].update(snap, view, h.dirty.pop("h1"))
     # h1 gets one flow into the tunnel to h2, and the flood lists stay as they are.
     assert [f.cookie & 0xFFFF for f in changes.add] == [ep.seq] and not changes.delete
+
+
+# Policies and labels: a small pool, so that histories select, unselect and reselect.
+ROLES = ("web", "db", "")
+
+
+def _policies(snap, chosen: tuple[int, ...], generation: int) -> dict:
+    from model.policy import ALLOW, DENY, EGRESS, INGRESS, Peer, Policy, PortRange, Rule, \
+        Selector
+    networks = {n.name: n.id for n in snap.networks.values()}
+    web, db = Selector((("role", "web"),)), Selector((("role", "db"),), networks["red"])
+    pool = [
+        lambda rid: Policy(1, "p-db", "db", db, ingress=(
+            Rule(rid, INGRESS, 0, (Peer(web),), (PortRange("tcp", 5432),)),), egress=()),
+        lambda rid: Policy(2, "p-web", "web", web, egress=(
+            Rule(rid, EGRESS, 0, (Peer(cidr="10.0.0.0/25"),), (), ALLOW),
+            Rule(rid + 1, EGRESS, 1, (Peer(db),), (PortRange("udp", 53, 60),), DENY))),
+        lambda rid: Policy(3, "p-all", "all", Selector(), ingress=(
+            Rule(rid, INGRESS, 0, (Peer(Selector()),)),)),
+    ]
+    return {p.id: p for p in (pool[i](10 * generation + 2 * i + 1) for i in sorted(set(chosen)))}
+
+
+policy_operations = st.lists(st.one_of(
+    st.tuples(st.just("create"), st.sampled_from(NETWORKS), st.sampled_from(HOSTS),
+              st.just(True)),
+    st.tuples(st.just("delete"), st.integers(0, 30)),
+    st.tuples(st.just("bind"), st.integers(0, 30), st.integers(1, 5000)),
+    st.tuples(st.just("label"), st.integers(0, 30), st.sampled_from(ROLES)),
+    st.tuples(st.just("policies"), st.lists(st.integers(0, 2), min_size=1, max_size=3)),
+    st.tuples(st.just("converge"), st.sampled_from(HOSTS + ("all",))),
+), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(policy_operations)
+# A policy coming to endpoints whose flows are in: their flows must change with it.
+@example([("create", "red", "h1", True), ("converge", "h1"), ("policies", [2]),
+          ("converge", "h1"), ("label", 0, "db"), ("policies", [0, 1]), ("converge", "all")])
+# Peers coming and going under the rules of another host: its policy flows must follow.
+@example([("create", "red", "h1", True), ("label", 0, "db"), ("policies", [0]),
+          ("create", "red", "h2", True), ("converge", "all"), ("label", 1, "web"),
+          ("converge", "all"), ("label", 1, ""), ("converge", "all"), ("label", 1, "web"),
+          ("converge", "all"), ("delete", 1), ("converge", "all")])
+def test_incremental_tables_equal_the_whole_compile_with_policies(ops):
+    from model.entities import Change
+    h = Harness()
+    for host in HOSTS:
+        h.set_ports(host, tunnels={p: 20 + i for i, p in enumerate(HOSTS) if p != host})
+        h.converge(host)
+    endpoints: list = []
+    generation = 0
+    for op in ops:
+        kind = op[0]
+        snap = h.store.snapshot()
+        if kind == "create":
+            _, network, host, with_port = op
+            endpoints.append(h.store.create_endpoint(
+                network, host, port=f"p{len(endpoints)}" if with_port else None))
+        elif kind in ("delete", "bind", "label") and endpoints:
+            ep = snap.endpoints.get(endpoints[op[1] % len(endpoints)].id)
+            if ep is None:
+                continue
+            if kind == "delete":
+                h.store.delete_endpoint(ep.id)
+            elif kind == "bind":
+                h.set_ports(ep.host, endpoints={**h.ports[ep.host].endpoints, ep.id: op[2]})
+            else:
+                labels = (("role", op[2]),) if op[2] else ()
+                h.store._publish(snap.relabelled(ep, labels), Change(
+                    frozenset({ep.network_id}), endpoints=frozenset({ep.id}),
+                    relabelled=frozenset({ep.id})))
+        elif kind == "policies":
+            generation += 1
+            policies = _policies(snap, tuple(op[1]), generation)
+            h.store._publish(snap.with_policies(policies),
+                             Change(policies=frozenset(policies) | frozenset(snap.policies)))
+        elif kind == "converge":
+            for host in HOSTS if op[1] == "all" else (op[1],):
+                h.converge(host)
+    for host in HOSTS:
+        h.converge(host)

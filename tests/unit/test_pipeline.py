@@ -28,13 +28,16 @@ C = p.FABRIC_COOKIE
      "does not match in_port"),
     (Flow.make(p.INGRESS.id, p.PRIO_PORT_ALLOW, C, {"in_port": 1}, goto=p.INGRESS_RULES.id),
      "may not go to table 30"),
-    (Flow.make(p.INGRESS.id, p.PRIO_PORT_ALLOW, C, {"in_port": 1}, goto=p.CONNTRACK.id),
-     "may not go to table 2"),  # declared, but reserved: it holds no flows yet
+    (Flow.make(p.ARP.id, p.PRIO_ARP_REPLY, C, {"arp_op": 1}, goto=p.CONNTRACK.id),
+     "may not go to table 2"),  # only what a port sends is tracked
+    (Flow.make(p.INGRESS_RULES.id, p.PRIO_ALLOW, C, {"ipv4_dst": "10.0.0.1"}),
+     "does not match ipv4_dst"),  # ingress rules judge where a packet comes from
+    (Flow.make(p.EGRESS_RULES.id, p.PRIO_ALLOW, C, {"reg1": 1}, goto=p.DELIVER.id),
+     "may not go to table 32"),  # what an endpoint sends is routed and switched first
     (Flow.make(p.ARP.id, p.PRIO_ARP_REPLY, C, {"arp_op": 1}, goto=p.INGRESS.id),
      "may not go to table 0"),
     (Flow.make(p.ARP.id, p.PRIO_ARP_REPLY, C, {"arp_op": 1}, goto=15), "may not go to table 15"),
     (Flow.make(15, 1, C, {"in_port": 1}), "table 15 holds no flows"),
-    (Flow.make(p.INGRESS_RULES.id, 1, C, {"ipv4_src": "10.0.0.1"}), "table 30 holds no flows"),
     (Flow.make(p.NAT.id, p.PRIO_TRANSIT, C, {"ipv4_src": "10.0.0.1"},
                actions=[ct(table=p.L2.id)]), "may not go to table 20"),  # ct recirculates
     (Flow.make(p.TO_OUTSIDE.id, p.PRIO_OUTSIDE, C, actions=[output(OFPP_NORMAL)]),
@@ -50,7 +53,7 @@ C = p.FABRIC_COOKIE
     (Flow.make(p.ARP.id, p.PRIO_ARP_REPLY, C, {"metadata": (1 << 50, 1 << 50)}),
      "metadata bits"),
     (Flow.make(p.INGRESS.id, p.PRIO_TUNNEL_IN, C, {"tunnel_id": 5},
-               actions=[set_field("reg1", 7)], goto=p.ARP.id), "does not write reg1"),
+               actions=[set_field("reg2", 7)], goto=p.ARP.id), "does not write reg2"),
     (Flow.make(p.L2.id, p.PRIO_L2_UNICAST, C, {"eth_dst": "02:00:00:00:00:01"},
                actions=[move("arp_sha", "arp_tha", 48)]), "does not write arp_tha"),
     (Flow.make(p.L2.id, p.PRIO_L2_UNICAST, C, {"metadata": 5}, write_metadata=5),

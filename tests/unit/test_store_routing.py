@@ -246,7 +246,7 @@ def test_a_file_of_schema_version_1_is_upgraded_and_read_whole(tmp_path):
     assert len(snap.reservations) == 3 and snap.revision == 10
     assert store.aliases_of(store.get_network("red").id) == ["docker:h1:1f2e3d", "pool:h1:red"]
     assert (snap.routers, snap.network_router, snap.published) == ({}, {}, {})
-    assert migrations.file_version(path) == migrations.SCHEMA_VERSION == 2
+    assert migrations.file_version(path) == migrations.SCHEMA_VERSION == 3
     # The new tables work on the upgraded file.
     router = store.create_router("r1")
     store.attach_network("r1", "red")
