@@ -93,12 +93,16 @@ class FabricPolicies:
         return self.side.client
 
     def create_policy(self, doc: dict) -> dict:
-        self.client.request("POST", "/v1/policies", doc)
+        self.client.create_policy(doc)
         return {"api_returned": time.perf_counter()}
 
     def delete_policy(self, name: str) -> dict:
-        self.client.request("DELETE", f"/v1/policies/{name}")
+        self.client.delete_policy(name)
         return {"api_returned": time.perf_counter()}
+
+    def status(self, name: str) -> dict | None:
+        """GET /v1/policies/{name}/status: where the policy is realized."""
+        return self.client.policy_status(name)
 
     def settle(self) -> None:
         """Nothing to wait for: the calls answered with the flows in."""
@@ -249,6 +253,9 @@ class OvnPolicies:
 
     def flows_by_kind(self, host) -> dict[str, int] | None:
         return None  # OVN's cookies name logical flows, not owners: a difference only
+
+    def status(self, name: str) -> dict | None:
+        return None  # --wait=hv said every chassis has it
 
 
 # --- containers and probes -------------------------------------------------------------------
@@ -473,6 +480,7 @@ def measure_policy_flows(pol, per_label: int, hosts: list[str] | None) -> dict:
         converged = time.perf_counter()
         time.sleep(SETTLE_S)
         after = flow_counts(pol)
+        status = pol.status(doc["name"])
         pol.delete_policy(doc["name"])
         pol.settle()
     finally:
@@ -484,7 +492,7 @@ def measure_policy_flows(pol, per_label: int, hosts: list[str] | None) -> dict:
            "policy_converged_ms": ms_since(t0, converged),
            "flows_before": {n: v["flows"] for n, v in before.items()},
            "flows_after": {n: v["flows"] for n, v in after.items()},
-           "flows_added": added, "flows_added_max": max(added.values()),
+           "flows_added": added, "flows_added_max": max(added.values()), "status": status,
            "policy_flows_max": max(added.values())}
     if all(v["by_kind"] is not None for v in after.values()):
         out["added_by_cookie_kind"] = {
