@@ -282,15 +282,29 @@ def serve(c) -> subprocess.Popen:
                              str(PROBE_PORT)], stdout=subprocess.DEVNULL)
 
 
+# Probes' source ports, per client: each Prober goes on where the last one stopped, so that
+# no 4-tuple repeats within minutes (see tcp_probe.py on why OVN's hosts need that).
+FIRST_SOURCE_PORT, LAST_SOURCE_PORT = 10000, 32000  # below the kernel's ephemeral range
+PROBE_INTERVAL_S = 0.005
+_next_source_port: dict[str, int] = {}
+
+
 class Prober:
     """tcp_probe.py probing from container c until the wanted outcome; its lines read by a
     thread, so that waiting for one has a timeout."""
 
     def __init__(self, c, ip: str, until: str, deadline: float = 10.0):
+        self.netns = c.netns
+        self.first_port = _next_source_port.get(c.netns, FIRST_SOURCE_PORT)
+        if self.first_port + deadline / PROBE_INTERVAL_S > LAST_SOURCE_PORT:
+            self.first_port = FIRST_SOURCE_PORT
+        # At most this many probes: where the next Prober starts if this one says nothing.
+        _next_source_port[c.netns] = self.first_port + int(deadline / PROBE_INTERVAL_S) + 2
         # `ip netns exec` execs Python: the PID is the probe's own.
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", c.netns, sys.executable, PROBE, "probe", ip,
-             str(PROBE_PORT), "--until", until, "--deadline", str(deadline)],
+             str(PROBE_PORT), "--until", until, "--deadline", str(deadline),
+             "--interval", str(PROBE_INTERVAL_S), "--first-port", str(self.first_port)],
             stdout=subprocess.PIPE, text=True)
         self.lines: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -314,7 +328,9 @@ class Prober:
             raise RuntimeError("the probe did not report ready")
 
     def result(self, timeout: float = 15.0) -> dict:
-        return json.loads(self.next_line(timeout))
+        r = json.loads(self.next_line(timeout))
+        _next_source_port[self.netns] = r["next_port"]
+        return r
 
     def stop(self) -> None:
         stop_all([self.proc])
@@ -348,14 +364,18 @@ def alternate(pols, count: int, setup, sample, teardown, show) -> dict:
                 ready.append(pol)
             except Exception as exc:  # noqa: BLE001 - recorded; the other system still runs
                 progress(f"{pol.name}: set-up FAILED: {exc}")
-                results[pol.name] = {"error": f"{type(exc).__name__}: {exc}"}
+                results[pol.name]["error"] = f"{type(exc).__name__}: {exc}"
         for n in range(count):
-            for pol in ready:
+            for pol in list(ready):
                 try:
                     results[pol.name]["samples"].append(sample(pol, states[pol.name], n))
                 except Exception as exc:  # noqa: BLE001 - counted
                     progress(f"{pol.name}: sample {n + 1} FAILED: {exc}")
                     results[pol.name]["failed"] += 1
+                    if dead := stopped_daemons(pol.lab):
+                        # Every later sample would fail the same way: the system is out.
+                        results[pol.name]["error"] = f"not running: {', '.join(dead)}"
+                        ready.remove(pol)
             if (n + 1) % 10 == 0 or n + 1 == count:
                 progress(f"{n + 1}/{count} " + "  ".join(
                     f"{pol.name} {show(results[pol.name]['samples'])}" for pol in ready
@@ -367,6 +387,17 @@ def alternate(pols, count: int, setup, sample, teardown, show) -> dict:
             except Exception as exc:  # noqa: BLE001 - the other system is still removed
                 progress(f"{pol.name}: tear-down FAILED: {exc}")
     return results
+
+
+def errors_of(result: dict) -> dict:
+    """What made a system drop out, kept beside the figures of the samples it had."""
+    return {"error": result["error"]} if "error" in result else {}
+
+
+def stopped_daemons(lab) -> list[str]:
+    """The lab's OVS daemons that are not running (each host's log says why)."""
+    return [f"{h.name} {name}" for h in lab.hosts for name, pid in h.pids().items()
+            if pid is None]
 
 
 def p50_of(key: str):
@@ -453,8 +484,8 @@ def step_realization(pols, args) -> dict:
     probe = (f"TCP connection to port {PROBE_PORT} every 5 ms, a new one each, failed if "
              f"unanswered within 0.2 s; deny: until the first failed probe was sent, allow: "
              f"until the first answer")
-    return {name: r if "error" in r else {
-        "probe": probe, "failed_samples": r["failed"],
+    return {name: {
+        **errors_of(r), "probe": probe, "failed_samples": r["failed"],
         **{kind: summarize([s[kind] for s in r["samples"]]) for kind in ("deny", "allow")}}
         for name, r in results.items()}
 # --- flows per host -------------------------------------------------------------------------
@@ -515,6 +546,9 @@ def step_flows(pols, args) -> dict:
         for name, r in per_side(pols, lambda p: measure_policy_flows(
                 p, args.flow_endpoints, placements[placement])).items():
             out[name][placement] = r
+    for name, by_placement in out.items():  # the table names a side's errors, not nested ones
+        if errors := [f"{k}: {v['error']}" for k, v in by_placement.items() if "error" in v]:
+            by_placement["error"] = "; ".join(errors)
     return out
 
 
@@ -586,9 +620,10 @@ def step_convergence(pols, args) -> dict:
         pols, args.convergence, lambda p, st: convergence_setup(p, st, args.policies),
         lambda p, st, n: convergence_sample(p, st, n, args.policies, args.settle),
         convergence_teardown, p50_of("ms"))
-    return {name: r if "error" in r else {
-        "policies": args.policies, "settle_s": args.settle, "failed": r["failed"],
-        **summarize(r["samples"]), "not_enforced": sum(not s["enforced"] for s in r["samples"])}
+    return {name: {
+        **errors_of(r), "policies": args.policies, "settle_s": args.settle,
+        "failed": r["failed"], **summarize(r["samples"]),
+        "not_enforced": sum(not s["enforced"] for s in r["samples"])}
         for name, r in results.items()}
 
 
@@ -663,9 +698,9 @@ def step_throughput(pols, args) -> dict:
                         lambda v: f"with/without {v[-1]['with']['gbps']:.3f}/"
                                   f"{v[-1]['without']['gbps']:.3f} Gbit/s")
     mtu = {p.name: p.mtu for p in pols}
-    return {name: r if "error" in r else {
-        "failed": r["failed"], **throughput_figures(r["samples"], args.iperf_seconds,
-                                                    mtu[name])}
+    return {name: {
+        **errors_of(r), "failed": r["failed"],
+        **throughput_figures(r["samples"], args.iperf_seconds, mtu[name])}
         for name, r in results.items()}
 
 
@@ -771,6 +806,8 @@ def main(argv=None) -> int:
                 for s in sides]
         run_steps(STEPS, pols, args, results)
     finally:
+        # A daemon that died during the run (none should) is named with the figures.
+        results["meta"]["stopped_daemons"] = {s.name: stopped_daemons(s.lab) for s in sides}
         for side in reversed(sides):
             progress(f"{side.name}: tearing down")
             side.down()

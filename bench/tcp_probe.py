@@ -5,11 +5,20 @@
     tcp_probe.py connect IP PORT [--timeout 0.2]
         one connection: exits 0 if it is answered within the timeout, 1 if not
     tcp_probe.py probe IP PORT --until fail|success [--interval 0.005] [--timeout 0.2]
+                       [--first-port N]
         opens a new connection every interval; prints "ready" once the state before is seen
         (until fail: 5 connections answered in a row; until success: one timed out), then,
         as JSON, the first probe after that with the wanted outcome: {"sent": ..., "answered":
-        ...} in time.perf_counter() seconds (CLOCK_MONOTONIC, the same clock in every process
-        of the machine), and exits 0; exits 1 after --deadline seconds without one.
+        ..., "next_port": ...} in time.perf_counter() seconds (CLOCK_MONOTONIC, the same clock
+        in every process of the machine), and exits 0; exits 1 after --deadline seconds
+        without one. With --first-port the probes' source ports are N, N+1, ... (below the
+        kernel's ephemeral range), so that the caller can keep 4-tuples from repeating.
+
+Source ports that do not repeat: Open vSwitch 3.1.0's userspace conntrack (3.1.3 fixed it)
+can fail an assertion (conntrack.c, conn_update_state) when a packet meets the un-NAT entry
+of a connection that has just expired; OVN commits every connection with an all-zero SNAT,
+which makes such entries, and a reused 4-tuple brought a reply onto one: OVN's host died
+mid-run here.
 
 Every probe is a new connection (a SYN of its own), not a packet of a flow already admitted:
 both systems judge it against the policy as it is at that moment, whatever each does with
@@ -28,6 +37,9 @@ import sys
 import time
 
 READY_SUCCESSES = 5
+# A reset after the handshake still proves the SYN was answered (a refused SYN is
+# ECONNREFUSED; a dropped one, a timeout).
+ANSWERED = (0, errno.ECONNRESET)
 # Closing with RST leaves no TIME_WAIT: 200 connections a second would exhaust the
 # ephemeral ports of one address pair within minutes otherwise.
 LINGER_RESET = struct.pack("ii", 1, 0)
@@ -41,18 +53,19 @@ def serve(port: int) -> None:
     print("listening", flush=True)
     while True:
         conn, _ = listener.accept()
-        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
-        conn.close()
+        conn.close()  # a FIN: the prober's reset then ends it (no TIME_WAIT on either side)
 
 
 class Probe:
-    def __init__(self, ip: str, port: int):
+    def __init__(self, ip: str, port: int, source_port: int = 0):
         self.sent = time.perf_counter()
         self.outcome: str | None = None  # "success" or "fail"
         self.answered: float | None = None
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setblocking(False)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+        if source_port:
+            self.sock.bind(("0.0.0.0", source_port))
         code = self.sock.connect_ex((ip, port))
         if code not in (0, errno.EINPROGRESS):
             self.finish("fail")
@@ -74,16 +87,18 @@ def connect(ip: str, port: int, timeout: float) -> int:
 
 
 def probe(ip: str, port: int, until: str, interval: float, timeout: float,
-          deadline: float) -> int:
+          deadline: float, first_port: int = 0) -> int:
     selector = selectors.DefaultSelector()
     pending: list[Probe] = []  # in send order, the oldest first
+    sent = 0
     ready, successes = False, 0
     end = time.perf_counter() + deadline
     next_send = time.perf_counter()
     while time.perf_counter() < end:
         now = time.perf_counter()
         if now >= next_send:
-            p = Probe(ip, port)
+            p = Probe(ip, port, first_port + sent if first_port else 0)
+            sent += 1
             if p.outcome is None:
                 selector.register(p.sock, selectors.EVENT_WRITE, p)
             pending.append(p)
@@ -92,7 +107,7 @@ def probe(ip: str, port: int, until: str, interval: float, timeout: float,
             p = key.data
             selector.unregister(p.sock)
             err = p.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            p.finish("success" if err == 0 else "fail")
+            p.finish("success" if err in ANSWERED else "fail")
         now = time.perf_counter()
         for p in pending:
             if p.outcome is None and now - p.sent > timeout:
@@ -108,7 +123,9 @@ def probe(ip: str, port: int, until: str, interval: float, timeout: float,
                 if ready:
                     print("ready", flush=True)
             elif p.outcome == until:
-                print(json.dumps({"sent": p.sent, "answered": p.answered}), flush=True)
+                print(json.dumps({"sent": p.sent, "answered": p.answered,
+                                  "next_port": first_port + sent if first_port else None}),
+                      flush=True)
                 return 0
     return 1
 
@@ -130,13 +147,15 @@ def main(argv=None) -> int:
     c.add_argument("--interval", type=float, default=0.005)
     c.add_argument("--timeout", type=float, default=0.2)
     c.add_argument("--deadline", type=float, default=10.0)
+    c.add_argument("--first-port", type=int, default=0)
     args = p.parse_args(argv)
     if args.cmd == "serve":
         serve(args.port)
         return 0
     if args.cmd == "connect":
         return connect(args.ip, args.port, args.timeout)
-    return probe(args.ip, args.port, args.until, args.interval, args.timeout, args.deadline)
+    return probe(args.ip, args.port, args.until, args.interval, args.timeout, args.deadline,
+                 args.first_port)
 
 
 if __name__ == "__main__":
