@@ -25,6 +25,8 @@ does with connections it admitted earlier does not enter).
   convergence   with 100 policies present, a new endpoint selected by one that allows the
                 client: the attach call until the client's first answer; then a source the
                 policy does not allow is checked to be refused
+  convergence_unpoliced
+                the same with no policy: what the policies add
   throughput    iperf3, 1 TCP stream h1 -> h2, without a policy and with one that allows it
 
 Prints a table, writes bench/results/policy.json after every step.
@@ -566,8 +568,9 @@ def tier_policy(k: int) -> dict:
 
 def convergence_setup(pol, state: dict, policies: int) -> None:
     progress(f"convergence: {pol.name}: {policies} endpoints and {policies} policies")
-    pol.populate({TIERS_BASE + k: {"tier": f"t{k}"} for k in range(policies)})
-    state["tiers"] = policies
+    if policies:
+        pol.populate({TIERS_BASE + k: {"tier": f"t{k}"} for k in range(policies)})
+        state["tiers"] = policies
     for k in range(policies):
         pol.create_policy(tier_policy(k))
         state["policies"] = k + 1
@@ -586,9 +589,10 @@ def convergence_teardown(pol, state: dict) -> None:
 
 
 def convergence_sample(pol, state: dict, n: int, policies: int, settle: float) -> dict:
-    """A container on h2 (not bound) serving the probe port, selected by policy n mod 100;
-    the client probing it every 5 ms (failing: it is not there); t0 and the attach call: ms
-    until the first answer. Then a source no policy admits must be refused."""
+    """A container on h2 (not bound) serving the probe port, selected by policy n mod 100
+    (with no policies: labelled, selected by none); the client probing it every 5 ms
+    (failing: it is not there); t0 and the attach call: ms until the first answer. Then a
+    source no policy admits must be refused (with policies)."""
     i = NEW_BASE + n
     c = pol.lab.add_container("h2", f"n{i}", mtu=pol.mtu)
     server = None
@@ -601,11 +605,11 @@ def convergence_sample(pol, state: dict, n: int, policies: int, settle: float) -
             p.wait_ready()
             time.sleep(settle)  # the new veth keeps ovs-vswitchd busy a moment
             t0 = time.perf_counter()
-            marks = pol.bind(c, i, {"tier": f"t{n % policies}"})
+            marks = pol.bind(c, i, {"tier": f"t{n % max(policies, 1)}"})
             r = p.result()
         finally:
             p.stop()
-        enforced = refused(state["other"], c.ip)
+        enforced = refused(state["other"], c.ip) if policies else None
         pol.unbind(c, i)
     finally:
         if server is not None:
@@ -615,16 +619,25 @@ def convergence_sample(pol, state: dict, n: int, policies: int, settle: float) -
             "api_returned_ms": ms_since(t0, marks["api_returned"]), "enforced": enforced}
 
 
-def step_convergence(pols, args) -> dict:
+def measure_convergence(pols, args, policies: int) -> dict:
     results = alternate(
-        pols, args.convergence, lambda p, st: convergence_setup(p, st, args.policies),
-        lambda p, st, n: convergence_sample(p, st, n, args.policies, args.settle),
+        pols, args.convergence, lambda p, st: convergence_setup(p, st, policies),
+        lambda p, st, n: convergence_sample(p, st, n, policies, args.settle),
         convergence_teardown, p50_of("ms"))
     return {name: {
-        **errors_of(r), "policies": args.policies, "settle_s": args.settle,
+        **errors_of(r), "policies": policies, "settle_s": args.settle,
         "failed": r["failed"], **summarize(r["samples"]),
-        "not_enforced": sum(not s["enforced"] for s in r["samples"])}
+        "not_enforced": sum(s["enforced"] is False for s in r["samples"])}
         for name, r in results.items()}
+
+
+def step_convergence(pols, args) -> dict:
+    return measure_convergence(pols, args, args.policies)
+
+
+def step_convergence_unpoliced(pols, args) -> dict:
+    """The same with no policy at all: what the policies add, in the same run."""
+    return measure_convergence(pols, args, 0)
 
 
 # --- throughput -------------------------------------------------------------------------------
@@ -705,7 +718,8 @@ def step_throughput(pols, args) -> dict:
 
 
 STEPS = {"realization": step_realization, "flows": step_flows,
-         "convergence": step_convergence, "throughput": step_throughput}
+         "convergence": step_convergence, "convergence_unpoliced": step_convergence_unpoliced,
+         "throughput": step_throughput}
 
 
 # --- the table ----------------------------------------------------------------------------
@@ -734,6 +748,8 @@ def figures(results: dict) -> list[tuple[str, object, object]]:
         both(f"new endpoint among policies {p} ms", "convergence", f"{p}_ms")
     both("  API call returned p50 ms", "convergence", "api_returned_p50_ms")
     both("  not enforced (a refused source answered)", "convergence", "not_enforced")
+    for p in ("p50", "p99"):
+        both(f"the same with no policy {p} ms", "convergence_unpoliced", f"{p}_ms")
     both("throughput without policy, Gbit/s", "throughput", "without_gbps")
     both("throughput with policy, Gbit/s", "throughput", "with_gbps")
     both("  with / without (medians)", "throughput", "with_over_without")
