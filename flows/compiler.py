@@ -108,17 +108,20 @@ class HostWiring:
     outside: Outside | None = None
     tracked: Mapping = field(default_factory=dict)
     rules: Mapping = field(default_factory=dict)
+    members: Mapping = field(default_factory=dict)  # network id -> its local endpoints' ids
 
 
 def host_wiring(snap: Snapshot, host: str, ports: HostPorts) -> HostWiring:
     local: dict[str, int] = {}
     by_network: dict[str, list[int]] = {}
     tracked = {}
+    members: dict[str, set[str]] = {}
     for ep in snap.host_endpoints(host):
         ofport = ports.endpoints.get(ep.id, ep.ofport)
         if ofport is not None:
             local[ep.id] = ofport
             by_network.setdefault(ep.network_id, []).append(ofport)
+            members.setdefault(ep.network_id, set()).add(ep.id)
             guard = snap.guard_of(ep)
             if guard is not None:
                 tracked[ep.id] = guard
@@ -130,7 +133,8 @@ def host_wiring(snap: Snapshot, host: str, ports: HostPorts) -> HostWiring:
         outside = Outside(snap.hosts[host].outside_ip, bridge.patch, bridge.mac,
                           bridge.next_hop_mac)
     return HostWiring(host, local, networks, dict(ports.tunnels), routers, routed, outside,
-                      tracked, host_rules(snap, tracked) if tracked else {})
+                      tracked, host_rules(snap, tracked) if tracked else {},
+                      {n: frozenset(ids) for n, ids in members.items()})
 
 
 def units_of(snap: Snapshot, view: HostWiring) -> Iterable[Unit]:

@@ -3,7 +3,8 @@
 ``rebuild`` compiles every unit of the host (a switch connecting, hosts coming or going, the
 periodic safety check). ``update`` recompiles only the units a store change named, plus those
 that the host's wiring makes stale: an endpoint whose OpenFlow port changed, every unit of a
-network that appeared on or left the host. It returns the net difference, so that a key
+network that appeared on or left the host (or whose local endpoints were all replaced), the
+rules whose endpoints here or whose peers changed. It returns the net difference, so that a key
 moving from one unit to another within one update is rewritten, never added then deleted.
 Pure: no I/O; ``update`` always leaves ``flows`` equal to what ``compile_host`` gives.
 """
@@ -115,6 +116,11 @@ class HostFlows:
             stale |= self._network_units.get(network_id, set())
         for network_id in view.networks.keys() - old.networks.keys():
             stale.update(units_of_network(snap, network_id))
+        for network_id in view.networks.keys() & old.networks.keys():
+            if view.members[network_id].isdisjoint(old.members[network_id]):
+                # Every local endpoint of the network went and others came: it may have
+                # left the host meanwhile, and missed what changed in it then.
+                stale.update(units_of_network(snap, network_id))
         if view.local != old.local:
             for endpoint_id in old.local.keys() | view.local.keys():
                 if old.local.get(endpoint_id) != view.local.get(endpoint_id):

@@ -174,6 +174,10 @@ policy_operations = st.lists(st.one_of(
 # A policy coming to endpoints whose flows are in: their flows must change with it.
 @example([("create", "red", "h1", True), ("converge", "h1"), ("policies", [2]),
           ("converge", "h1"), ("label", 0, "db"), ("policies", [0, 1]), ("converge", "all")])
+# A network leaving a host and coming back between two of its updates: what changed in the
+# network meanwhile is in the host's table too.
+@example([("create", "red", "h2", True), ("converge", "h2"), ("delete", 0),
+          ("create", "red", "h1", True), ("create", "red", "h2", True)])
 # Peers coming and going under the rules of another host: its policy flows must follow.
 @example([("create", "red", "h1", True), ("label", 0, "db"), ("policies", [0]),
           ("create", "red", "h2", True), ("converge", "all"), ("label", 1, "web"),
