@@ -203,8 +203,11 @@ def unit_flows(snap: Snapshot, view: HostWiring, unit: Unit) -> list[Flow]:
         remote_hosts = sorted((snap.hosts_of_network(ident) - {view.host}) & view.tunnels.keys())
         flows = network_flows(network, view.networks[ident],
                               [view.tunnels[h] for h in remote_hosts])
-        if any(snap.endpoints[e].network_id == ident for e in view.tracked):
-            flows += tracked_network_flows(network, p.cookie("network", network.seq))
+        tracked = [view.local[e] for e in view.members[ident] if e in view.tracked]
+        if tracked:
+            untracked = [port for port in view.networks[ident] if port not in tracked]
+            flows += tracked_network_flows(network, p.cookie("network", network.seq),
+                                           untracked, [view.tunnels[h] for h in remote_hosts])
         if view.outside is not None:
             flows += network_egress_flows(network, snap.router_of(ident), view.outside)
         return flows

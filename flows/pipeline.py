@@ -228,6 +228,7 @@ PRIO_DELIVER = 100  # deliver
 PRIO_GATEWAY = 150  # l2
 PRIO_L2_TRACKED = 101  # IPv4 to a tracked endpoint: through the ingress rules
 PRIO_L2_UNICAST = 100
+PRIO_FLOOD_TRACKED = 11  # an IPv4 flood in a network with tracked endpoints here
 PRIO_FLOOD = 10
 PRIO_MISS = 0
 

@@ -47,6 +47,8 @@ _KNOWN_REPLY = (TRACKED | REPLY, NEW | INVALID | TRACKED | REPLY)
 _INVALID = (INVALID | TRACKED, INVALID | TRACKED)
 _REPLY = (REPLY | TRACKED, REPLY | TRACKED)
 
+MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")  # the group bit of a destination MAC
+
 # The rule id of a connection a direction no policy governs let through.
 UNRESTRICTED = 0xFFFFFFFF
 IPPROTO_TCP = 6
@@ -137,11 +139,24 @@ def unrestricted_flows(ep: Endpoint, network: Network, side: Side, c: int) -> li
     ]
 
 
-def tracked_network_flows(network: Network, owner_cookie: int) -> list[Flow]:
-    """What the network's tracked endpoints here send is looked up in its zone."""
-    return [Flow.make(p.CONNTRACK.id, p.PRIO_CONNTRACK, owner_cookie,
-                      {"metadata": network.vni, "eth_type": ETH_IPV4},
-                      actions=[ct(zone=conntrack_zone(network), table=p.EGRESS_RULES.id)])]
+def tracked_network_flows(network: Network, owner_cookie: int, untracked_ports: list[int],
+                          remote_tunnels: list[int]) -> list[Flow]:
+    """What the network's tracked endpoints here send is looked up in its zone; IPv4 floods
+    (broadcast, multicast) reach only its untracked ports: no rule admits a flood."""
+    vni = network.vni
+    to_tunnels = [set_field("tunnel_id", vni)] + [output(t) for t in remote_tunnels] \
+        if remote_tunnels else []
+    to_ports = [output(port) for port in untracked_ports]
+    flood = {"metadata": vni, "eth_dst": MULTICAST, "eth_type": ETH_IPV4}
+    return [
+        Flow.make(p.CONNTRACK.id, p.PRIO_CONNTRACK, owner_cookie,
+                  {"metadata": vni, "eth_type": ETH_IPV4},
+                  actions=[ct(zone=conntrack_zone(network), table=p.EGRESS_RULES.id)]),
+        Flow.make(p.L2.id, p.PRIO_FLOOD_TRACKED, owner_cookie,
+                  flood | {p.FROM_TUNNEL_REG: 0}, actions=to_ports + to_tunnels),
+        Flow.make(p.L2.id, p.PRIO_FLOOD_TRACKED, owner_cookie,
+                  flood | {p.FROM_TUNNEL_REG: p.FROM_TUNNEL}, actions=to_ports),
+    ]
 
 
 # ---- the host's policy flows ----------------------------------------------------------------

@@ -222,3 +222,38 @@ def test_port_ranges_become_the_fewest_prefixes():
 def _policy_flow_count(table) -> int:
     return sum(1 for f in table.values() if (decode_cookie(f.cookie) or ("",))[0] == "policy")
 
+
+
+def test_an_ipv4_broadcast_reaches_no_tracked_endpoint(snap):
+    f = Fabric(with_policies(snap, db_policy(snap)))
+    other = named(f.snap, "other")
+    bcast = Packet.udp(other.mac, "ff:ff:ff:ff:ff:ff", other.ip, "10.0.0.255", 5000, 5432)
+    reached = f._send(other, bcast)
+    assert "db" not in reached, "no rule admits a flood"
+    assert {"web", "web2"} <= set(reached), "the untracked endpoints still get it"
+
+
+def test_policy_holds_on_routed_traffic():
+    """db in `back` admits web of `front`, a network routed with it; front's other endpoint,
+    and the same address in a network of another router, are refused."""
+    from tests.unit.routed_fabric import eps, net, routed_store, with_routers
+    snap = with_routers(routed_store().snapshot())
+    fa, fb = eps(snap, "front")
+    ba = eps(snap, "back")[0]
+    snap = snap.relabelled(fa, labels_of({"role": "web"}))
+    snap = snap.relabelled(ba, labels_of({"role": "db"}))
+    policy = Policy(1, "id-db", "db", selector(snap, "back", role="db"), ingress=(
+        Rule(1, INGRESS, 0, (Peer(selector(snap, role="web")),), (PortRange("tcp", 5432),)),))
+    snap = with_policies(snap, policy)
+    sim, _ = build(snap)
+    ba = snap.endpoints[ba.id]
+
+    def routed(src, sport):
+        gateway = net(snap, snap.networks[src.network_id].name).gateway_mac
+        return [e for e, _ in sim.send(src.id, Packet.tcp(src.mac, gateway, src.ip, ba.ip,
+                                                          sport, 5432))]
+    assert routed(snap.endpoints[fa.id], 40000) == [ba.id], "web, routed from front"
+    assert routed(snap.endpoints[fb.id], 40001) == [], "front's other endpoint"
+    reply = Packet.tcp(ba.mac, net(snap, "back").gateway_mac, ba.ip, fa.ip, 5432, 40000,
+                       tcp_flags_nxm=SYN | ACK)
+    assert [e for e, _ in sim.send(ba.id, reply)] == [fa.id], "the routed reply"
