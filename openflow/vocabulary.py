@@ -115,5 +115,6 @@ def move_names() -> dict[int, str]:
 
 def canonical_name(name: str) -> str:
     """os-ken names the NXM spelling of a field with a ``_nxm`` suffix (eth_src_nxm); a
-    move's field by its own name (eth_src)."""
-    return name[:-4] if name.endswith("_nxm") else name
+    move's field by its own name (eth_src). A field that has only its NXM spelling
+    (tcp_flags_nxm) keeps it."""
+    return name[:-4] if name.endswith("_nxm") and name not in FIELDS else name
