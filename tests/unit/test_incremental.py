@@ -169,7 +169,7 @@ policy_operations = st.lists(st.one_of(
 ), max_size=40)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(policy_operations)
 # A policy coming to endpoints whose flows are in: their flows must change with it.
 @example([("create", "red", "h1", True), ("converge", "h1"), ("policies", [2]),
