@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from model.entities import Change, Snapshot
 
-from model.policy import selected_endpoints
+from model.policy_hosts import policy_hosts
 
 from .compiler import (POLICY_UNIT, HostPorts, HostWiring, Unit, compile_unit, endpoint_unit,
                        host_wiring, network_unit, rule_unit, units_of, units_of_network)
@@ -45,13 +45,8 @@ def concerned_hosts(previous: Snapshot, snap: Snapshot, change: Change) -> set[s
             ep = state.endpoints.get(endpoint_id)
             if ep is not None:
                 hosts.add(ep.host)
-    for policy_id in change.policies:
-        for state in (previous, snap):
-            policy = state.policies.get(policy_id)
-            if policy is not None:
-                hosts.update(ep.host for ep in selected_endpoints(
-                    policy.applies_to, state.endpoints, state.endpoints_by_label,
-                    state.endpoints_by_network))
+    for state in (previous, snap):
+        hosts |= policy_hosts(state, filter(None, map(state.policies.get, change.policies)))
     return hosts & snap.hosts.keys()
 
 
@@ -120,6 +115,7 @@ class HostFlows:
             if view.members[network_id].isdisjoint(old.members[network_id]):
                 # Every local endpoint of the network went and others came: it may have
                 # left the host meanwhile, and missed what changed in it then.
+                stale |= self._network_units.get(network_id, set())
                 stale.update(units_of_network(snap, network_id))
         if view.local != old.local:
             for endpoint_id in old.local.keys() | view.local.keys():

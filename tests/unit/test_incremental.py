@@ -178,6 +178,9 @@ policy_operations = st.lists(st.one_of(
 # network meanwhile is in the host's table too.
 @example([("create", "red", "h2", True), ("converge", "h2"), ("delete", 0),
           ("create", "red", "h1", True), ("create", "red", "h2", True)])
+@example([("create", "red", "h3", True), ("create", "blue", "h1", True),
+          ("create", "red", "h1", True), ("converge", "h1"), ("delete", 2), ("delete", 0),
+          ("create", "red", "h1", True)])
 # Peers coming and going under the rules of another host: its policy flows must follow.
 @example([("create", "red", "h1", True), ("label", 0, "db"), ("policies", [0]),
           ("create", "red", "h2", True), ("converge", "all"), ("label", 1, "web"),
