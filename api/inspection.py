@@ -13,10 +13,11 @@ from controller.switch import SwitchError
 from flows import diff
 from openflow.os_ken import flow_from_stats
 from flows.pipeline import TABLE_BY_ID, TABLES
-from inspection.policy_status import HostTables, concerned_hosts, policy_status
+from inspection.policy_status import HostTables, policy_status
 from inspection.trace import LiveHost, hosts_to_read, resolve_endpoint, trace
 from inspection.views import Owners, flow_view, table_name
 from model import InvalidRequest, Unavailable
+from model.policy_hosts import policy_hosts
 
 from .schemas import (AuditView, FlowView, PolicyStatusView, PortView, TableView, TraceRequest,
                       TraceView)
@@ -146,7 +147,7 @@ def register(api: Api, fabric: Fabric) -> None:
         policy = store.get_policy(ref)
         snap = store.snapshot()
         tables = {}
-        for host in concerned_hosts(snap, policy):
+        for host in policy_hosts(snap, [policy]):
             switch = fabric.switches.get(host)
             try:
                 stats = switch.flow_stats() if switch is not None else None

@@ -108,17 +108,20 @@ class HostWiring:
     outside: Outside | None = None
     tracked: Mapping = field(default_factory=dict)
     rules: Mapping = field(default_factory=dict)
+    members: Mapping = field(default_factory=dict)  # network id -> its local endpoints' ids
 
 
 def host_wiring(snap: Snapshot, host: str, ports: HostPorts) -> HostWiring:
     local: dict[str, int] = {}
     by_network: dict[str, list[int]] = {}
     tracked = {}
+    members: dict[str, set[str]] = {}
     for ep in snap.host_endpoints(host):
         ofport = ports.endpoints.get(ep.id, ep.ofport)
         if ofport is not None:
             local[ep.id] = ofport
             by_network.setdefault(ep.network_id, []).append(ofport)
+            members.setdefault(ep.network_id, set()).add(ep.id)
             guard = snap.guard_of(ep)
             if guard is not None:
                 tracked[ep.id] = guard
@@ -130,7 +133,8 @@ def host_wiring(snap: Snapshot, host: str, ports: HostPorts) -> HostWiring:
         outside = Outside(snap.hosts[host].outside_ip, bridge.patch, bridge.mac,
                           bridge.next_hop_mac)
     return HostWiring(host, local, networks, dict(ports.tunnels), routers, routed, outside,
-                      tracked, host_rules(snap, tracked) if tracked else {})
+                      tracked, host_rules(snap, tracked) if tracked else {},
+                      {n: frozenset(ids) for n, ids in members.items()})
 
 
 def units_of(snap: Snapshot, view: HostWiring) -> Iterable[Unit]:
@@ -199,8 +203,11 @@ def unit_flows(snap: Snapshot, view: HostWiring, unit: Unit) -> list[Flow]:
         remote_hosts = sorted((snap.hosts_of_network(ident) - {view.host}) & view.tunnels.keys())
         flows = network_flows(network, view.networks[ident],
                               [view.tunnels[h] for h in remote_hosts])
-        if any(snap.endpoints[e].network_id == ident for e in view.tracked):
-            flows += tracked_network_flows(network, p.cookie("network", network.seq))
+        tracked = [view.local[e] for e in view.members[ident] if e in view.tracked]
+        if tracked:
+            untracked = [port for port in view.networks[ident] if port not in tracked]
+            flows += tracked_network_flows(network, p.cookie("network", network.seq),
+                                           untracked, [view.tunnels[h] for h in remote_hosts])
         if view.outside is not None:
             flows += network_egress_flows(network, snap.router_of(ident), view.outside)
         return flows

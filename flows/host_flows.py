@@ -3,7 +3,8 @@
 ``rebuild`` compiles every unit of the host (a switch connecting, hosts coming or going, the
 periodic safety check). ``update`` recompiles only the units a store change named, plus those
 that the host's wiring makes stale: an endpoint whose OpenFlow port changed, every unit of a
-network that appeared on or left the host. It returns the net difference, so that a key
+network that appeared on or left the host (or whose local endpoints were all replaced), the
+rules whose endpoints here or whose peers changed. It returns the net difference, so that a key
 moving from one unit to another within one update is rewritten, never added then deleted.
 Pure: no I/O; ``update`` always leaves ``flows`` equal to what ``compile_host`` gives.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from model.entities import Change, Snapshot
 
-from model.policy import selected_endpoints
+from model.policy_hosts import policy_hosts
 
 from .compiler import (POLICY_UNIT, HostPorts, HostWiring, Unit, compile_unit, endpoint_unit,
                        host_wiring, network_unit, rule_unit, units_of, units_of_network)
@@ -44,13 +45,8 @@ def concerned_hosts(previous: Snapshot, snap: Snapshot, change: Change) -> set[s
             ep = state.endpoints.get(endpoint_id)
             if ep is not None:
                 hosts.add(ep.host)
-    for policy_id in change.policies:
-        for state in (previous, snap):
-            policy = state.policies.get(policy_id)
-            if policy is not None:
-                hosts.update(ep.host for ep in selected_endpoints(
-                    policy.applies_to, state.endpoints, state.endpoints_by_label,
-                    state.endpoints_by_network))
+    for state in (previous, snap):
+        hosts |= policy_hosts(state, filter(None, map(state.policies.get, change.policies)))
     return hosts & snap.hosts.keys()
 
 
@@ -115,6 +111,12 @@ class HostFlows:
             stale |= self._network_units.get(network_id, set())
         for network_id in view.networks.keys() - old.networks.keys():
             stale.update(units_of_network(snap, network_id))
+        for network_id in view.networks.keys() & old.networks.keys():
+            if view.members[network_id].isdisjoint(old.members[network_id]):
+                # Every local endpoint of the network went and others came: it may have
+                # left the host meanwhile, and missed what changed in it then.
+                stale |= self._network_units.get(network_id, set())
+                stale.update(units_of_network(snap, network_id))
         if view.local != old.local:
             for endpoint_id in old.local.keys() | view.local.keys():
                 if old.local.get(endpoint_id) != view.local.get(endpoint_id):

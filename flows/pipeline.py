@@ -105,7 +105,7 @@ EGRESS_RULES = _table(
     "whose rule still holds pass; a new connection passes a rule that allows it and is "
     "committed with the rule",
     matches="metadata reg1 ct_state ct_mark ct_label conj_id eth_type ip_proto ipv4_dst "
-    "tcp_dst udp_dst", writes="ct_mark", goes_to="router_in")
+    "tcp_dst udp_dst tcp_flags_nxm", writes="ct_mark", goes_to="router_in")
 ARP = _table(
     10, "arp", "ARP responder for known addresses",
     matches="metadata reg0 eth_type arp_op arp_tpa",
@@ -146,7 +146,7 @@ INGRESS_RULES = _table(
     30, "ingress_rules", "what an endpoint a policy selects may receive, after connection "
     "tracking in its network's zone: as egress_rules, the other way",
     matches="metadata reg2 ct_state ct_mark ct_label conj_id eth_type ip_proto ipv4_src "
-    "tcp_dst udp_dst", writes="ct_label", goes_to="deliver")
+    "tcp_dst udp_dst tcp_flags_nxm", writes="ct_label", goes_to="deliver")
 DELIVER = _table(
     32, "deliver", "what the ingress rules admitted, to the endpoint's port",
     matches="reg2")
@@ -219,11 +219,16 @@ PRIO_DENY_DIRECT = 601  # a rule with one clause needs no conjunction
 PRIO_DENY = 600  # deny outranks allow
 PRIO_ALLOW_DIRECT = 501
 PRIO_ALLOW = 500
-PRIO_UNRESTRICTED = 400  # a direction no policy of the endpoint governs
+# a direction no policy of the endpoint governs: a TCP opening, a TCP segment met mid-way,
+# anything else
+PRIO_UNRESTRICTED_OPENING = 402
+PRIO_UNRESTRICTED_MIDWAY = 401
+PRIO_UNRESTRICTED = 400
 PRIO_DELIVER = 100  # deliver
 PRIO_GATEWAY = 150  # l2
 PRIO_L2_TRACKED = 101  # IPv4 to a tracked endpoint: through the ingress rules
 PRIO_L2_UNICAST = 100
+PRIO_FLOOD_TRACKED = 11  # an IPv4 flood in a network with tracked endpoints here
 PRIO_FLOOD = 10
 PRIO_MISS = 0
 

@@ -47,8 +47,13 @@ _KNOWN_REPLY = (TRACKED | REPLY, NEW | INVALID | TRACKED | REPLY)
 _INVALID = (INVALID | TRACKED, INVALID | TRACKED)
 _REPLY = (REPLY | TRACKED, REPLY | TRACKED)
 
+MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")  # the group bit of a destination MAC
+
 # The rule id of a connection a direction no policy governs let through.
 UNRESTRICTED = 0xFFFFFFFF
+IPPROTO_TCP = 6
+TCP_SYN, TCP_ACK = 0x002, 0x010
+_OPENING = (TCP_SYN, TCP_SYN | TCP_ACK)  # a SYN without ACK: what opens a TCP connection
 
 
 class Side:
@@ -109,22 +114,49 @@ def tracked_endpoint_flows(ep: Endpoint, network: Network, ofport: int,
     ]
     for side, governed in ((EGRESS_SIDE, guard.egress), (INGRESS_SIDE, guard.ingress)):
         if not governed:
-            flows += [
-                Flow.make(side.table.id, p.PRIO_POLICY_HOLDS, c,
-                          {"ct_state": _KNOWN, side.register: ep.seq,
-                           side.rule_field: UNRESTRICTED}, goto=side.onward.id),
-                Flow.make(side.table.id, p.PRIO_UNRESTRICTED, c,
-                          {side.register: ep.seq, "eth_type": ETH_IPV4},
-                          actions=commit(network, side, UNRESTRICTED), goto=side.onward.id),
-            ]
+            flows += unrestricted_flows(ep, network, side, c)
     return flows
 
 
-def tracked_network_flows(network: Network, owner_cookie: int) -> list[Flow]:
-    """What the network's tracked endpoints here send is looked up in its zone."""
-    return [Flow.make(p.CONNTRACK.id, p.PRIO_CONNTRACK, owner_cookie,
-                      {"metadata": network.vni, "eth_type": ETH_IPV4},
-                      actions=[ct(zone=conntrack_zone(network), table=p.EGRESS_RULES.id)])]
+def unrestricted_flows(ep: Endpoint, network: Network, side: Side, c: int) -> list[Flow]:
+    """A direction no policy of the endpoint governs: what it opens is committed as
+    unrestricted, so that the answers are known as replies at the other end's rules. A TCP
+    segment that opens nothing (conntrack met the connection mid-way, as when a policy comes
+    to running connections) passes uncommitted: the connection is then judged, and committed,
+    by the rules of the direction that is governed, whoever speaks first."""
+    this = {side.register: ep.seq, "eth_type": ETH_IPV4}
+    return [
+        Flow.make(side.table.id, p.PRIO_POLICY_HOLDS, c,
+                  {"ct_state": _KNOWN, side.register: ep.seq, side.rule_field: UNRESTRICTED},
+                  goto=side.onward.id),
+        Flow.make(side.table.id, p.PRIO_UNRESTRICTED_OPENING, c,
+                  this | {"ip_proto": IPPROTO_TCP, "tcp_flags_nxm": _OPENING},
+                  actions=commit(network, side, UNRESTRICTED), goto=side.onward.id),
+        Flow.make(side.table.id, p.PRIO_UNRESTRICTED_MIDWAY, c,
+                  this | {"ip_proto": IPPROTO_TCP}, goto=side.onward.id),
+        Flow.make(side.table.id, p.PRIO_UNRESTRICTED, c, this,
+                  actions=commit(network, side, UNRESTRICTED), goto=side.onward.id),
+    ]
+
+
+def tracked_network_flows(network: Network, owner_cookie: int, untracked_ports: list[int],
+                          remote_tunnels: list[int]) -> list[Flow]:
+    """What the network's tracked endpoints here send is looked up in its zone; IPv4 floods
+    (broadcast, multicast) reach only its untracked ports: no rule admits a flood."""
+    vni = network.vni
+    to_tunnels = [set_field("tunnel_id", vni)] + [output(t) for t in remote_tunnels] \
+        if remote_tunnels else []
+    to_ports = [output(port) for port in untracked_ports]
+    flood = {"metadata": vni, "eth_dst": MULTICAST, "eth_type": ETH_IPV4}
+    return [
+        Flow.make(p.CONNTRACK.id, p.PRIO_CONNTRACK, owner_cookie,
+                  {"metadata": vni, "eth_type": ETH_IPV4},
+                  actions=[ct(zone=conntrack_zone(network), table=p.EGRESS_RULES.id)]),
+        Flow.make(p.L2.id, p.PRIO_FLOOD_TRACKED, owner_cookie,
+                  flood | {p.FROM_TUNNEL_REG: 0}, actions=to_ports + to_tunnels),
+        Flow.make(p.L2.id, p.PRIO_FLOOD_TRACKED, owner_cookie,
+                  flood | {p.FROM_TUNNEL_REG: p.FROM_TUNNEL}, actions=to_ports),
+    ]
 
 
 # ---- the host's policy flows ----------------------------------------------------------------

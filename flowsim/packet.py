@@ -67,6 +67,9 @@ def from_int(name: str, value: int):
     return values.decode(field, value.to_bytes(field.size, "big"))
 
 
+TCP_SYN = 0x002
+
+
 @dataclass(slots=True, repr=False)
 class Packet:
     """None means 'header not present': a match on it fails."""
@@ -85,6 +88,7 @@ class Packet:
     tcp_dst: int | None = None
     udp_src: int | None = None
     udp_dst: int | None = None
+    tcp_flags_nxm: int | None = None
     arp_op: int | None = None
     arp_spa: str | None = None
     arp_tpa: str | None = None
@@ -178,6 +182,7 @@ class Packet:
     @classmethod
     def tcp(cls, src_mac: str, dst_mac: str, src_ip: str, dst_ip: str,
             src_port: int, dst_port: int, **headers) -> Packet:
+        headers.setdefault("tcp_flags_nxm", TCP_SYN)  # what opens a connection
         return cls.ipv4(src_mac, dst_mac, src_ip, dst_ip, IPPROTO_TCP,
                         tcp_src=src_port, tcp_dst=dst_port, **headers)
 

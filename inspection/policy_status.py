@@ -14,8 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flows.pipeline import decode_cookie
-from model.policy import Policy, selected_endpoints
-from model import Snapshot
+from model.policy import Policy
 
 
 @dataclass
@@ -23,12 +22,6 @@ class HostTables:
     desired: dict | None  # None: the host's view is not ready (not connected)
     installed: dict | None  # what the switch confirmed; None: not connected
     stats: list | None  # OFPFlowStats read from the switch; None: not readable
-
-
-def concerned_hosts(snap: Snapshot, policy: Policy) -> set[str]:
-    return {ep.host for ep in selected_endpoints(policy.applies_to, snap.endpoints,
-                                                 snap.endpoints_by_label,
-                                                 snap.endpoints_by_network)}
 
 
 def _rule_of(cookie: int, rule_ids: set[int]) -> int | None:

@@ -3,7 +3,8 @@
 Brings up the namespace lab and the controller, creates everything over REST, prints who
 reaches whom and what the flow tables hold; then routes between two networks with a router;
 then lets containers out to an "outside" namespace on the underlay and publishes a port there;
-then, where Debian's docker.io is installed, two real dockerds use the Docker plugin for a
+then labels containers and lets a security policy decide who reaches a database; then, where
+Debian's docker.io is installed, two real dockerds use the Docker plugin for a
 network across two hosts. Shows what the API refuses on the way. Removes all of it.
 """
 from __future__ import annotations
@@ -34,6 +35,7 @@ from .lab import Lab
 from .netns import ip
 from .outside import WHO_PORT, Outside, start_servers
 from .proc import stop_pid
+from .traffic import Server, tcp_connects
 
 NETWORKS = [("red", "10.20.0.0/24"), ("blue", "10.20.0.0/24")]  # the same subnet on purpose
 
@@ -101,6 +103,7 @@ def run_demo(lab: Lab, controller: ControllerProcess) -> None:
     print_traces(client, containers)
     run_routing_demo(lab, client, containers)
     run_outside_demo(lab, client, containers)
+    run_policy_demo(client, containers)
 
 
 def print_ping_matrix(containers) -> None:
@@ -258,6 +261,52 @@ def run_outside_demo(lab: Lab, client, containers) -> None:
                        "--", "remove", "Bridge", PHYSICAL_BRIDGE, "external_ids",
                        NEXT_HOP_BINDING_KEY)
         outside.destroy()
+
+
+DB_POLICY = {"name": "db", "applies_to": {"selector": {"labels": {"role": "db"}}},
+             "ingress": [{"peers": [{"selector": {"labels": {"role": "web"}}}],
+                          "ports": [{"protocol": "tcp", "port": 5432}]}]}
+
+
+def run_policy_demo(client, containers) -> None:
+    """A security policy: db (red-h2 and blue-h2, the same address in two networks) accepts
+    web on tcp/5432 only, replies pass, the rest is refused; the trace names the rule."""
+    by_label = {label: (container, ep) for label, container, ep in containers}
+    roles = {"red-h1": "web", "red-h2": "db", "red-h3": "other", "blue-h1": "web",
+             "blue-h3": "other"}
+    for label, role in roles.items():
+        client.set_endpoint_labels(by_label[label][1]["id"], {"role": role})
+    servers = [Server(by_label[label][0], tcp=(5432, 22)) for label in ("red-h2", "blue-h2")]
+    try:
+        policy = client.create_policy(DB_POLICY)
+        print("\nSecurity policy (PATCH /v1/endpoints/{id} labels, POST /v1/policies): db "
+              "accepts web on tcp/5432; blue-h2, the same address in blue, carries no label:")
+        for src, dst, port in (("red-h1", "red-h2", 5432), ("red-h3", "red-h2", 5432),
+                               ("red-h1", "red-h2", 22), ("blue-h3", "blue-h2", 5432)):
+            ok = tcp_connects(by_label[src][0], by_label[dst][1]["ip"], port)
+            print(f"  {src} ({roles[src]}) -> {dst}:{port}: "
+                  f"{'connects (and the replies pass)' if ok else 'refused'}")
+        verdict = client.trace(by_label["red-h3"][1]["id"], by_label["red-h2"][1]["id"], "tcp",
+                               5432)["verdict"]
+        print(f"  trace red-h3 -> red-h2 (tcp/5432): {verdict['result']} on "
+              f"{verdict.get('host')} in {verdict.get('table_name')}: {verdict['reason']}")
+        verdict = client.trace(by_label["red-h1"][1]["id"], by_label["red-h2"][1]["id"], "tcp",
+                               5432)["verdict"]
+        print(f"  trace red-h1 -> red-h2 (tcp/5432): {verdict['result']}: {verdict['reason']}")
+        # OVS folds the datapath's counters into its flows about every half second.
+        time.sleep(1.0)
+        status = client.policy_status(policy["id"])
+        hosts = ", ".join(f"{h['host']} {'realized' if h['realized'] else 'NOT realized'} "
+                          f"({h['flows']} flows)" for h in status["hosts"])
+        rule = status["rules"][0]
+        print(f"  status (GET /v1/policies/db/status): {hosts}; ingress rule 0 allowed "
+              f"{rule['packets']} packets, {rule['bytes']} bytes")
+        client.delete_policy(policy["id"])
+        ok = tcp_connects(by_label["red-h3"][0], by_label["red-h2"][1]["ip"], 22)
+        print(f"  policy deleted: red-h3 -> red-h2:22 {'connects' if ok else 'refused'}")
+    finally:
+        for server in servers:
+            server.close()
 
 
 def _binding(host) -> str:

@@ -89,6 +89,10 @@ _FIELDS = [
     *(Field(f"reg{i}", _N1, i, "int", 4, hex=True) for i in range(8)),
     Field("tun_ipv4_src", _N1, 31, "ipv4", 4, "tun_src"),
     Field("tun_ipv4_dst", _N1, 32, "ipv4", 4, "tun_dst"),
+    # Open vSwitch's own TCP flags field (OpenFlow 1.3 has none); ovs-ofctl spells it
+    # tcp_flags=+syn-ack.
+    Field("tcp_flags_nxm", _N1, 34, "int", 2, "tcp_flags",
+          flags=("fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr", "ns")),
     Field("conj_id", _N1, 37, "int", 4),
     Field("ct_state", _N1, 105, "int", 4,
           flags=("new", "est", "rel", "rpl", "inv", "trk", "snat", "dnat")),
@@ -111,5 +115,6 @@ def move_names() -> dict[int, str]:
 
 def canonical_name(name: str) -> str:
     """os-ken names the NXM spelling of a field with a ``_nxm`` suffix (eth_src_nxm); a
-    move's field by its own name (eth_src)."""
-    return name[:-4] if name.endswith("_nxm") else name
+    move's field by its own name (eth_src). A field that has only its NXM spelling
+    (tcp_flags_nxm) keeps it."""
+    return name[:-4] if name.endswith("_nxm") and name not in FIELDS else name

@@ -13,6 +13,8 @@ module makes the same one:
 
 - match fields are sorted by os-ken's OXM type number ``(oxm_class << 7) | oxm_field``, which
   puts the Nicira field reg0 (class 0x0001) *before* every OpenFlow-basic field (class 0x8000);
+  the one exception is tcp_flags, a Nicira field whose prerequisites are basic fields: it
+  goes last, which os-ken does not do (and Open vSwitch refuses os-ken's order);
 - a masked match value is sent ANDed with its mask, and a mask is always sent when given, even
   an all-ones one;
 - a flow mod for ADD has out_port and out_group 0 (OFPFlowMod's defaults), DELETE_STRICT has
@@ -129,6 +131,11 @@ def _match_tlv(item) -> bytes:
     return tlv
 
 
+# Nicira fields whose prerequisites are OpenFlow-basic fields: sent after every basic field.
+_AFTER_BASIC = frozenset(h for f in ("tcp_flags_nxm",)
+                         for h in (FIELDS[f].oxm, FIELDS[f].oxm_masked))
+
+
 def encode_match(match: tuple) -> bytes:
     """ofp_match (OXM), padded to 8 bytes, for a Flow.match."""
     if len(dict(match)) != len(match):
@@ -139,6 +146,10 @@ def encode_match(match: tuple) -> bytes:
     # os-ken sorts the fields by their OXM type, (class << 7) | field. A TLV begins with
     # exactly those 23 bits, big-endian, so sorting the TLVs' bytes gives the same order.
     tlvs.sort()
+    if _AFTER_BASIC.intersection(t[:4] for t in tlvs):
+        # Its prerequisites (eth_type, ip_proto) must come first, or OVS refuses the match
+        # (OFPBMC_BAD_PREREQ): os-ken's order is not kept here.
+        tlvs.sort(key=lambda t: t[:4] in _AFTER_BASIC)
     body = b"".join(tlvs)
     length = 4 + len(body)
     return _MATCH_HEADER.pack(OFPMT_OXM, length) + body + _PADDING[-length % 8]

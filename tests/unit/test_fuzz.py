@@ -105,7 +105,7 @@ CHECKS = [no_undeclared_server_error, status_code_conformance, content_type_conf
 # A fixed, quick run by default; OVSFABRIC_FUZZ_EXAMPLES=400 OVSFABRIC_FUZZ_RANDOM=1 for a
 # longer, new one.
 @schema.parametrize()
-@settings(max_examples=int(os.environ.get("OVSFABRIC_FUZZ_EXAMPLES", "30")), deadline=None,
+@settings(max_examples=int(os.environ.get("OVSFABRIC_FUZZ_EXAMPLES", "20")), deadline=None,
           derandomize=not os.environ.get("OVSFABRIC_FUZZ_RANDOM"),
           suppress_health_check=list(HealthCheck))
 def test_api_fuzz(case, seeded):

@@ -169,11 +169,18 @@ policy_operations = st.lists(st.one_of(
 ), max_size=40)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(policy_operations)
 # A policy coming to endpoints whose flows are in: their flows must change with it.
 @example([("create", "red", "h1", True), ("converge", "h1"), ("policies", [2]),
           ("converge", "h1"), ("label", 0, "db"), ("policies", [0, 1]), ("converge", "all")])
+# A network leaving a host and coming back between two of its updates: what changed in the
+# network meanwhile is in the host's table too.
+@example([("create", "red", "h2", True), ("converge", "h2"), ("delete", 0),
+          ("create", "red", "h1", True), ("create", "red", "h2", True)])
+@example([("create", "red", "h3", True), ("create", "blue", "h1", True),
+          ("create", "red", "h1", True), ("converge", "h1"), ("delete", 2), ("delete", 0),
+          ("create", "red", "h1", True)])
 # Peers coming and going under the rules of another host: its policy flows must follow.
 @example([("create", "red", "h1", True), ("label", 0, "db"), ("policies", [0]),
           ("create", "red", "h2", True), ("converge", "all"), ("label", 1, "web"),

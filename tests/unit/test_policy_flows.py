@@ -9,6 +9,7 @@ from flows import compile_host
 from flows.pipeline import decode_cookie
 from flows.policy import port_prefixes
 from flowsim import Packet
+from flows.policy import TCP_ACK as ACK, TCP_SYN as SYN
 from harness.simfabric import build, diff_messages, host_ports
 from model.entities import Endpoint
 from model.policy import DENY, labels_of
@@ -37,10 +38,11 @@ class Fabric:
             self.tables[host] = desired
         self.snap = snap
 
-    def tcp(self, src: str, dst: str, sport: int, dport: int) -> list[str]:
+    def tcp(self, src: str, dst: str, sport: int, dport: int, flags: int = SYN) -> list[str]:
         """Names of the endpoints a TCP packet from src to dst reaches."""
         a, b = named(self.snap, src), named(self.snap, dst)
-        return self._send(a, Packet.tcp(a.mac, b.mac, a.ip, b.ip, sport, dport))
+        return self._send(a, Packet.tcp(a.mac, b.mac, a.ip, b.ip, sport, dport,
+                                        tcp_flags_nxm=flags))
 
     def udp(self, src: str, dst: str, sport: int, dport: int) -> list[str]:
         a, b = named(self.snap, src), named(self.snap, dst)
@@ -91,6 +93,24 @@ def test_a_policy_added_under_a_running_connection_cuts_what_it_forbids_only(sna
     assert f.tcp("db", "web", 5432, 40000) == ["web"]
     assert f.tcp("other", "db", 40001, 5432) == [], "the forbidden one is cut"
     assert f.tcp("db", "other", 5432, 40001) == [], "both ways"
+
+
+def test_a_connection_met_mid_way_is_judged_whoever_speaks_first(snap):
+    """A policy comes to running connections: conntrack meets them mid-way. db's egress is
+    governed by no policy of the ingress-only one here; db's segment to other passes, but
+    opens nothing, so other's next segment is judged by db's ingress rules."""
+    ingress_only = db_policy(snap)
+    ingress_only = Policy(1, "id-db", "db", ingress_only.applies_to,
+                          ingress=ingress_only.ingress)
+    f = Fabric(snap)
+    assert f.tcp("other", "db", 40001, 5432) == ["db"]
+    f.program(with_policies(snap, ingress_only))
+    assert f.tcp("db", "other", 5432, 40001, flags=ACK) == ["other"], "db speaks first"
+    assert f.tcp("other", "db", 40001, 5432, flags=ACK) == [], "other is still refused"
+    assert f.tcp("web", "db", 40002, 5432, flags=ACK) == ["db"], "web, met mid-way, allowed"
+    assert f.tcp("db", "web", 5432, 40002, flags=ACK) == ["web"]
+    assert f.tcp("db", "other", 5000, 80) == ["other"], "what db opens is its own"
+    assert f.tcp("other", "db", 80, 5000, flags=SYN | ACK) == ["db"], "and answered"
 
 
 def test_narrowing_the_rule_ends_its_connections_and_an_equal_rule_keeps_them(snap):
@@ -202,3 +222,38 @@ def test_port_ranges_become_the_fewest_prefixes():
 def _policy_flow_count(table) -> int:
     return sum(1 for f in table.values() if (decode_cookie(f.cookie) or ("",))[0] == "policy")
 
+
+
+def test_an_ipv4_broadcast_reaches_no_tracked_endpoint(snap):
+    f = Fabric(with_policies(snap, db_policy(snap)))
+    other = named(f.snap, "other")
+    bcast = Packet.udp(other.mac, "ff:ff:ff:ff:ff:ff", other.ip, "10.0.0.255", 5000, 5432)
+    reached = f._send(other, bcast)
+    assert "db" not in reached, "no rule admits a flood"
+    assert {"web", "web2"} <= set(reached), "the untracked endpoints still get it"
+
+
+def test_policy_holds_on_routed_traffic():
+    """db in `back` admits web of `front`, a network routed with it; front's other endpoint,
+    and the same address in a network of another router, are refused."""
+    from tests.unit.routed_fabric import eps, net, routed_store, with_routers
+    snap = with_routers(routed_store().snapshot())
+    fa, fb = eps(snap, "front")
+    ba = eps(snap, "back")[0]
+    snap = snap.relabelled(fa, labels_of({"role": "web"}))
+    snap = snap.relabelled(ba, labels_of({"role": "db"}))
+    policy = Policy(1, "id-db", "db", selector(snap, "back", role="db"), ingress=(
+        Rule(1, INGRESS, 0, (Peer(selector(snap, role="web")),), (PortRange("tcp", 5432),)),))
+    snap = with_policies(snap, policy)
+    sim, _ = build(snap)
+    ba = snap.endpoints[ba.id]
+
+    def routed(src, sport):
+        gateway = net(snap, snap.networks[src.network_id].name).gateway_mac
+        return [e for e, _ in sim.send(src.id, Packet.tcp(src.mac, gateway, src.ip, ba.ip,
+                                                          sport, 5432))]
+    assert routed(snap.endpoints[fa.id], 40000) == [ba.id], "web, routed from front"
+    assert routed(snap.endpoints[fb.id], 40001) == [], "front's other endpoint"
+    reply = Packet.tcp(ba.mac, net(snap, "back").gateway_mac, ba.ip, fa.ip, 5432, 40000,
+                       tcp_flags_nxm=SYN | ACK)
+    assert [e for e, _ in sim.send(ba.id, reply)] == [fa.id], "the routed reply"

@@ -64,9 +64,10 @@ def test_a_deny_rule_is_named(snap):
 
 
 def test_the_status_counts_a_policys_flows_per_host_and_its_rules_counters(snap):
-    from inspection.policy_status import HostTables, concerned_hosts, policy_status
+    from inspection.policy_status import HostTables, policy_status
+    from model.policy_hosts import policy_hosts
     policy = snap.policies["id-db"]
-    assert concerned_hosts(snap, policy) == {"h2"}
+    assert policy_hosts(snap, [policy]) == {"h2"}
     ports = host_ports(snap)
     desired = compile_host(snap, "h2", ports["h2"])
     stats = flow_stats(desired)
