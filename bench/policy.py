@@ -47,7 +47,7 @@ import threading
 import time
 
 import common
-from common import count_flows, ip_for, mac_for, progress, summary_ms
+from common import ip_for, mac_for, progress, summary_ms
 from compare import loadavg, per_side, run_steps, versions, write
 from lab.proc import run
 from report import FAB, OVN, table, value_at
@@ -85,6 +85,8 @@ class FabricPolicies:
     """ovsfabric: labels on the endpoints, POST/DELETE /v1/policies (which answer once the
     hosts concerned have confirmed their flows)."""
 
+    cookie_kinds = True  # a flow's cookie names what made it ("policy" for a policy's)
+
     def __init__(self, side: FabricSide):
         self.side = side
         self.name, self.lab, self.mtu = side.name, side.lab, side.mtu
@@ -121,9 +123,6 @@ class FabricPolicies:
     def depopulate(self, indices: list[int]) -> None:
         self.side.depopulate(indices)
 
-    def flows_by_kind(self, host) -> dict[str, int] | None:
-        """The host's flows by the kind of their cookie ("policy" for a policy's)."""
-        return flow_breakdown(host, self.bridge, self.of_version)["by_cookie_kind"]
 
 
 def _group_name(labels: dict) -> str:
@@ -135,6 +134,8 @@ class OvnPolicies:
     """OVN: a policy is a port group of the ports it selects with ACLs on it; a peer selector
     is a port group whose address set the ACL names. Port groups are kept up to date with
     the ports' labels as the benchmark attaches them, in the same transaction."""
+
+    cookie_kinds = False  # OVN's cookies name logical flows: a policy's are a difference only
 
     def __init__(self, side):
         self.side, self.ovn = side, side.ovn
@@ -252,9 +253,6 @@ class OvnPolicies:
         for i in indices:
             del self.labels[f"p{i}"]
         self.side.depopulate(indices)
-
-    def flows_by_kind(self, host) -> dict[str, int] | None:
-        return None  # OVN's cookies name logical flows, not owners: a difference only
 
     def status(self, name: str) -> dict | None:
         return None  # --wait=hv said every chassis has it
@@ -526,19 +524,34 @@ def measure_policy_flows(pol, per_label: int, hosts: list[str] | None) -> dict:
            "flows_before": {n: v["flows"] for n, v in before.items()},
            "flows_after": {n: v["flows"] for n, v in after.items()},
            "flows_added": added, "flows_added_max": max(added.values()), "status": status,
+           "added_by_table": difference(before, after, "by_table"),
            "policy_flows_max": max(added.values())}
-    if all(v["by_kind"] is not None for v in after.values()):
-        out["added_by_cookie_kind"] = {
-            n: {k: c - before[n]["by_kind"].get(k, 0) for k, c in v["by_kind"].items()
-                if c != before[n]["by_kind"].get(k, 0)} for n, v in after.items()}
-        out["policy_cookie_flows"] = {n: v["by_kind"].get("policy", 0) for n, v in after.items()}
+    if pol.cookie_kinds:
+        out["added_by_cookie_kind"] = difference(before, after, "by_cookie_kind")
+        out["policy_cookie_flows"] = {n: v["by_cookie_kind"].get("policy", 0)
+                                      for n, v in after.items()}
         out["policy_flows_max"] = max(out["policy_cookie_flows"].values())
     return out
 
 
 def flow_counts(pol) -> dict[str, dict]:
-    return {h.name: {"flows": count_flows(h, pol.bridge, pol.of_version),
-                     "by_kind": pol.flows_by_kind(h)} for h in pol.lab.hosts}
+    """Per host: the flows (lines with actions=), by table and by cookie kind."""
+    out = {}
+    for h in pol.lab.hosts:
+        breakdown = flow_breakdown(h, pol.bridge, pol.of_version)
+        out[h.name] = {"flows": sum(breakdown["by_table"].values()), **breakdown}
+    return out
+
+
+def difference(before: dict, after: dict, key: str) -> dict[str, dict]:
+    """Per host, what changed in a breakdown: {table or kind: flows added (or removed)}."""
+    out = {}
+    for host, counts in after.items():
+        was = before[host][key]
+        out[host] = {k: counts[key].get(k, 0) - was.get(k, 0)
+                     for k in sorted(set(counts[key]) | set(was), key=str)
+                     if counts[key].get(k, 0) != was.get(k, 0)}
+    return out
 
 
 def step_flows(pols, args) -> dict:
