@@ -30,8 +30,9 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q
 
+# The unit tests are independent of each other: on two workers (make test runs them in one).
 test-unit: $(STAMP)
-	$(PY) -m pytest -q tests/unit
+	$(PY) -m pytest -q -n 2 tests/unit
 
 test-lab: setup
 	$(PY) -m pytest -q tests/lab

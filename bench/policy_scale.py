@@ -16,7 +16,7 @@ controller makes them: a new policy (its hosts' policy flows recompiled) and a n
 selected by 10 policies (its host's units recompiled). Prints a table and writes
 bench/results/policy_scale.json.
 
-    .venv/bin/python bench/policy_scale.py [--sizes 1000,2500,5000,10000]
+    .venv/bin/python bench/policy_scale.py [--sizes 1000,2000,5000,10000]
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def fabric(n: int) -> tuple[Snapshot, dict[str, HostPorts]]:
              for k in range(max(1, n // ENDPOINTS_PER_HOST))}
     networks = {f"net{k}": Network(k + 1, f"net{k}", f"net{k}", f"10.{k}.0.0/16", f"10.{k}.0.1",
                                    100 + k, 1450)
-                for k in range(max(1, n // NETWORK_SIZE))}
+                for k in range(-(-n // NETWORK_SIZE))}
     snap = Snapshot(hosts=hosts, networks=networks)
     names = sorted(hosts, key=lambda h: hosts[h].seq)
     hosts_per_network = NETWORK_SIZE // ENDPOINTS_PER_HOST
@@ -175,7 +175,7 @@ def print_table(rows: list[dict]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="1000,2500,5000,10000")
+    parser.add_argument("--sizes", default="1000,2000,5000,10000")
     args = parser.parse_args()
     rows = [measure(int(n)) for n in args.sizes.split(",")]
     print_table(rows)

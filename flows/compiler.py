@@ -27,7 +27,7 @@ from .conformance import check
 from .egress import (Outside, PhysicalBridge, endpoint_egress_flows, network_egress_flows,
                      outside_flows)
 from .flow import OFPP_IN_PORT, Flow, move, output, set_field
-from .policy import (host_rules, merged, policy_fixed_flows, rule_flows,
+from .policy import (MULTICAST, host_rules, merged, policy_fixed_flows, rule_flows,
                      tracked_endpoint_flows, tracked_network_flows, tracked_port_actions)
 from .routing import forwarded_sources, neighbour_flow, prefix_match, router_flows
 
@@ -38,9 +38,6 @@ ARP_REPLY = 2
 IPPROTO_ICMP = 1
 ICMP_ECHO = 8
 ICMP_ECHO_REPLY = 0
-# Broadcast and multicast: the group bit of the destination MAC. Unicast to a MAC that no
-# endpoint of the network has is dropped: the controller knows every address.
-MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
 
 # The tests turn this on. Off in service: the flows come from the few templates below, which the
 # tests hold to the declaration, and checking each one would slow the incremental path.

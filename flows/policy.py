@@ -39,15 +39,17 @@ from . import pipeline as p
 from .flow import Flow, output, set_field
 from .routing import ETH_IPV4, prefix_match
 
-# ct_state bits, as the vocabulary numbers them
-NEW, ESTABLISHED, RELATED, REPLY, INVALID, TRACKED = (1 << bit for bit in range(6))
+# ct_state bits, as the vocabulary numbers them (est is bit 1, rel bit 2)
+NEW, REPLY, INVALID, TRACKED = 1 << 0, 1 << 3, 1 << 4, 1 << 5
 # established or related, not new nor invalid, in one direction or the other
 _KNOWN = (TRACKED, NEW | INVALID | TRACKED | REPLY)
 _KNOWN_REPLY = (TRACKED | REPLY, NEW | INVALID | TRACKED | REPLY)
 _INVALID = (INVALID | TRACKED, INVALID | TRACKED)
 _REPLY = (REPLY | TRACKED, REPLY | TRACKED)
 
-MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")  # the group bit of a destination MAC
+# Broadcast and multicast: the group bit of the destination MAC. Unicast to a MAC that no
+# endpoint of the network has is dropped: the controller knows every address.
+MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
 
 # The rule id of a connection a direction no policy governs let through.
 UNRESTRICTED = 0xFFFFFFFF

@@ -288,3 +288,29 @@ def test_a_published_udp_port_reaches_the_container_and_answers(snap):
     # The same port number over TCP is not published.
     tcp = Packet.tcp(OUTSIDE_MAC, PHY_MAC, OUTSIDE_IP, H1_IP, 33333, 5353)
     assert fabric.send(outside_name("h1"), tcp) == []
+
+
+def test_policy_holds_on_the_way_out_and_on_published_ports(snap):
+    """blue's h1 endpoint may reach only the outside's port 8080 and be reached from the
+    outside on its port 80: another outside port is refused on the way out, another source of
+    the published port on the way in; the replies pass both ways."""
+    from model.policy import EGRESS, INGRESS, Peer, Policy, PortRange, Rule, Selector
+    blue = eps(snap, "blue")[0]
+    snap = snap.relabelled(blue, (("app", "web"),))
+    policy = Policy(1, "id-web", "web", Selector((("app", "web"),)), ingress=(
+        Rule(1, INGRESS, 0, (Peer(cidr=f"{OUTSIDE_IP}/32"),), (PortRange("tcp", 80),)),),
+        egress=(Rule(2, EGRESS, 0, (Peer(cidr="203.0.113.0/24"),), (PortRange("tcp", 8080),)),))
+    snap = published(snap.with_policies({policy.id: policy}), blue, (80, 8080))
+    fabric, _, _ = build_outside(snap)
+    blue = snap.endpoints[blue.id]
+    [(where, _)] = fabric.send(blue.id, out_tcp(snap, blue))
+    assert where == outside_name("h1"), "allowed out"
+    [(where, _)] = fabric.send(outside_name("h1"), from_outside(H1_IP, 8080, 40000))
+    assert where == blue.id, "and its reply in"
+    assert fabric.send(blue.id, out_tcp(snap, blue, sport=40001, dport=22)) == [], \
+        "another port of the outside"
+    [(where, _)] = fabric.send(outside_name("h1"), from_outside(H1_IP, 50000, 8080))
+    assert where == blue.id, "the published port, from the allowed address"
+    assert fabric.send(outside_name("h1"), from_outside(H1_IP, 50001, 8080,
+                                                        src="203.0.113.201")) == [], \
+        "the published port, from another address"
