@@ -125,9 +125,13 @@ class FabricPolicies:
 
 
 
-def _group_name(labels: dict) -> str:
+def _identifier(text: str) -> str:
     # A port group's name is also an identifier in matches (@name, $name_ip4).
-    return "sel_" + "_".join(re.sub(r"\W", "_", f"{k}_{v}") for k, v in sorted(labels.items()))
+    return re.sub(r"\W", "_", text)
+
+
+def _group_name(labels: dict) -> str:
+    return "sel_" + "_".join(_identifier(f"{k}_{v}") for k, v in sorted(labels.items()))
 
 
 class OvnPolicies:
@@ -191,9 +195,13 @@ class OvnPolicies:
                   for proto, nums in singles.items()]
         return " || ".join(terms)
 
+    @staticmethod
+    def _policy_group(name: str) -> str:
+        return f"pol_{_identifier(name)}"
+
     def create_policy(self, doc: dict) -> dict:
         """The port group and its ACLs in one ovn-nbctl transaction, without --wait."""
-        group = f"pol_{re.sub(r'[^A-Za-z0-9_]', '_', doc['name'])}"
+        group = self._policy_group(doc["name"])
         args = ["--", "pg-add", group, *self._members(doc["applies_to"]["selector"]["labels"])]
         acls = []
         for direction, ovn_dir, port_field, peer_field in (
@@ -220,7 +228,7 @@ class OvnPolicies:
 
     def delete_policy(self, name: str) -> dict:
         """Deleting the port group deletes its ACLs (nothing else refers to them)."""
-        group = f"pol_{re.sub(r'[^A-Za-z0-9_]', '_', name)}"
+        group = self._policy_group(name)
         self.ovn.nbctl("pg-del", group)
         del self.groups[group]
         return {"api_returned": time.perf_counter()}
@@ -255,7 +263,10 @@ class OvnPolicies:
         self.side.depopulate(indices)
 
     def status(self, name: str) -> dict | None:
-        return None  # --wait=hv said every chassis has it
+        """The port group's ACLs as OVN lists them (--wait=hv said every chassis has them)."""
+        group = self._policy_group(name)
+        return {"port_group": group,
+                "acls": self.ovn.nbctl("acl-list", group).splitlines()}
 
 
 # --- containers and probes -------------------------------------------------------------------
