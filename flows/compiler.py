@@ -13,7 +13,10 @@ the address's own host, reached through the tunnel: a remote endpoint needs no A
 endpoint ever sees an ARP request.
 With a physical bridge patched in, the way out (flows.egress) adds 4 per host, 1 to 4 per
 network (its way to nat: 1 on a router, 3 on none; 1 more with egress), 2 per local endpoint
-and 1 per published port.
+and 1 per published port. Security policies (flows.policy) add, on a host with endpoints they
+select: 10 for the rules tables, 3 per network of those endpoints, 2 per such endpoint (4 more
+per direction its policies do not govern), and per rule its clause flows, a decision per
+network and 2 flows that pass its connections.
 """
 from __future__ import annotations
 
