@@ -168,8 +168,6 @@ class Change:
     routers: frozenset = frozenset()  # ids of routers created, deleted, attached or re-routed
     published: frozenset = frozenset()  # ids of endpoints whose published ports changed
     policies: frozenset = frozenset()  # ids of policies created, replaced or deleted
-    # ids of endpoints whose labels changed (in ``endpoints`` too)
-    relabelled: frozenset = frozenset()
 
 
 EVERYTHING = Change(hosts=True)

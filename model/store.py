@@ -467,8 +467,7 @@ class Store:
             self._write("UPDATE endpoints SET labels = ? WHERE id = ?",
                         (_labels_json(labels), ep.id))
             self._publish(snap.relabelled(ep, labels),
-                          Change(frozenset({ep.network_id}), endpoints=frozenset({ep.id}),
-                                 relabelled=frozenset({ep.id})))
+                          Change(frozenset({ep.network_id}), endpoints=frozenset({ep.id})))
             return replace(ep, labels=labels)
 
     def delete_endpoint(self, endpoint_id: str) -> Endpoint:

@@ -212,8 +212,7 @@ def test_incremental_tables_equal_the_whole_compile_with_policies(ops):
             else:
                 labels = (("role", op[2]),) if op[2] else ()
                 h.store._publish(snap.relabelled(ep, labels), Change(
-                    frozenset({ep.network_id}), endpoints=frozenset({ep.id}),
-                    relabelled=frozenset({ep.id})))
+                    frozenset({ep.network_id}), endpoints=frozenset({ep.id})))
         elif kind == "policies":
             generation += 1
             policies = _policies(snap, tuple(op[1]), generation)

@@ -139,8 +139,7 @@ def test_labels_replace_the_set_and_move_the_endpoint_between_policies(store):
     db = store.set_endpoint_labels(store.db.id, {"app": "web", "tier": "back"})
     assert db.labels == (("app", "web"), ("tier", "back"))
     b = store.get_network("b").id
-    assert store.changes == [Change(frozenset({b}), endpoints=frozenset({db.id}),
-                                    relabelled=frozenset({db.id}))]
+    assert store.changes == [Change(frozenset({b}), endpoints=frozenset({db.id}))]
     snap = store.snapshot()
     assert snap.endpoints[db.id] == db and snap.guard_of(db).policies == (policy.id,)
     assert set(snap.endpoints_by_label[("app", "web")]) == {store.web.id, db.id}
