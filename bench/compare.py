@@ -329,43 +329,59 @@ def write(results: dict, path: str) -> None:
     os.replace(path + ".tmp", path)
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
+def step_parser(description: str, steps, hosts: int) -> argparse.ArgumentParser:
+    """The options of every side-by-side benchmark: --quick, --only (its steps), --hosts,
+    --settle."""
+    p = argparse.ArgumentParser(description=description,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
-    p.add_argument("--only", default=",".join(STEPS),
-                   help=f"comma-separated steps, run in this order: {', '.join(STEPS)}")
-    p.add_argument("--hosts", type=int, default=5)
+    p.add_argument("--only", default=",".join(steps),
+                   help=f"comma-separated steps, run in this order: {', '.join(steps)}")
+    p.add_argument("--hosts", type=int, default=hosts)
+    p.add_argument("--settle", type=float, default=0.2,
+                   help="seconds between creating a container's veth and the API call")
+    return p
+
+
+def parse_steps(p: argparse.ArgumentParser, argv, steps, sizes: dict) -> argparse.Namespace:
+    """The arguments, with each size of ``sizes`` (name: (quick, full)) not given set by
+    --quick, and ``steps`` the list of steps asked for."""
+    args = p.parse_args(argv)
+    for name, (quick, full) in sizes.items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
+    args.steps = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(args.steps) - set(steps)
+    if unknown:
+        p.error(f"unknown steps {sorted(unknown)}; known: {', '.join(steps)}")
+    return args
+
+
+def run_meta(args, sizes) -> dict:
+    """What a result file says of its run: when, how big, with what, under which load."""
+    return {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "hosts": args.hosts,
+            "quick": args.quick, "steps": args.steps, "settle_s": args.settle,
+            "sizes": {k: getattr(args, k) for k in sizes}, "command": sys.argv,
+            "versions": versions(), "cpus": os.cpu_count(), "loadavg": {"start": loadavg()}}
+
+
+def parse_args(argv=None):
+    p = step_parser(__doc__, STEPS, hosts=5)
     p.add_argument("--convergence", type=int, help="samples per system (default 50)")
     p.add_argument("--bulk", type=int, help="bulk / background endpoints (default 1000)")
     p.add_argument("--resync-flows", type=int, help="flows per host for resync and flowrate "
                                                     "(default 10000)")
     p.add_argument("--api", type=int, help="endpoints added by the API step (default 200; OVN twice)")
-    p.add_argument("--settle", type=float, default=0.2,
-                   help="seconds between creating a container's veth and the API call")
     p.add_argument("--out", default=os.path.join(RESULTS, "compare.json"))
     add_lab_options(p)
-    args = p.parse_args(argv)
-    defaults = dict(convergence=(5, 50), bulk=(100, 1000), resync_flows=(600, 10000),
-                    api=(40, 200))
-    for name, (quick, full) in defaults.items():
-        if getattr(args, name) is None:
-            setattr(args, name, quick if args.quick else full)
-    args.steps = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = set(args.steps) - set(STEPS)
-    if unknown:
-        p.error(f"unknown steps {sorted(unknown)}; known: {', '.join(STEPS)}")
-    return args
+    return parse_steps(p, argv, STEPS, dict(convergence=(5, 50), bulk=(100, 1000),
+                                            resync_flows=(600, 10000), api=(40, 200)))
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     sides = make_sides(args)
-    results: dict = {"meta": {
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "hosts": args.hosts,
-        "quick": args.quick, "steps": args.steps, "settle_s": args.settle,
-        "sizes": {k: getattr(args, k) for k in ("convergence", "bulk", "resync_flows", "api")},
-        "versions": versions(), "cpus": os.cpu_count(), "loadavg": {"start": loadavg()}}}
+    results: dict = {"meta": run_meta(args, ("convergence", "bulk", "resync_flows", "api"))}
     try:
         for side in sides:
             progress(f"{side.name}: lab of {args.hosts} hosts")

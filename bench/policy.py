@@ -35,7 +35,6 @@ Prints a table, writes bench/results/policy.json after every step.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import queue
@@ -48,7 +47,7 @@ import time
 
 import common
 from common import ip_for, mac_for, progress, summary_ms
-from compare import loadavg, per_side, run_steps, versions, write
+from compare import loadavg, parse_steps, per_side, run_meta, run_steps, step_parser, write
 from lab.proc import run
 from report import FAB, OVN, table, value_at
 from routing import IPERF_PORT, WARMUP_S, flow_breakdown, iperf, stop_all
@@ -785,20 +784,13 @@ def figures(results: dict) -> list[tuple[str, object, object]]:
 # --- the run ---------------------------------------------------------------------------------
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
-    p.add_argument("--only", default=",".join(STEPS),
-                   help=f"comma-separated steps, run in this order: {', '.join(STEPS)}")
-    p.add_argument("--hosts", type=int, default=3)
+    p = step_parser(__doc__, STEPS, hosts=3)
     p.add_argument("--realization", type=int, help="samples per system (default 30)")
     p.add_argument("--flow-endpoints", type=int, help="endpoints per label (default 200)")
     p.add_argument("--flow-placements", default="spread,one_host",
                    help="spread (endpoint i on host i mod N), one_host (all on h1)")
     p.add_argument("--policies", type=int, help="policies present (default 100)")
     p.add_argument("--convergence", type=int, help="samples per system (default 30)")
-    p.add_argument("--settle", type=float, default=0.2,
-                   help="seconds between creating a container's veth and the API call")
     p.add_argument("--iperf-seconds", type=int, default=10)
     p.add_argument("--iperf-rounds", type=int, help="per system and case (default 5)")
     p.add_argument("--systems", default=f"{FAB},{OVN}",
@@ -808,19 +800,12 @@ def parse_args(argv=None):
     p.set_defaults(fabric_underlay="198.18.120.0/24", fabric_mgmt="198.18.121.0/24",
                    ovn_underlay="198.18.122.0/24", ovn_mgmt="198.18.123.0/24",
                    api_port=18820, openflow_port=16820)
-    args = p.parse_args(argv)
-    defaults = dict(realization=(5, 30), flow_endpoints=(50, 200), policies=(20, 100),
-                    convergence=(5, 30), iperf_rounds=(1, 5))
-    for name, (quick, full) in defaults.items():
-        if getattr(args, name) is None:
-            setattr(args, name, quick if args.quick else full)
+    args = parse_steps(p, argv, STEPS, dict(
+        realization=(5, 30), flow_endpoints=(50, 200), policies=(20, 100),
+        convergence=(5, 30), iperf_rounds=(1, 5)))
     if args.quick:
         args.iperf_seconds = min(args.iperf_seconds, 5)
-    args.steps = [s.strip() for s in args.only.split(",") if s.strip()]
     args.flow_placements = [s.strip() for s in args.flow_placements.split(",") if s.strip()]
-    unknown = set(args.steps) - set(STEPS)
-    if unknown:
-        p.error(f"unknown steps {sorted(unknown)}; known: {', '.join(STEPS)}")
     if set(args.flow_placements) - {"spread", "one_host"}:
         p.error("--flow-placements: spread, one_host")
     if args.hosts < 3:
@@ -833,11 +818,7 @@ def main(argv=None) -> int:
     sides = [s for s in make_sides(args) if s.name in args.systems.split(",")]
     sizes = ("realization", "flow_endpoints", "flow_placements", "policies", "convergence",
              "iperf_seconds", "iperf_rounds")
-    results: dict = {"meta": {
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "hosts": args.hosts,
-        "quick": args.quick, "steps": args.steps, "settle_s": args.settle,
-        "sizes": {k: getattr(args, k) for k in sizes}, "command": sys.argv,
-        "versions": versions(), "cpus": os.cpu_count(), "loadavg": {"start": loadavg()}}}
+    results: dict = {"meta": run_meta(args, sizes)}
     try:
         for side in sides:
             progress(f"{side.name}: lab of {args.hosts} hosts")

@@ -30,7 +30,6 @@ bench/results/routing.json after every step.
 """
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import json
 import os
@@ -44,7 +43,7 @@ import time
 import common
 from common import (PROBER, add_internal_ports, count_flows, dump_flows, on_each_host,
                     progress, summary_ms, wait_ports_programmed)
-from compare import loadavg, per_side, run_steps, versions
+from compare import loadavg, parse_steps, per_side, run_meta, run_steps, step_parser
 from flows.pipeline import decode_cookie
 from lab import netns
 from lab.proc import run, stop_pid
@@ -659,15 +658,8 @@ def table(results: dict) -> str:
 # --- the run ---------------------------------------------------------------------------------
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
-    p.add_argument("--only", default=",".join(STEPS),
-                   help=f"comma-separated steps, run in this order: {', '.join(STEPS)}")
-    p.add_argument("--hosts", type=int, default=5)
+    p = step_parser(__doc__, STEPS, hosts=5)
     p.add_argument("--convergence", type=int, help="samples per system (default 50)")
-    p.add_argument("--settle", type=float, default=0.2,
-                   help="seconds between creating a container's veth and the API call")
     p.add_argument("--attach-endpoints", type=int,
                    help="endpoints of the attached network (default 200)")
     p.add_argument("--attach-sampled", type=int,
@@ -679,16 +671,9 @@ def parse_args(argv=None):
     p.add_argument("--flow-endpoints", type=int, default=100, help="per network")
     p.add_argument("--out", default=os.path.join(RESULTS, "routing.json"))
     add_lab_options(p)
-    args = p.parse_args(argv)
-    defaults = dict(convergence=(5, 50), attach_endpoints=(50, 200), attach_sampled=(5, 20),
-                    attach_repeats=(2, 5), iperf_rounds=(1, 10))
-    for name, (quick, full) in defaults.items():
-        if getattr(args, name) is None:
-            setattr(args, name, quick if args.quick else full)
-    args.steps = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = set(args.steps) - set(STEPS)
-    if unknown:
-        p.error(f"unknown steps {sorted(unknown)}; known: {', '.join(STEPS)}")
+    args = parse_steps(p, argv, STEPS, dict(
+        convergence=(5, 50), attach_endpoints=(50, 200), attach_sampled=(5, 20),
+        attach_repeats=(2, 5), iperf_rounds=(1, 10)))
     if not 3 <= args.flow_networks <= 100:
         p.error("--flow-networks: 3 to 100 (networks 0 to 2 are the other steps')")
     return args
@@ -699,11 +684,7 @@ def main(argv=None) -> int:
     sides = make_sides(args)
     sizes = ("convergence", "attach_endpoints", "attach_sampled", "attach_repeats",
              "iperf_seconds", "iperf_rounds", "flow_networks", "flow_endpoints")
-    results: dict = {"meta": {
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "hosts": args.hosts,
-        "quick": args.quick, "steps": args.steps, "settle_s": args.settle,
-        "sizes": {k: getattr(args, k) for k in sizes}, "command": sys.argv,
-        "versions": versions(), "cpus": os.cpu_count(), "loadavg": {"start": loadavg()}}}
+    results: dict = {"meta": run_meta(args, sizes)}
     try:
         for side in sides:
             progress(f"{side.name}: lab of {args.hosts} hosts")
