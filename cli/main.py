@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from . import commands, credentials, plugin, serve, store
+from . import cni, commands, credentials, plugin, serve, store
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     plugin.add_arguments(plugin_parser)
     plugin_parser.set_defaults(run=plugin.run)
     credentials.add_parsers(subcommands)
+    cni.add_parsers(subcommands)
     store.add_parsers(subcommands)
     commands.add_commands(subcommands)
     args = parser.parse_args(argv)

@@ -1,0 +1,41 @@
+"""The executable's entry point: the verb from the environment, the configuration from stdin,
+the result or the spec's error on stdout."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from .errors import CniError
+from .versions import NEWEST, SUPPORTED, shaped
+
+
+def run(environ, stdin: bytes) -> tuple[int, dict | None]:
+    """(exit status, what to print): the verb's result, or the error with its code."""
+    from .request import parse  # VERSION needs none of what follows
+
+    version = NEWEST
+    try:
+        request = parse(environ, stdin)
+        version = request.version
+        if request.command == "VERSION":
+            return 0, {"cniVersion": version, "supportedVersions": list(SUPPORTED)}
+        from . import verbs
+        if request.command == "ADD":
+            return 0, shaped(verbs.add(request), version)
+        getattr(verbs, {"DEL": "delete"}.get(request.command, request.command.lower()))(
+            request)
+        return 0, None
+    except CniError as exc:
+        return 1, exc.result(version)
+    except Exception as exc:  # noqa: BLE001 - a runtime reads only the JSON; say what broke
+        return 1, CniError(999, f"internal error: {type(exc).__name__}: {exc}").result(version)
+
+
+def main() -> None:
+    stdin = b"" if os.environ.get("CNI_COMMAND") == "VERSION" and sys.stdin.isatty() \
+        else sys.stdin.buffer.read()
+    status, output = run(os.environ, stdin)
+    if output is not None:
+        sys.stdout.write(json.dumps(output) + "\n")
+    sys.exit(status)

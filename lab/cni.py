@@ -1,0 +1,84 @@
+"""The CNI plugin run as a runtime runs it, on a lab host: the verb and the container in
+environment variables, the network configuration on stdin, the result on stdout."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+
+from cni.install import conflist, install
+
+from . import netns
+from .host import LabHost
+
+
+@dataclass
+class Outcome:
+    status: int
+    output: dict | None
+    stderr: str
+
+    @property
+    def error(self) -> dict | None:
+        return self.output if self.status != 0 else None
+
+
+class CniRuntime:
+    """A runtime's view of one lab host: its bin and conf dirs and the plugin's config."""
+
+    def __init__(self, host: LabHost, workdir: str, controller_url: str, network: str,
+                 token_file: str | None = None):
+        self.host = host
+        self.bin_dir = os.path.join(workdir, "bin")
+        self.conf_dir = os.path.join(workdir, "net.d")
+        self.conflist = conflist(network, controller_url, host.name, token_file)
+        self.plugin, self.conflist_path = install(self.bin_dir, self.conf_dir, self.conflist)
+
+    def config(self, version: str | None = None, **extra) -> dict:
+        """The first plugin's configuration as a runtime passes it (name and version from
+        the list, ``extra`` such as runtimeConfig or prevResult added)."""
+        return {"cniVersion": version or self.conflist["cniVersion"],
+                "name": self.conflist["name"], **self.conflist["plugins"][0], **extra}
+
+    def exec(self, command: str, config: dict | bytes | None = None, container_id: str = "",
+             netns_path: str = "", ifname: str = "eth0", args: str = "",
+             plugin: str | None = None, timeout: float = 60) -> Outcome:
+        env = {"CNI_COMMAND": command, "CNI_PATH": self.bin_dir, "PATH": os.environ["PATH"]}
+        for key, value in (("CNI_CONTAINERID", container_id), ("CNI_NETNS", netns_path),
+                           ("CNI_IFNAME", ifname), ("CNI_ARGS", args)):
+            if value:
+                env[key] = value
+        stdin = config if isinstance(config, bytes) else json.dumps(
+            config if config is not None else self.config()).encode()
+        done = subprocess.run(["ip", "netns", "exec", self.host.netns,
+                               plugin or self.plugin], input=stdin, env=env,
+                              capture_output=True, timeout=timeout)
+        text = done.stdout.decode().strip()
+        return Outcome(done.returncode, json.loads(text) if text else None,
+                       done.stderr.decode())
+
+    def add(self, container_id: str, netns_path: str, ifname: str = "eth0", **kw) -> Outcome:
+        return self.exec("ADD", container_id=container_id, netns_path=netns_path,
+                         ifname=ifname, **kw)
+
+    def delete(self, container_id: str, netns_path: str = "", ifname: str = "eth0",
+               **kw) -> Outcome:
+        return self.exec("DEL", container_id=container_id, netns_path=netns_path,
+                         ifname=ifname, **kw)
+
+    def host_veths(self) -> list[str]:
+        """The plugin's veths on the host (named ofn...)."""
+        out = netns.ip("-o", "link", "show", "type", "veth", netns=self.host.netns).stdout
+        names = [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()]
+        return [n for n in names if n.startswith("ofn")]
+
+    def ovs_ports(self) -> list[str]:
+        return [p for p in self.host.vsctl("list-ports", "br-int").split() if
+                p.startswith("ofn")]
+
+
+def sandbox(name: str) -> str:
+    """A fresh network namespace for a pod; its path, as runtimes pass it."""
+    netns.add(name)
+    return f"/run/netns/{name}"
