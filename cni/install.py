@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import py_compile
 import sys
 import tempfile
 import zipfile
@@ -26,13 +27,24 @@ def interpreter() -> str:
 
 
 def executable(python: str) -> bytes:
-    """A zipapp of this package, run by ``python``."""
+    """A zipapp of this package, run by ``python``.
+
+    Each module is there compiled too: zipimport cannot cache bytecode, so without it every
+    run (every pod) compiled the sources again. An interpreter of another version than this
+    one finds the bytecode's magic number foreign and compiles the source instead."""
     archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf, \
+            tempfile.TemporaryDirectory() as scratch:
         zf.writestr("__main__.py", "from cni.plugin import main\nmain()\n")
         for entry in sorted(os.listdir(PACKAGE)):
             if entry.endswith(".py"):
                 zf.write(os.path.join(PACKAGE, entry), f"cni/{entry}")
+                # Unchecked: the archive is written whole, its sources never change in it.
+                compiled = py_compile.compile(
+                    os.path.join(PACKAGE, entry), os.path.join(scratch, entry + "c"),
+                    f"cni/{entry}", doraise=True,
+                    invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+                zf.write(compiled, f"cni/{entry}c")
     return f"#!{python} -IS\n".encode() + archive.getvalue()
 
 
