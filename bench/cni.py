@@ -218,7 +218,20 @@ def measure_parallel(node: Node, prober_netns: str, pods: int, daemons: dict) ->
             "daemons_cpu_s": daemons_cpu, "cpus": os.cpu_count()}
 
 
-def measure_add(node: Node, prober_netns: str, count: int) -> dict:
+def ensure_resident(node: Node, pods: int) -> None:
+    """``pods`` attachments on the node (untimed: made at once if the parallel step did not)."""
+    missing = [f"res{i:03d}" for i in range(pods - len(node.pods))]
+    if missing:
+        progress(f"{len(missing)} resident pods on {node.host.name} (untimed)")
+        for cid in missing:
+            node.sandbox(cid)
+        for cid, result in zip(missing, node.agent.run([node.job("ADD", cid)
+                                                        for cid in missing])):
+            check_ok(result, f"ADD {cid}")
+
+
+def measure_add(node: Node, prober_netns: str, count: int, pods: int) -> dict:
+    ensure_resident(node, pods)
     resident = len(node.pods)
     adds, dels, add_cpu, pinged = [], [], [], 0
     for i in range(count):
@@ -242,7 +255,8 @@ def measure_add(node: Node, prober_netns: str, count: int) -> dict:
             "add_cpu_p50_ms": round(statistics.median(add_cpu), 1), "pinged": pinged}
 
 
-def measure_breakdown(node: Node, count: int) -> dict:
+def measure_breakdown(node: Node, count: int, pods: int) -> dict:
+    ensure_resident(node, pods)
     argv = ["/usr/bin/python3", "-IS", os.path.join(HERE, "cni_breakdown.py"),
             node.runtime.plugin]
     runs: dict[str, list[dict]] = {"ADD": [], "DEL": []}
@@ -352,6 +366,8 @@ def parse_args(argv=None):
     p.add_argument("--pods", type=int, help="pods started at once, then on the node (110)")
     p.add_argument("--adds", type=int, help="ADD/DEL pairs timed (default 50)")
     p.add_argument("--breakdown", type=int, help="ADDs with a stopwatch (default 20)")
+    p.add_argument("--plugin-source", help="a directory holding the cni package to measure "
+                                           "instead of this tree's (e.g. an older commit's)")
     p.add_argument("--settle-steps", type=float, default=5.0,
                    help="seconds of rest between steps")
     p.add_argument("--prefix", default="ovfcni", help="the lab's prefix")
@@ -366,6 +382,21 @@ def parse_args(argv=None):
     if args.hosts < 2:
         p.error("--hosts: 2 at least (the node, and the prober's host)")
     return args
+
+
+def plugin_from(source: str, nodes: list[Node]) -> str:
+    """Replaces each node's installed plugin by the one ``source`` (a directory holding a
+    ``cni`` package, e.g. an older commit's) installs, built by that package's own
+    ``install.executable``: to compare two versions of the plugin on one lab."""
+    built = subprocess.run(
+        [sys.executable, "-c", "import sys; from cni.install import executable; "
+                               "sys.stdout.buffer.write(executable('/usr/bin/python3'))"],
+        cwd=source, capture_output=True, check=True, env={"PATH": os.environ["PATH"],
+                                                          "PYTHONPATH": source}).stdout
+    for node in nodes:
+        with open(node.runtime.plugin, "wb") as f:
+            f.write(built)
+    return os.path.abspath(source)
 
 
 def stop_stale_controller(pidfile: str, api_port: int) -> None:
@@ -400,6 +431,8 @@ def main(argv=None) -> int:
         controller.register(lab.hosts)
         controller.client.create_network(NETWORK, SUBNET)
         nodes = [Node(h, os.path.join(workdir, h.name), controller.url) for h in lab.hosts]
+        if args.plugin_source:
+            results["meta"]["plugin_source"] = plugin_from(args.plugin_source, nodes)
         node, prober_node = nodes[0], nodes[1]
         prober_node.sandbox(PROBE)
         prober = check_ok(prober_node.agent.run([prober_node.job("ADD", PROBE)])[0], "probe")
@@ -410,8 +443,8 @@ def main(argv=None) -> int:
                    f"ovsdb-server ({node.host.name})": [node.host.pids()["ovsdb"]]}
         steps = {"version": lambda: measure_version(node, args.version_runs),
                  "parallel": lambda: measure_parallel(node, prober_netns, args.pods, daemons),
-                 "add": lambda: measure_add(node, prober_netns, args.adds),
-                 "breakdown": lambda: measure_breakdown(node, args.breakdown)}
+                 "add": lambda: measure_add(node, prober_netns, args.adds, args.pods),
+                 "breakdown": lambda: measure_breakdown(node, args.breakdown, args.pods)}
         for step in args.steps:
             progress(f"{step} (load average {loadavg()})")
             try:
