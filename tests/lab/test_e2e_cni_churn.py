@@ -174,6 +174,8 @@ def test_churn_with_killed_plugins_then_gc_leaves_nothing(fabric, runtimes):
     # The commands of killed plugins may still be finishing (they are orphans, not killed).
     time.sleep(2)
     leaked_before = len(client.endpoints(network=NETWORK)) - len(remain)
+    strays_before = {h: (len(runtimes[h].ovs_ports()), len(runtimes[h].host_veths()))
+                     for h in CHURNED}
     for host in CHURNED:
         valid = [{"containerID": cid, "ifname": "eth0"}
                  for cid, (h, _, _) in remain.items() if h == host]
@@ -184,9 +186,9 @@ def test_churn_with_killed_plugins_then_gc_leaves_nothing(fabric, runtimes):
         netns.delete(name)
 
     where = (f"seed {seed}, {churn.kills['ADD']} ADDs and {churn.kills['DEL']} DELs killed, "
-             f"{leaked_before} endpoints left before GC")
-    print(f"CNI churn: {where}; {len(remain)} pods remain; churn "
-          f"{churned - started:.1f} s")
+             f"{leaked_before} endpoints left before GC, (OVS ports, veths) then "
+             f"{strays_before} with {len(remain)} pods remaining")
+    print(f"CNI churn: {where}; churn {churned - started:.1f} s")
     assert churn.kills["ADD"] > 0 and churn.kills["DEL"] > 0
 
     # No endpoint but those of the remaining pods.
