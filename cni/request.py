@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from .errors import DECODE_FAILURE, INVALID_CONFIG, INVALID_ENVIRONMENT, CniError
-from .versions import NEWEST, checked
+from .versions import NEWEST, SUPPORTED, checked
 
 VERBS = ("ADD", "DEL", "CHECK", "VERSION", "STATUS", "GC")
 # The variables each verb needs, as the spec's reference runtime (libcni's skel) checks them.
@@ -68,8 +68,8 @@ class NetConf:
 @dataclass(frozen=True)
 class Request:
     command: str
-    conf: NetConf | None  # None for VERSION
-    version: str  # the version to answer in (VERSION's and errors' too)
+    conf: NetConf
+    version: str  # the version to answer in, errors included
     container_id: str = ""
     netns: str = ""
     ifname: str = ""
@@ -90,12 +90,10 @@ def command_of(environ) -> str:
     return command
 
 
-def parse(environ, stdin: bytes) -> Request:
+def parse(environ, document) -> Request:
+    """Every verb but VERSION (which plugin.version_result answers); ``document`` is the
+    decoded stdin."""
     command = command_of(environ)
-    document = _document(stdin)
-    version = document.get("cniVersion") if isinstance(document, dict) else None
-    if command == "VERSION":
-        return Request(command, None, version if isinstance(version, str) else NEWEST)
     missing = [name for name, verbs in NEEDS.items()
                if command in verbs and not environ.get(name)]
     if missing:
@@ -127,7 +125,7 @@ def cni_args(text: str) -> dict[str, str]:
     return args
 
 
-def _document(stdin: bytes):
+def decode(stdin: bytes):
     if not stdin.strip():
         return {}
     try:
@@ -137,11 +135,17 @@ def _document(stdin: bytes):
                        str(exc)) from None
 
 
+def answer_version(document) -> str:
+    """The version to answer in: the configuration's, when this plugin speaks it."""
+    version = document.get("cniVersion") if isinstance(document, dict) else None
+    return version if version in SUPPORTED else NEWEST
+
+
 def netconf(document) -> NetConf:
     if not isinstance(document, dict) or not document:
         raise CniError(DECODE_FAILURE, "the network configuration on stdin is not a JSON "
                                        "object")
-    version = checked(_string(document, "cniVersion"))
+    version = checked(document.get("cniVersion"))
     controller = _string(document, "controller")
     url = urlsplit(controller)
     if url.scheme not in ("http", "https") or not url.hostname:
