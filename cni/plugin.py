@@ -43,7 +43,12 @@ def run(environ, stdin: bytes) -> tuple[int, dict | None]:
         return 1, CniError(999, f"internal error: {type(exc).__name__}: {exc}").result(version)
 
 
+# iproute2, ethtool and nsenter, for a runtime that passes no PATH.
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
 def main() -> None:
+    os.environ.setdefault("PATH", DEFAULT_PATH)
     stdin = b"" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.buffer.read()
     status, output = run(os.environ, stdin)
     if output is not None:

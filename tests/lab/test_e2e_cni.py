@@ -2,6 +2,12 @@
 and its errors, and what it leaves behind."""
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import time
+
 import pytest
 
 from lab import netns
@@ -84,3 +90,189 @@ def test_add_attaches_across_hosts_and_del_removes_everything(fabric, runtimes):
         assert runtime.delete(cid, ns).status == 0  # idempotent
         assert runtime.host_veths() == [] and runtime.ovs_ports() == []
     assert fabric.client.endpoints(network=NETWORK) == []
+
+
+def endpoints_named(fabric, name: str) -> list[dict]:
+    return [ep for ep in fabric.client.endpoints(network=NETWORK) if ep["name"] == name]
+
+
+def test_check_passes_and_then_names_what_is_not_as_the_result_says(fabric, runtimes):
+    runtime = runtimes["h1"]
+    ns = pod(runtime, "chk")
+    added = runtime.add("ctr-chk", ns)
+    assert added.status == 0, added.output
+    prev = added.output
+
+    def check(**extra):
+        return runtime.exec("CHECK", runtime.config(prevResult=prev, **extra), "ctr-chk", ns)
+
+    assert check().status == 0, check().output
+    name = ns.rsplit("/", 1)[1]
+    netns.ip("route", "del", "default", netns=name)
+    failed = check()
+    assert failed.status == 1 and failed.error["code"] == 101
+    assert "default route is not through 10.77.0.1" in failed.error["msg"]
+    netns.ip("addr", "flush", "dev", "eth0", netns=name)
+    assert f"no address {prev['ips'][0]['address']}" in check().error["msg"]
+    (ep,) = endpoints_named(fabric, "ctr-chk-eth0")
+    fabric.client.delete_endpoint(ep["id"])
+    assert "endpoint ctr-chk-eth0 does not exist" in check().error["msg"]
+    assert runtime.exec("CHECK", runtime.config(version="0.3.1", prevResult=prev), "ctr-chk",
+                        ns).error["code"] == 2  # CHECK came with 0.4.0
+    assert runtime.delete("ctr-chk", ns).status == 0
+    assert runtime.host_veths() == []
+
+
+def test_status_is_50_while_the_controller_cannot_be_reached(runtimes):
+    runtime = runtimes["h1"]
+    assert runtime.exec("STATUS", runtime.config(version="1.1.0")).status == 0
+    away = runtime.config(version="1.1.0", controller="http://127.0.0.1:9")
+    outcome = runtime.exec("STATUS", away)
+    assert outcome.status == 1 and outcome.error["code"] == 50
+    assert "cannot reach the ovsfabric controller" in outcome.error["msg"]
+    unknown = runtime.exec("STATUS", runtime.config(version="1.1.0", network="nowhere"))
+    assert unknown.error["code"] == 50 and "nowhere" in unknown.error["msg"]
+
+
+@pytest.mark.parametrize("config, env, code, says", [
+    (b"{not json", {}, 6, "not JSON"),
+    (None, {"netns_path": ""}, 4, "CNI_NETNS"),
+    ({"network": "nowhere"}, {}, 7, "nowhere"),
+    ({"controller": "http://127.0.0.1:9"}, {}, 11, "cannot reach"),
+    ({"token_file": "/nonexistent"}, {}, 7, "token_file"),
+    ({"mtu": 9000}, {}, 7, "mtu 9000"),
+])
+def test_errors_are_the_spec_s_json_and_leave_nothing_behind(fabric, runtimes, config, env,
+                                                              code, says):
+    runtime = runtimes["h1"]
+    ns = pod(runtime, f"err{code}")
+    try:
+        if isinstance(config, dict):
+            config = runtime.config(**config)
+        outcome = runtime.exec("ADD", config, "ctr-err", **{"netns_path": ns, **env})
+        assert outcome.status == 1
+        assert outcome.error["code"] == code and says in outcome.error["msg"], outcome.error
+        # The configuration's version, unless it could not be read.
+        assert outcome.error["cniVersion"] == ("1.1.0" if isinstance(config, bytes)
+                                               else "1.0.0")
+        assert runtime.host_veths() == [] and runtime.ovs_ports() == []
+        assert endpoints_named(fabric, "ctr-err-eth0") == []
+        assert len(netns.ip("-o", "link", "show", netns=ns.rsplit("/", 1)[1]
+                            ).stdout.splitlines()) == 1  # lo only
+    finally:
+        netns.delete(ns.rsplit("/", 1)[1])
+
+
+def test_port_mappings_become_published_ports_and_go_with_del(fabric, runtimes):
+    runtime = runtimes["h2"]
+    ns = pod(runtime, "pub")
+    mappings = [{"hostPort": 18080, "containerPort": 80, "protocol": "tcp"},
+                {"hostPort": 18053, "containerPort": 53, "protocol": "udp"}]
+    added = runtime.exec("ADD", runtime.config(runtimeConfig={"portMappings": mappings}),
+                         "ctr-pub", ns)
+    assert added.status == 0, added.output
+    (ep,) = endpoints_named(fabric, "ctr-pub-eth0")
+    published = sorted((p["protocol"], p["port"], p["host_port"])
+                       for p in fabric.client.published(ep["id"]))
+    assert published == [("tcp", 80, 18080), ("udp", 53, 18053)]
+    # A host port taken already: the second ADD fails whole.
+    other = pod(runtime, "pub2")
+    clash = runtime.exec("ADD", runtime.config(runtimeConfig={"portMappings": mappings[:1]}),
+                         "ctr-pub2", other)
+    assert clash.status == 1 and "18080" in clash.error["msg"], clash.output
+    assert endpoints_named(fabric, "ctr-pub2-eth0") == []
+    assert runtime.delete("ctr-pub", ns).status == 0
+    assert endpoints_named(fabric, "ctr-pub-eth0") == [] and runtime.host_veths() == []
+
+
+def test_gc_removes_what_the_runtime_no_longer_holds(fabric, runtimes):
+    runtime = runtimes["h1"]
+    pods = {cid: pod(runtime, cid) for cid in ("gc1", "gc2", "gc3")}
+    for cid, ns in pods.items():
+        assert runtime.add(cid, ns).status == 0
+    # What a killed ADD leaves before its endpoint exists: a veth with the plugin's alias.
+    from cni.naming import alias, endpoint_name, host_veth
+    stray = host_veth(endpoint_name("gc4", "eth0"))
+    netns.ip("link", "add", stray, "type", "veth", "peer", "name", "ofcstray",
+             netns=runtime.host.netns)
+    netns.ip("link", "set", stray, "alias", alias(NETWORK, "gc4", "eth0"),
+             netns=runtime.host.netns)
+    gc = runtime.exec("GC", runtime.config(
+        version="1.1.0", **{"cni.dev/valid-attachments": [
+            {"containerID": "gc2", "ifname": "eth0"}]}))
+    assert gc.status == 0, gc.output
+    names = [ep["name"] for ep in fabric.client.endpoints(network=NETWORK, host="h1")]
+    assert names == ["gc2-eth0"]
+    assert runtime.host_veths() == [host_veth("gc2-eth0")]
+    assert runtime.ovs_ports() == [host_veth("gc2-eth0")]
+    other = runtimes["h2"]
+    far = pod(other, "gcfar")
+    far_ip = other.add("gcfar", far).output["ips"][0]["address"].split("/")[0]
+    assert ping(pods["gc2"], far_ip)
+    for r, cid, ns in ((runtime, "gc2", pods["gc2"]), (other, "gcfar", far)):
+        assert r.delete(cid, ns).status == 0
+
+
+def test_it_chains_before_tuning_bandwidth_and_portmap(fabric, runtimes):
+    runtime = runtimes["h1"]
+    ns = pod(runtime, "chain")
+    plugins = [runtime.conflist["plugins"][0],
+               {"type": "tuning", "sysctl": {"net.ipv4.conf.eth0.arp_notify": "1"}},
+               {"type": "bandwidth", "capabilities": {"bandwidth": True}},
+               {"type": "portmap", "capabilities": {"portMappings": True}, "snat": False}]
+    runtime_config = {"bandwidth": {"ingressRate": 8_000_000, "ingressBurst": 100_000,
+                                    "egressRate": 8_000_000, "egressBurst": 100_000}}
+    outcomes = runtime.chain("ADD", plugins, "ctr-chain", ns, runtime_config=runtime_config)
+    assert [o.status for o in outcomes] == [0, 0, 0, 0], [o.output for o in outcomes]
+    ours = outcomes[0].output
+    for later in outcomes[1:]:
+        for key in ("interfaces", "ips", "routes"):
+            assert later.output[key][:len(ours[key])] == ours[key]
+    name = ns.rsplit("/", 1)[1]
+    assert netns.run(["sysctl", "-n", "net.ipv4.conf.eth0.arp_notify"],
+                     netns=name).stdout.strip() == "1"
+    host_end = ours["interfaces"][0]["name"]
+    assert "tbf" in netns.ip("-o", "link", "show", host_end, netns=runtime.host.netns).stdout
+    deleted = runtime.chain("DEL", plugins, "ctr-chain", ns, prev_result=outcomes[-1].output)
+    assert [o.status for o in deleted] == [0, 0, 0, 0], [o.output for o in deleted]
+    assert endpoints_named(fabric, "ctr-chain-eth0") == [] and runtime.host_veths() == []
+
+
+def test_a_controller_killed_during_an_add_leaves_nothing_and_the_retry_succeeds(
+        fabric, runtimes):
+    runtime = runtimes["h1"]
+    ns = pod(runtime, "kill")
+    env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "ctr-kill", "CNI_NETNS": ns,
+           "CNI_IFNAME": "eth0", "CNI_PATH": runtime.bin_dir}
+    adding = subprocess.Popen(["ip", "netns", "exec", runtime.host.netns, runtime.plugin],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    adding.stdin.write(json.dumps(runtime.config()).encode())
+    adding.stdin.close()
+    deadline = time.monotonic() + 10
+    while not runtime.host_veths() and time.monotonic() < deadline:
+        time.sleep(0.001)
+    os.kill(fabric.controller.proc.pid, signal.SIGKILL)  # the ADD is in its REST calls
+    fabric.controller.proc.wait()
+    output = json.loads(adding.stdout.read())
+    assert adding.wait(30) == 1 and output["code"] == 11, output
+    assert runtime.host_veths() == [] and runtime.ovs_ports() == []
+    fabric.controller.start()
+    fabric.controller.wait_connected([h.name for h in fabric.lab.hosts])
+    retried = runtime.add("ctr-kill", ns)
+    assert retried.status == 0, retried.output
+    assert len(endpoints_named(fabric, "ctr-kill-eth0")) == 1
+    assert len(runtime.host_veths()) == 1
+    assert runtime.delete("ctr-kill", ns).status == 0
+    assert endpoints_named(fabric, "ctr-kill-eth0") == [] and runtime.host_veths() == []
+
+
+def test_a_del_the_controller_misses_removes_the_veth_and_asks_again(fabric, runtimes):
+    runtime = runtimes["h2"]
+    ns = pod(runtime, "del")
+    assert runtime.add("ctr-del", ns).status == 0
+    away = runtime.exec("DEL", runtime.config(controller="http://127.0.0.1:9"), "ctr-del", ns)
+    assert away.status == 1 and away.error["code"] == 11
+    assert runtime.host_veths() == [] and len(endpoints_named(fabric, "ctr-del-eth0")) == 1
+    netns.delete(ns.rsplit("/", 1)[1])  # the pod is gone by the time the runtime retries
+    assert runtime.delete("ctr-del", "").status == 0
+    assert endpoints_named(fabric, "ctr-del-eth0") == [] and runtime.ovs_ports() == []
