@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .commands import EXIT_ERROR
+
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
     cni = commands.add_parser("cni", help="the CNI plugin of a node (Kubernetes, Podman, ...)")
@@ -36,13 +38,15 @@ def run_install(args) -> int:
     from cni.install import conflist, install
     from cni.request import netconf
 
+    from .render import error
+
     conf = conflist(args.network, args.controller, args.host, args.token_file, args.ca_cert,
                     args.mtu)
     try:  # what the plugin will refuse is refused now
         netconf({"cniVersion": conf["cniVersion"], "name": conf["name"], **conf["plugins"][0]})
     except CniError as exc:
-        print(f"error: {exc.msg}")
-        return 2
+        error(exc.msg)
+        return EXIT_ERROR
     written = install(args.bin_dir, args.conf_dir, conf)
     if args.json:
         print(json.dumps({"plugin": written[0], "conflist": written[1]}))

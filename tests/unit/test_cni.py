@@ -302,3 +302,21 @@ def test_install_writes_a_runnable_plugin_and_a_valid_conflist(tmp_path):
     done = subprocess.run([plugin_path], input=b"{", capture_output=True, timeout=10,
                           env={**ENV, "CNI_NETNS": "/proc/self/ns/net"})
     assert done.returncode == 1 and json.loads(done.stdout)["code"] == errors.DECODE_FAILURE
+
+
+def test_the_install_command_writes_both_and_refuses_a_bad_controller(tmp_path, capsys):
+    from cli.main import main
+    args = ["cni", "install", "--bin-dir", str(tmp_path / "bin"), "--conf-dir",
+            str(tmp_path / "net.d"), "--host", "node-1", "--network", "pods", "--mtu", "1400"]
+    assert main([*args, "--controller", "http://10.0.0.1:8686", "--json"]) == 0
+    written = json.loads(capsys.readouterr().out)
+    assert written == {"plugin": str(tmp_path / "bin" / "ovsfabric"),
+                       "conflist": str(tmp_path / "net.d" / "10-ovsfabric-pods.conflist")}
+    with open(written["conflist"]) as f:
+        plugin_conf = json.load(f)["plugins"][0]
+    assert (plugin_conf["host"], plugin_conf["network"], plugin_conf["mtu"]) == (
+        "node-1", "pods", 1400)
+    os.unlink(written["plugin"])
+    assert main([*args, "--controller", "10.0.0.1:8686"]) == 2
+    assert "is not an http:// or https:// URL" in capsys.readouterr().err
+    assert not os.path.exists(written["plugin"])  # nothing written
