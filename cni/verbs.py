@@ -18,9 +18,11 @@ def controller_of(request: Request) -> Controller:
     return Controller(conf.controller, token=conf.token(), ca_cert=conf.ca_cert)
 
 
-def endpoint_of(controller: Controller, request: Request, name: str) -> dict | None:
-    return next((ep for ep in controller.endpoints(request.conf.host)
-                 if ep["name"] == name), None)
+def endpoints_of(controller: Controller, request: Request, name: str) -> list[dict]:
+    """The attachment's endpoints on this host: one, or none; more only after an ADD whose
+    controller died after making the endpoint and before answering."""
+    return [ep for ep in controller.endpoints(request.conf.host)
+            if ep["name"] == name and made_here(ep)]
 
 
 def add(request: Request) -> dict:
@@ -29,7 +31,7 @@ def add(request: Request) -> dict:
     name = endpoint_name(request.container_id, request.ifname)
     host_end = host_veth(name)
     # What an earlier ADD of this attachment left (killed, or never followed by a DEL).
-    if (stale := endpoint_of(controller, request, name)) is not None:
+    for stale in endpoints_of(controller, request, name):
         controller.delete_endpoint(stale["id"])
     links.delete_host_link(host_end)
     net = controller.network(conf.network)
@@ -83,7 +85,7 @@ def delete(request: Request) -> None:
     name = endpoint_name(request.container_id, request.ifname)
     try:
         controller = controller_of(request)
-        if (ep := endpoint_of(controller, request, name)) is not None:
+        for ep in endpoints_of(controller, request, name):
             controller.delete_endpoint(ep["id"])
     finally:
         links.delete_host_link(host_veth(name))
@@ -118,7 +120,7 @@ def check(request: Request) -> None:
             problems.append(f"its default route is not through {route['gw']}")
     controller = controller_of(request)
     name = endpoint_name(request.container_id, request.ifname)
-    ep = endpoint_of(controller, request, name)
+    ep = next(iter(endpoints_of(controller, request, name)), None)
     if ep is None:
         problems.append(f"its endpoint {name} does not exist")
     else:
