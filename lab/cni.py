@@ -30,11 +30,11 @@ class CniRuntime:
     """A runtime's view of one lab host: its bin and conf dirs and the plugin's config."""
 
     def __init__(self, host: LabHost, workdir: str, controller_url: str, network: str,
-                 token_file: str | None = None):
+                 token_file: str | None = None, ca_cert: str | None = None):
         self.host = host
         self.bin_dir = os.path.join(workdir, "bin")
         self.conf_dir = os.path.join(workdir, "net.d")
-        self.conflist = conflist(network, controller_url, host.name, token_file)
+        self.conflist = conflist(network, controller_url, host.name, token_file, ca_cert)
         self.plugin, self.conflist_path = install(self.bin_dir, self.conf_dir, self.conflist)
 
     def config(self, version: str | None = None, **extra) -> dict:

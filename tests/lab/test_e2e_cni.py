@@ -12,7 +12,7 @@ import pytest
 
 from lab import netns
 from lab.cni import CniRuntime, sandbox
-from security import tokens
+from security import certs, tokens
 from tests.lab.conftest import Fabric
 from tests.slot import API_PORT, LAB_PREFIX, OPENFLOW_PORT
 
@@ -23,11 +23,17 @@ TOKEN = "cni-e2e-token"
 
 @pytest.fixture(scope="module")
 def fabric(lab, tmp_path_factory):
-    """A controller whose API the hosts' namespaces reach (the plugin runs there)."""
+    """A controller whose API the hosts' namespaces reach (the plugin runs there), over
+    HTTPS with a token, as in production."""
     from lab.controller import ControllerProcess
     state = str(tmp_path_factory.mktemp("state") / "ovsfabric.db")
-    controller = ControllerProcess(state, lab.controller_ip, API_PORT, OPENFLOW_PORT,
-                                   token=TOKEN, api_ip=lab.controller_ip)
+    pki = str(tmp_path_factory.mktemp("pki"))
+    certs.make_ca(pki)
+    certs.make_cert(pki, "api", [lab.controller_ip])
+    controller = ControllerProcess(
+        state, lab.controller_ip, API_PORT, OPENFLOW_PORT, token=TOKEN,
+        api_ip=lab.controller_ip, scheme="https", ca_cert=f"{pki}/ca.pem",
+        extra_args=("--api-cert", f"{pki}/api.pem", "--api-key", f"{pki}/api-key.pem"))
     controller.start()
     try:
         controller.register(lab.hosts)
@@ -47,7 +53,7 @@ def runtimes(fabric, tmp_path_factory):
         token_file = workdir / "token"
         token_file.write_text(tokens.host_token(TOKEN, h))
         made[h] = CniRuntime(fabric.lab.host(h), str(workdir), fabric.controller.url, NETWORK,
-                             token_file=str(token_file))
+                             token_file=str(token_file), ca_cert=fabric.controller.verify)
     yield made
     for h, runtime in made.items():
         for name in netns.names(f"{LAB_PREFIX}-p{h}"):
@@ -141,12 +147,18 @@ def test_status_is_50_while_the_controller_cannot_be_reached(runtimes):
     ({"controller": "http://127.0.0.1:9"}, {}, 11, "cannot reach"),
     ({"token_file": "/nonexistent"}, {}, 7, "token_file"),
     ({"mtu": 9000}, {}, 7, "mtu 9000"),
+    ({"ca_cert": "other-ca"}, {}, 7, "is not the one ca_cert signs"),
 ])
 def test_errors_are_the_spec_s_json_and_leave_nothing_behind(fabric, runtimes, config, env,
-                                                              code, says):
+                                                              code, says, tmp_path):
     runtime = runtimes["h1"]
     ns = pod(runtime, f"err{code}")
     try:
+        if config == {"ca_cert": "other-ca"}:
+            other = tmp_path / "other-ca"
+            other.mkdir()
+            certs.make_ca(str(other))
+            config = {"ca_cert": str(other / "ca.pem")}
         if isinstance(config, dict):
             config = runtime.config(**config)
         outcome = runtime.exec("ADD", config, "ctr-err", **{"netns_path": ns, **env})
