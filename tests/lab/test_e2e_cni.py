@@ -121,6 +121,11 @@ def test_check_passes_and_then_names_what_is_not_as_the_result_says(fabric, runt
     netns.ip("addr", "flush", "dev", "eth0", netns=name)
     assert f"no address {prev['ips'][0]['address']}" in check().error["msg"]
     (ep,) = endpoints_named(fabric, "ctr-chk-eth0")
+    cookies = {f["cookie"] for f in fabric.client.endpoint_flows(ep["id"]) if f["host"] == "h1"}
+    assert cookies
+    for cookie in cookies:  # behind the controller's back
+        runtime.host.ofctl("del-flows", f"cookie={cookie}/-1")
+    assert "of its endpoint's flows are missing or different on h1" in check().error["msg"]
     fabric.client.delete_endpoint(ep["id"])
     assert "endpoint ctr-chk-eth0 does not exist" in check().error["msg"]
     assert runtime.exec("CHECK", runtime.config(version="0.3.1", prevResult=prev), "ctr-chk",
