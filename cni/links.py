@@ -46,8 +46,6 @@ def host_mac(name: str) -> str:
 def create_pair(host_end: str, netns: str, ifname: str, mtu: int, alias: str) -> None:
     """The host end up (ready for the bridge) with ``alias``; the other end in ``netns`` as
     ``ifname``, down, its transmit checksums computed by the stack."""
-    if ifname in netns_links(netns):
-        raise CniError(EXISTS, f"{ifname} exists in {netns} already")
     temporary = "ofc" + host_end[3:]
     _run(["ip", "-batch", "-"],
          f"link add {host_end} mtu {mtu} type veth peer name {temporary} mtu {mtu}\n"
@@ -56,7 +54,12 @@ def create_pair(host_end: str, netns: str, ifname: str, mtu: int, alias: str) ->
     # The userspace datapath fills in no checksum a veth left to the receiver: without this
     # every TCP and UDP segment would arrive corrupt. The setting moves with the device.
     _run(["ethtool", "-K", temporary, "tx", "off"])
-    _run(["ip", "link", "set", temporary, "netns", netns, "name", ifname])
+    try:
+        _run(["ip", "link", "set", temporary, "netns", netns, "name", ifname])
+    except CniError as exc:
+        if "File exists" in exc.msg:
+            raise CniError(EXISTS, f"{ifname} exists in {netns} already") from None
+        raise
 
 
 def configure(netns: str, ifname: str, mac: str, address: str, gateway: str) -> None:

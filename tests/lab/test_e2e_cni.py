@@ -293,3 +293,14 @@ def test_a_del_the_controller_misses_removes_the_veth_and_asks_again(fabric, run
     netns.delete(ns.rsplit("/", 1)[1])  # the pod is gone by the time the runtime retries
     assert runtime.delete("ctr-del", "").status == 0
     assert endpoints_named(fabric, "ctr-del-eth0") == [] and runtime.ovs_ports() == []
+
+
+def test_an_interface_name_taken_in_the_pod_is_refused_and_nothing_is_left(fabric, runtimes):
+    runtime = runtimes["h1"]
+    ns = pod(runtime, "taken")
+    netns.ip("link", "add", "eth0", "type", "veth", "peer", "name", "other0",
+             netns=ns.rsplit("/", 1)[1])
+    outcome = runtime.add("ctr-taken", ns)
+    assert outcome.status == 1 and outcome.error["code"] == 102, outcome.output
+    assert "eth0 exists" in outcome.error["msg"]
+    assert runtime.host_veths() == [] and endpoints_named(fabric, "ctr-taken-eth0") == []
