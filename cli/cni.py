@@ -29,6 +29,10 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     install.add_argument("--ca-cert", metavar="PATH", help="CA of an HTTPS API")
     install.add_argument("--mtu", type=int, metavar="BYTES",
                          help="the containers' MTU (default: the network's)")
+    install.add_argument("--python", metavar="PATH",
+                         help="the interpreter the plugin file names, as the node has it "
+                              "(Python 3.9 or newer; default: /usr/bin/python3 when it exists "
+                              "here, else this one)")
     install.add_argument("--json", action="store_true", help="machine-readable output")
     install.set_defaults(run=run_install)
 
@@ -47,7 +51,7 @@ def run_install(args) -> int:
     except CniError as exc:
         error(exc.msg)
         return EXIT_ERROR
-    written = install(args.bin_dir, args.conf_dir, conf)
+    written = install(args.bin_dir, args.conf_dir, conf, python=args.python)
     if args.json:
         print(json.dumps({"plugin": written[0], "conflist": written[1]}))
     else:

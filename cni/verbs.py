@@ -40,7 +40,7 @@ def add(request: Request) -> dict:
     ep = None
     try:
         links.create_pair(host_end, request.netns, request.ifname, mtu,
-                          alias(net["name"], request.container_id, request.ifname))
+                          alias(conf.name, request.container_id, request.ifname))
         ep = controller.create_endpoint(network=net["id"], host=conf.host, port=host_end,
                                         name=name, labels=request.labels)
         address = f"{ep['ip']}/{ep['prefix_len']}"
@@ -148,24 +148,30 @@ def status(request: Request) -> None:
 
 
 def gc(request: Request) -> None:
-    """Removes this host's attachments to the network that the runtime no longer holds: the
-    endpoints this plugin made, and veths a killed ADD left with no endpoint."""
+    """Removes this host's attachments of this network configuration (its ``name``) that the
+    runtime no longer holds: the endpoints this plugin made, and the veths a killed ADD left
+    with no endpoint. Another configuration's attachments, say another runtime's on the same
+    fabric network, are not this GC's: their veths say so. An endpoint whose veth is gone
+    is nobody's."""
     conf = request.conf
-    valid = {endpoint_name(a.container_id, a.ifname) for a in conf.valid_attachments}
+    valid = {host_veth(endpoint_name(a.container_id, a.ifname))
+             for a in conf.valid_attachments}
+    veths = {link["ifname"]: link.get("ifalias") for link in links.host_veths()
+             if link["ifname"].startswith(VETH_PREFIX)}
+
+    def ours(veth: str) -> bool:
+        """Not valid, and made under this configuration; or unaliased: killed between the
+        two lines of the batch that makes a pair and sets its alias."""
+        if veth in valid:
+            return False
+        attachment = parse_alias(veths.get(veth) or "")
+        return attachment[0] == conf.name if attachment else not veths.get(veth)
+
     controller = controller_of(request)
     net = controller.network(conf.network)
     for ep in controller.endpoints(conf.host, net["id"]):
-        if made_here(ep) and ep["name"] not in valid:
+        if made_here(ep) and ours(ep["port"]):
             controller.delete_endpoint(ep["id"])
-            links.delete_host_link(ep["port"])
-    # A veth whose ADD was killed before its endpoint existed; one killed before its alias
-    # was set (the instant between two lines of one batch) has none.
-    valid_veths = {host_veth(name) for name in valid}
-    for link in links.host_veths():
-        if not link["ifname"].startswith(VETH_PREFIX) or link["ifname"] in valid_veths:
-            continue
-        attachment = parse_alias(link.get("ifalias", ""))
-        if attachment is None and link.get("ifalias") or \
-                attachment is not None and attachment[0] != net["name"]:
-            continue  # another network's, or not this plugin's
-        links.delete_host_link(link["ifname"])
+    for veth in veths:
+        if ours(veth):
+            links.delete_host_link(veth)

@@ -207,6 +207,10 @@ def test_gc_removes_what_the_runtime_no_longer_holds(fabric, runtimes):
     pods = {cid: pod(runtime, cid) for cid in ("gc1", "gc2", "gc3")}
     for cid, ns in pods.items():
         assert runtime.add(cid, ns).status == 0
+    # Another runtime's attachment to the same fabric network: under its own configuration.
+    others = runtime.config(name="other-runtime")
+    other_pod = pod(runtime, "gcother")
+    assert runtime.exec("ADD", others, "gcother", other_pod).status == 0
     # What a killed ADD leaves before its endpoint exists: a veth with the plugin's alias.
     from cni.naming import alias, endpoint_name, host_veth
     stray = host_veth(endpoint_name("gc4", "eth0"))
@@ -219,9 +223,10 @@ def test_gc_removes_what_the_runtime_no_longer_holds(fabric, runtimes):
             {"containerID": "gc2", "ifname": "eth0"}]}))
     assert gc.status == 0, gc.output
     names = [ep["name"] for ep in fabric.client.endpoints(network=NETWORK, host="h1")]
-    assert names == ["gc2-eth0"]
-    assert runtime.host_veths() == [host_veth("gc2-eth0")]
-    assert runtime.ovs_ports() == [host_veth("gc2-eth0")]
+    assert sorted(names) == ["gc2-eth0", "gcother-eth0"]
+    kept = sorted([host_veth("gc2-eth0"), host_veth("gcother-eth0")])
+    assert sorted(runtime.host_veths()) == kept and sorted(runtime.ovs_ports()) == kept
+    assert runtime.exec("DEL", others, "gcother", other_pod).status == 0
     other = runtimes["h2"]
     far = pod(other, "gcfar")
     far_ip = other.add("gcfar", far).output["ips"][0]["address"].split("/")[0]

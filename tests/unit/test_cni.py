@@ -70,7 +70,9 @@ def test_a_configuration_that_does_not_decode_is_error_6(stdin):
 
 @pytest.mark.parametrize("changes, named", [
     ({"controller": None}, "controller"), ({"controller": "ftp://x"}, "controller"),
-    ({"controller": "http://"}, "controller"), ({"host": ""}, "host"),
+    ({"controller": "http://"}, "controller"), ({"controller": "http://$(X):$(Y)"}, "controller"),
+    ({"controller": "http://ctl:port"}, "controller"), ({"host": ""}, "host"),
+    ({"name": "has space"}, "name"), ({"name": "-dash"}, "name"),
     ({"network": 7}, "network"), ({"name": None}, "name"), ({"mtu": 100}, "mtu"),
     ({"mtu": "1400"}, "mtu"), ({"mtu": True}, "mtu"), ({"dns": []}, "dns"),
     ({"token_file": 3}, "token_file"), ({"prevResult": []}, "prevResult"),
@@ -316,6 +318,13 @@ def test_the_install_command_writes_both_and_refuses_a_bad_controller(tmp_path, 
         plugin_conf = json.load(f)["plugins"][0]
     assert (plugin_conf["host"], plugin_conf["network"], plugin_conf["mtu"]) == (
         "node-1", "pods", 1400)
+    with open(written["plugin"], "rb") as f:
+        assert f.readline() == b"#!/usr/bin/python3 -IS\n"
+    assert main([*args, "--controller", "http://10.0.0.1:8686", "--python", "/opt/py/bin/python3"
+                 ]) == 0
+    with open(written["plugin"], "rb") as f:
+        assert f.readline() == b"#!/opt/py/bin/python3 -IS\n"
+    capsys.readouterr()
     os.unlink(written["plugin"])
     assert main([*args, "--controller", "10.0.0.1:8686"]) == 2
     assert "is not an http:// or https:// URL" in capsys.readouterr().err
