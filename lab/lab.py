@@ -14,7 +14,7 @@ import os
 import re
 import shutil
 
-from . import dockerd, hostsetup, netns
+from . import cgroups, dockerd, hostsetup, netns
 from .container import Container
 from .host import LabHost
 from .proc import stop_pidfile
@@ -50,7 +50,7 @@ def cleanup(prefix: str, workdir: str | None = None) -> None:
     if left := netns.wait_links_gone(prefix):
         raise RuntimeError(f"links left behind: {left}")
     # Named by --cgroup-parent; the kernel's, so they outlive the daemons and namespaces.
-    dockerd.remove_cgroups(prefix)
+    cgroups.remove_cgroups(prefix)
     if os.path.isfile(os.path.join(workdir, MARKER)):
         shutil.rmtree(workdir)
     elif os.path.isdir(workdir) and not os.listdir(workdir):
