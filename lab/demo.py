@@ -35,8 +35,8 @@ from ovsdb.config import NEXT_HOP_BINDING_KEY, NEXT_HOP_KEY, PHYSICAL_BRIDGE
 
 from .lab import Lab
 from .netns import ip
-from .podman import PODMAN, LabPodman
 from .outside import WHO_PORT, Outside, start_servers
+from .podman import PODMAN, LabPodman
 from .proc import stop_pid
 from .traffic import Server, tcp_connects
 
