@@ -30,6 +30,7 @@ log = logging.getLogger("lab")
 
 PODMAN = "/usr/bin/podman"
 CNI_PLUGINS = "/usr/lib/cni"  # containernetworking-plugins (bandwidth, portmap, ...)
+RUNROOT_MAX = 50  # "the specified runroot is longer than 50 characters"
 SUFFIX = "-podman"  # <workdir>/<host>-podman: lab.cleanup finds leftovers by it
 # PID 1 is sh, which ignores SIGTERM: the trap keeps `podman stop` and `rm -f` fast.
 IDLE = ["sh", "-c", 'trap "exit 0" TERM; while true; do sleep 1; done']
@@ -73,6 +74,9 @@ class LabPodman:
         self.cgroup_parent = "/" + host.netns + SUFFIX
         self._dirs = {name: os.path.join(self.dir, name)
                       for name in ("root", "runroot", "tmp", "netns", "cni-cache")}
+        if len(self._dirs["runroot"]) > RUNROOT_MAX:
+            raise PodmanError(f"{self._dirs['runroot']}: Podman refuses a runroot longer than "
+                              f"{RUNROOT_MAX} characters (give a shorter workdir)")
 
     def __repr__(self) -> str:
         return f"LabPodman({self.host.name!r}, dir={self.dir!r})"

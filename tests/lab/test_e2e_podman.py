@@ -10,19 +10,23 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
 from api.client import ApiError
-from lab import netns
+from lab import netns, podman
+from lab.cgroups import remove_cgroups
 from lab.outside import Outside
 from lab.podman import CNI_PLUGINS, PODMAN, LabPodman
+from lab.proc import alive
 from ovsdb.config import NEXT_HOP_BINDING_KEY, NEXT_HOP_KEY, PHYSICAL_BRIDGE
 from security import tokens
 from tests.helpers import ROOT, eventually
-from tests.slot import API_PORT, OPENFLOW_PORT, UNDERLAY, needs_lab
+from tests.slot import API_PORT, LAB_PREFIX, OPENFLOW_PORT, UNDERLAY, needs_lab
 
 pytestmark = [pytest.mark.lab, needs_lab,
               pytest.mark.skipif(not os.access(PODMAN, os.X_OK) or
@@ -206,3 +210,26 @@ def test_chained_before_bandwidth_the_plugins_result_lets_it_shape_the_host_veth
         assert h1.host.exec("ip", "-o", "link", "show", "type", "ifb").stdout.strip() == ""
     finally:
         os.remove(chained)
+
+
+def test_what_a_killed_run_left_of_a_podman_goes_with_the_labs_cleanup(lab):
+    """No stop(): what lab.cleanup does after a killed run (for its own workdir) stops the
+    conmon in the Podman's mount namespace and the container in its cgroup, by PID, and
+    unmounts the namespace."""
+    workdir = tempfile.mkdtemp(prefix=f"{LAB_PREFIX}-podman-")  # short: Podman's runroot
+    pm = LabPodman(lab.host("h3"), workdir)
+    pm.start()
+    try:
+        pm.run("left", "none")
+        container = int(pm.inspect("left", "{{.State.Pid}}"))
+        conmon = int(pm.inspect("left", "{{.State.ConmonPid}}"))
+        assert alive(container) and alive(conmon)
+        podman.stop_leftovers(workdir)
+        remove_cgroups(pm.cgroup_parent.lstrip("/"))
+        assert not alive(conmon) and not alive(container)
+        with open("/proc/self/mountinfo") as f:
+            mounts = [line.split()[4] for line in f]
+        assert [m for m in mounts if m.startswith(pm.dir)] == []
+    finally:
+        pm.stop()
+        shutil.rmtree(workdir)
