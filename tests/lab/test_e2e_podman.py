@@ -85,20 +85,29 @@ def env(lab):
         controller.stop()
 
 
+class Containers:
+    """Runs containers on the module's Podmans, and removes them when the test ends."""
+
+    def __init__(self, podmans: dict[str, LabPodman]):
+        self.podmans = podmans
+        self.made: list[tuple[str, str]] = []
+
+    def run(self, host: str, name: str, network: str = NETWORK, *options, **kw) -> str:
+        """The container's address in ``network``."""
+        self.made.append((host, name))
+        self.podmans[host].run(name, network, *options, **kw)
+        return self.podmans[host].address(name, network)
+
+    def remove_all(self) -> None:
+        for host, name in self.made:
+            self.podmans[host].podman("rm", "--force", "--time", "2", name, check=False)
+
+
 @pytest.fixture
 def containers(env):
-    """Names of containers to run, as (host, name); removed after the test."""
-    _, podmans, _ = env
-    made = []
+    made = Containers(env[1])
     yield made
-    for host, name in made:
-        podmans[host].podman("rm", "--force", "--time", "2", name, check=False)
-
-
-def run(env, made, host: str, name: str, network: str = NETWORK, *options, **kw) -> str:
-    made.append((host, name))
-    env[1][host].run(name, network, *options, **kw)
-    return env[1][host].address(name, network)
+    made.remove_all()
 
 
 def endpoint_of(controller, host: str, name: str) -> dict | None:
@@ -137,8 +146,8 @@ def test_containers_on_two_hosts_reach_each_other_and_rm_removes_what_the_plugin
     controller, podmans, _ = env
     h1, h2 = podmans["h1"], podmans["h2"]
     assert NETWORK in h1.podman("network", "ls", "--format", "{{.Name}}").stdout.split()
-    a_ip = run(env, containers, "h1", "a")
-    b_ip = run(env, containers, "h2", "b")
+    a_ip = containers.run("h1", "a")
+    b_ip = containers.run("h2", "b")
     a, b = endpoint_of(controller, "h1", "a"), endpoint_of(controller, "h2", "b")
     assert a is not None and b is not None
     assert (a["ip"], b["ip"]) == (a_ip, b_ip)
@@ -158,10 +167,27 @@ def test_containers_on_two_hosts_reach_each_other_and_rm_removes_what_the_plugin
     assert ovs_ports(h2) == [] and host_veths(h2) == []
 
 
+def test_stop_detaches_and_start_attaches_again(env, containers):
+    controller, podmans, _ = env
+    h1 = podmans["h1"]
+    peer_ip = containers.run("h2", "peer")
+    containers.run("h1", "again")
+    first = endpoint_of(controller, "h1", "again")
+    h1.podman("stop", "--time", "2", "again")
+    assert endpoint_of(controller, "h1", "again") is None
+    assert host_veths(h1) == [] and ovs_ports(h1) == []
+    h1.podman("start", "again")
+    second = endpoint_of(controller, "h1", "again")
+    assert second is not None and second["id"] != first["id"]
+    assert second["port"] == first["port"]  # the same attachment: the same veth name
+    assert h1.address("again", NETWORK) == second["ip"]
+    assert host_veths(h1) == ovs_ports(h1) == [second["port"]]
+    assert pings(h1, "again", peer_ip)
+
 def test_run_p_publishes_a_port_reachable_from_outside_until_rm(env, lab, containers):
     controller, podmans, outside = env
     h1 = podmans["h1"]
-    run(env, containers, "h1", "site", NETWORK, "-p", "8081:80", command=SERVE)
+    containers.run("h1", "site", NETWORK, "-p", "8081:80", command=SERVE)
     ep = endpoint_of(controller, "h1", "site")
     assert [(p["protocol"], p["port"], p["host_port"])
             for p in controller.client.published(ep["id"])] == [("tcp", 80, 8081)]
@@ -190,8 +216,8 @@ def test_chained_before_bandwidth_the_plugins_result_lets_it_shape_the_host_veth
     with open(chained, "w") as f:
         json.dump(conf, f)
     try:
-        peer_ip = run(env, containers, "h2", "peer")
-        run(env, containers, "h1", "slow", SLOW)
+        peer_ip = containers.run("h2", "peer")
+        containers.run("h1", "slow", SLOW)
         ep = endpoint_of(controller, "h1", "slow")
         assert ep is not None and ep["network"] == controller.client.network(NETWORK)["id"]
         assert pings(h1, "slow", peer_ip)
