@@ -82,6 +82,8 @@ class LabPodman:
         return f"LabPodman({self.host.name!r}, dir={self.dir!r})"
 
     def start(self) -> None:
+        if _mounted(self.ns_file):
+            raise PodmanError(f"the Podman of {self.host.name} runs already ({self.ns_file})")
         for d in (self.ns_dir, self.bin_dir, self.conf_dir, *self._dirs.values()):
             os.makedirs(d, exist_ok=True)
         with open(self.config, "w") as f:
@@ -92,13 +94,13 @@ class LabPodman:
         busybox_rootfs(self.rootfs)
         # Mount points in the machine's tree (left empty there).
         os.makedirs("/var/lib/cni", exist_ok=True)
-        # unshare binds the namespace on a file only where mounts do not propagate.
-        run(["mount", "--bind", self.ns_dir, self.ns_dir])
-        run(["mount", "--make-private", self.ns_dir])
-        open(self.ns_file, "w").close()
         script = ("set -e\numount -l /sys\nmount -t sysfs sysfs /sys\n" + CGROUP_MOUNTS +
                   'mount --bind "$1" /run/netns\nmount --bind "$2" /var/lib/cni\n')
         try:
+            # unshare binds the namespace on a file only where mounts do not propagate.
+            run(["mount", "--bind", self.ns_dir, self.ns_dir])
+            run(["mount", "--make-private", self.ns_dir])
+            open(self.ns_file, "w").close()
             run(["unshare", f"--mount={self.ns_file}", "--propagation", "slave",
                  "nsenter", f"--net=/run/netns/{self.host.netns}", "sh", "-c", script, "sh",
                  self._dirs["netns"], self._dirs["cni-cache"]])
