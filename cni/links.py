@@ -49,17 +49,28 @@ def create_pair(host_end: str, netns: str, ifname: str, mtu: int, alias: str) ->
     temporary = "ofc" + host_end[3:]
     _run(["ip", "-batch", "-"],
          f"link add {host_end} mtu {mtu} type veth peer name {temporary} mtu {mtu}\n"
-         f"link set {host_end} alias \"{alias}\"\n"
-         f"link set {host_end} up\n")
+         f"link set {host_end} alias \"{alias}\"\n")
+    _no_ipv6(host_end)
     # The userspace datapath fills in no checksum a veth left to the receiver: without this
     # every TCP and UDP segment would arrive corrupt. The setting moves with the device.
     _run(["ethtool", "-K", temporary, "tx", "off"])
     try:
-        _run(["ip", "link", "set", temporary, "netns", netns, "name", ifname])
+        _run(["ip", "-batch", "-"], f"link set {temporary} netns {netns} name {ifname}\n"
+                                    f"link set {host_end} up\n")
     except CniError as exc:
         if "File exists" in exc.msg:
             raise CniError(EXISTS, f"{ifname} exists in {netns} already") from None
         raise
+
+
+def _no_ipv6(host_end: str) -> None:
+    """The host's stack would send its IPv6 chatter (DAD, router and multicast listener
+    solicitations) out of the host end, straight to the pod and past the fabric."""
+    try:
+        with open(f"/proc/sys/net/ipv6/conf/{host_end}/disable_ipv6", "w") as f:
+            f.write("1")
+    except FileNotFoundError:
+        pass  # no IPv6 in this kernel
 
 
 def configure(netns: str, ifname: str, mac: str, address: str, gateway: str) -> None:

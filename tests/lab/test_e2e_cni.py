@@ -309,3 +309,19 @@ def test_an_interface_name_taken_in_the_pod_is_refused_and_nothing_is_left(fabri
     assert outcome.status == 1 and outcome.error["code"] == 102, outcome.output
     assert "eth0 exists" in outcome.error["msg"]
     assert runtime.host_veths() == [] and endpoints_named(fabric, "ctr-taken-eth0") == []
+
+
+def test_the_host_end_sends_no_ipv6_of_the_host_s_to_the_pod(fabric, runtimes):
+    runtime = runtimes["h2"]
+    host_ns = runtime.host.netns
+    netns.sysctl(host_ns, **{"net.ipv6.conf.default.disable_ipv6": 0})  # as on most nodes
+    try:
+        ns = pod(runtime, "six")
+        added = runtime.add("ctr-six", ns)
+        assert added.status == 0, added.output
+        host_end = added.output["interfaces"][0]["name"]
+        assert netns.run(["sysctl", "-n", f"net.ipv6.conf.{host_end}.disable_ipv6"],
+                         netns=host_ns).stdout.strip() == "1"
+        assert runtime.delete("ctr-six", ns).status == 0
+    finally:
+        netns.sysctl(host_ns, **{"net.ipv6.conf.default.disable_ipv6": 1})
