@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .commands import EXIT_ERROR
+
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
     cni = commands.add_parser("cni", help="the CNI plugin of a node (Kubernetes, Podman, ...)")
@@ -27,6 +29,10 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     install.add_argument("--ca-cert", metavar="PATH", help="CA of an HTTPS API")
     install.add_argument("--mtu", type=int, metavar="BYTES",
                          help="the containers' MTU (default: the network's)")
+    install.add_argument("--python", metavar="PATH",
+                         help="the interpreter the plugin file names, as the node has it "
+                              "(Python 3.9 or newer; default: /usr/bin/python3 when it exists "
+                              "here, else this one)")
     install.add_argument("--json", action="store_true", help="machine-readable output")
     install.set_defaults(run=run_install)
 
@@ -36,14 +42,16 @@ def run_install(args) -> int:
     from cni.install import conflist, install
     from cni.request import netconf
 
+    from .render import error
+
     conf = conflist(args.network, args.controller, args.host, args.token_file, args.ca_cert,
                     args.mtu)
     try:  # what the plugin will refuse is refused now
         netconf({"cniVersion": conf["cniVersion"], "name": conf["name"], **conf["plugins"][0]})
     except CniError as exc:
-        print(f"error: {exc.msg}")
-        return 2
-    written = install(args.bin_dir, args.conf_dir, conf)
+        error(exc.msg)
+        return EXIT_ERROR
+    written = install(args.bin_dir, args.conf_dir, conf, python=args.python)
     if args.json:
         print(json.dumps({"plugin": written[0], "conflist": written[1]}))
     else:

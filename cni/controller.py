@@ -9,7 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import ssl
+import sys
 from urllib.parse import quote, urlencode, urlsplit
 
 from .errors import INVALID_CONFIG, REFUSED, TRY_AGAIN_LATER, CniError
@@ -43,6 +43,7 @@ class Controller:
     def _connect(self) -> http.client.HTTPConnection:
         if self._connection is None:
             if self._https:
+                import ssl  # only then: it costs a plain-HTTP plugin's start-up
                 try:
                     context = ssl.create_default_context(cafile=self._ca_cert)
                 except (OSError, ssl.SSLError) as exc:
@@ -68,12 +69,13 @@ class Controller:
             connection.request(method, self._base + path, payload, headers)
             response = connection.getresponse()
             data = response.read()
-        except ssl.SSLError as exc:
-            self.close()
-            raise ControllerError(INVALID_CONFIG, f"TLS with the controller at {self.url} "
-                                                  f"failed: {exc.reason or exc}") from None
         except (OSError, http.client.HTTPException) as exc:
             self.close()
+            ssl = sys.modules.get("ssl")  # imported for https only
+            if ssl is not None and isinstance(exc, ssl.SSLCertVerificationError):
+                raise ControllerError(INVALID_CONFIG, f"the controller at {self.url} is not "
+                                                      f"the one ca_cert signs: "
+                                                      f"{exc.verify_message}") from None
             why = "timed out" if isinstance(exc, socket.timeout) else str(exc) or type(
                 exc).__name__
             raise ControllerError(TRY_AGAIN_LATER, f"cannot reach the ovsfabric controller "

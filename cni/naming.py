@@ -4,8 +4,9 @@ so the plugin keeps no state of its own.
 - The attachment's endpoint is named from the container id and the interface name.
 - Its veth's host end is named from the endpoint's name: an endpoint whose port is that name
   is one this plugin made (what GC may remove).
-- The host end's alias says the network and the attachment, so that a veth whose ADD was
-  killed before its endpoint existed is still known for what it is.
+- The host end's alias says the network configuration (its ``name``) and the attachment, so
+  that a veth whose ADD was killed before its endpoint existed is still known for what it is,
+  and GC knows which runtime's configuration made it.
 """
 from __future__ import annotations
 
@@ -34,12 +35,13 @@ def made_here(ep: dict) -> bool:
     return ep.get("port") == host_veth(ep["name"])
 
 
-def alias(network: str, container_id: str, ifname: str) -> str:
-    return f"{ALIAS_PREFIX} {network} {container_id} {ifname}"
+def alias(conf_name: str, container_id: str, ifname: str) -> str:
+    return f"{ALIAS_PREFIX} {conf_name} {container_id} {ifname}"
 
 
 def parse_alias(text: str) -> tuple[str, str, str] | None:
-    """(network, container id, ifname) of one of this plugin's aliases, else None."""
+    """(configuration name, container id, ifname) of one of this plugin's aliases, else
+    None."""
     parts = (text or "").split(" ")
     return (parts[1], parts[2], parts[3]) if len(parts) == 4 and parts[0] == ALIAS_PREFIX \
         else None

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from .errors import DECODE_FAILURE, INVALID_CONFIG, INVALID_ENVIRONMENT, CniError
-from .versions import NEWEST, checked
+from .versions import NEWEST, SUPPORTED, checked
 
 VERBS = ("ADD", "DEL", "CHECK", "VERSION", "STATUS", "GC")
 # The variables each verb needs, as the spec's reference runtime (libcni's skel) checks them.
@@ -20,6 +20,8 @@ NEEDS = {
     "CNI_PATH": ("ADD", "DEL", "CHECK", "STATUS", "GC"),
 }
 CONTAINER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+NETWORK_NAME = CONTAINER_ID  # the spec's rule for a configuration's name
+HOSTNAME = re.compile(r"[A-Za-z0-9.:-]+")  # a name, an IPv4 or an IPv6 address
 # CNI_ARGS that become the endpoint's labels, under the same names.
 LABEL_ARGS = ("K8S_POD_NAMESPACE", "K8S_POD_NAME")
 LABEL_VALUE = re.compile(r"[A-Za-z0-9._-]{0,63}")  # the controller's rule for label values
@@ -68,8 +70,8 @@ class NetConf:
 @dataclass(frozen=True)
 class Request:
     command: str
-    conf: NetConf | None  # None for VERSION
-    version: str  # the version to answer in (VERSION's and errors' too)
+    conf: NetConf
+    version: str  # the version to answer in, errors included
     container_id: str = ""
     netns: str = ""
     ifname: str = ""
@@ -90,12 +92,10 @@ def command_of(environ) -> str:
     return command
 
 
-def parse(environ, stdin: bytes) -> Request:
+def parse(environ, document) -> Request:
+    """Every verb but VERSION (which plugin.version_result answers); ``document`` is the
+    decoded stdin."""
     command = command_of(environ)
-    document = _document(stdin)
-    version = document.get("cniVersion") if isinstance(document, dict) else None
-    if command == "VERSION":
-        return Request(command, None, version if isinstance(version, str) else NEWEST)
     missing = [name for name, verbs in NEEDS.items()
                if command in verbs and not environ.get(name)]
     if missing:
@@ -127,7 +127,7 @@ def cni_args(text: str) -> dict[str, str]:
     return args
 
 
-def _document(stdin: bytes):
+def decode(stdin: bytes):
     if not stdin.strip():
         return {}
     try:
@@ -137,16 +137,23 @@ def _document(stdin: bytes):
                        str(exc)) from None
 
 
+def answer_version(document) -> str:
+    """The version to answer in: the configuration's, when this plugin speaks it."""
+    version = document.get("cniVersion") if isinstance(document, dict) else None
+    return version if version in SUPPORTED else NEWEST
+
+
 def netconf(document) -> NetConf:
     if not isinstance(document, dict) or not document:
         raise CniError(DECODE_FAILURE, "the network configuration on stdin is not a JSON "
                                        "object")
-    version = checked(_string(document, "cniVersion"))
+    version = checked(document.get("cniVersion"))
+    name = _string(document, "name")
+    if not NETWORK_NAME.fullmatch(name):
+        raise CniError(INVALID_CONFIG, f"name {name!r} is not letters, digits, '_', '.' and "
+                                       f"'-', starting with a letter or digit")
     controller = _string(document, "controller")
-    url = urlsplit(controller)
-    if url.scheme not in ("http", "https") or not url.hostname:
-        raise CniError(INVALID_CONFIG, f"controller {controller!r} is not an http:// or "
-                                       f"https:// URL")
+    _check_url(controller)
     mtu = document.get("mtu")
     if mtu is not None and (type(mtu) is not int or not 576 <= mtu <= 9000):
         raise CniError(INVALID_CONFIG, f"mtu {mtu!r} is not a number in 576..9000")
@@ -160,12 +167,24 @@ def netconf(document) -> NetConf:
     if prev is not None and not isinstance(prev, dict):
         raise CniError(INVALID_CONFIG, "prevResult must be an object")
     return NetConf(
-        cni_version=version, name=_string(document, "name"), controller=controller,
+        cni_version=version, name=name, controller=controller,
         host=_string(document, "host"), network=_string(document, "network"),
         token_file=_string(document, "token_file", required=False),
         ca_cert=_string(document, "ca_cert", required=False), mtu=mtu, dns=dns,
         port_mappings=_port_mappings(runtime.get("portMappings", [])), prev_result=prev,
         valid_attachments=_attachments(document.get("cni.dev/valid-attachments", [])))
+
+
+def _check_url(controller: str) -> None:
+    url = urlsplit(controller)
+    try:
+        url.port  # noqa: B018 - raises for a port that is no number
+        well_formed = bool(HOSTNAME.fullmatch(url.hostname or ""))
+    except ValueError:
+        well_formed = False
+    if url.scheme not in ("http", "https") or not well_formed:
+        raise CniError(INVALID_CONFIG, f"controller {controller!r} is not an http:// or "
+                                       f"https:// URL of a host and port")
 
 
 def _string(document: dict, key: str, required: bool = True) -> str | None:

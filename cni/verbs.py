@@ -2,8 +2,6 @@
 controller calls, and leaves nothing half-made when it fails."""
 from __future__ import annotations
 
-import ipaddress
-
 from . import links
 from .controller import Controller, ControllerError
 from .errors import (INTERFACE_PROBLEM, INVALID_CONFIG, NOT_AVAILABLE, UNSUPPORTED_FIELD,
@@ -18,9 +16,11 @@ def controller_of(request: Request) -> Controller:
     return Controller(conf.controller, token=conf.token(), ca_cert=conf.ca_cert)
 
 
-def endpoint_of(controller: Controller, request: Request, name: str) -> dict | None:
-    return next((ep for ep in controller.endpoints(request.conf.host)
-                 if ep["name"] == name), None)
+def endpoints_of(controller: Controller, request: Request, name: str) -> list[dict]:
+    """The attachment's endpoints on this host: one, or none; more only after an ADD whose
+    controller died after making the endpoint and before answering."""
+    return [ep for ep in controller.endpoints(request.conf.host)
+            if ep["name"] == name and made_here(ep)]
 
 
 def add(request: Request) -> dict:
@@ -29,7 +29,7 @@ def add(request: Request) -> dict:
     name = endpoint_name(request.container_id, request.ifname)
     host_end = host_veth(name)
     # What an earlier ADD of this attachment left (killed, or never followed by a DEL).
-    if (stale := endpoint_of(controller, request, name)) is not None:
+    for stale in endpoints_of(controller, request, name):
         controller.delete_endpoint(stale["id"])
     links.delete_host_link(host_end)
     net = controller.network(conf.network)
@@ -40,7 +40,7 @@ def add(request: Request) -> dict:
     ep = None
     try:
         links.create_pair(host_end, request.netns, request.ifname, mtu,
-                          alias(net["name"], request.container_id, request.ifname))
+                          alias(conf.name, request.container_id, request.ifname))
         ep = controller.create_endpoint(network=net["id"], host=conf.host, port=host_end,
                                         name=name, labels=request.labels)
         address = f"{ep['ip']}/{ep['prefix_len']}"
@@ -83,7 +83,7 @@ def delete(request: Request) -> None:
     name = endpoint_name(request.container_id, request.ifname)
     try:
         controller = controller_of(request)
-        if (ep := endpoint_of(controller, request, name)) is not None:
+        for ep in endpoints_of(controller, request, name):
             controller.delete_endpoint(ep["id"])
     finally:
         links.delete_host_link(host_veth(name))
@@ -118,13 +118,13 @@ def check(request: Request) -> None:
             problems.append(f"its default route is not through {route['gw']}")
     controller = controller_of(request)
     name = endpoint_name(request.container_id, request.ifname)
-    ep = endpoint_of(controller, request, name)
+    ep = next(iter(endpoints_of(controller, request, name)), None)
     if ep is None:
         problems.append(f"its endpoint {name} does not exist")
     else:
         if ep["mac"] != found["mac"]:
             problems.append(f"its endpoint's MAC is {ep['mac']}")
-        if ips and str(ipaddress.IPv4Interface(ips[0]["address"]).ip) != ep["ip"]:
+        if ips and ips[0]["address"].split("/")[0] != ep["ip"]:
             problems.append(f"its endpoint's address is {ep['ip']}")
         audit = controller.audit(request.conf.host)
         unlike = [f for f in audit["missing"] + audit["different"]
@@ -148,24 +148,30 @@ def status(request: Request) -> None:
 
 
 def gc(request: Request) -> None:
-    """Removes this host's attachments to the network that the runtime no longer holds: the
-    endpoints this plugin made, and veths a killed ADD left with no endpoint."""
+    """Removes this host's attachments of this network configuration (its ``name``) that the
+    runtime no longer holds: the endpoints this plugin made, and the veths a killed ADD left
+    with no endpoint. Another configuration's attachments, say another runtime's on the same
+    fabric network, are not this GC's: their veths say so. An endpoint whose veth is gone
+    is nobody's."""
     conf = request.conf
-    valid = {endpoint_name(a.container_id, a.ifname) for a in conf.valid_attachments}
+    valid = {host_veth(endpoint_name(a.container_id, a.ifname))
+             for a in conf.valid_attachments}
+    veths = {link["ifname"]: link.get("ifalias") for link in links.host_veths()
+             if link["ifname"].startswith(VETH_PREFIX)}
+
+    def ours(veth: str) -> bool:
+        """Not valid, and made under this configuration; or unaliased: killed between the
+        two lines of the batch that makes a pair and sets its alias."""
+        if veth in valid:
+            return False
+        attachment = parse_alias(veths.get(veth) or "")
+        return attachment[0] == conf.name if attachment else not veths.get(veth)
+
     controller = controller_of(request)
     net = controller.network(conf.network)
     for ep in controller.endpoints(conf.host, net["id"]):
-        if made_here(ep) and ep["name"] not in valid:
+        if made_here(ep) and ours(ep["port"]):
             controller.delete_endpoint(ep["id"])
-            links.delete_host_link(ep["port"])
-    # A veth whose ADD was killed before its endpoint existed; one killed before its alias
-    # was set (the instant between two lines of one batch) has none.
-    valid_veths = {host_veth(name) for name in valid}
-    for link in links.host_veths():
-        if not link["ifname"].startswith(VETH_PREFIX) or link["ifname"] in valid_veths:
-            continue
-        attachment = parse_alias(link.get("ifalias", ""))
-        if attachment is None and link.get("ifalias") or \
-                attachment is not None and attachment[0] != net["name"]:
-            continue  # another network's, or not this plugin's
-        links.delete_host_link(link["ifname"])
+    for veth in veths:
+        if ours(veth):
+            links.delete_host_link(veth)

@@ -12,6 +12,8 @@ from cni.install import conflist, install
 from . import netns
 from .host import LabHost
 
+REFERENCE_PLUGINS = "/usr/lib/cni"  # Debian's containernetworking-plugins
+
 
 @dataclass
 class Outcome:
@@ -28,11 +30,11 @@ class CniRuntime:
     """A runtime's view of one lab host: its bin and conf dirs and the plugin's config."""
 
     def __init__(self, host: LabHost, workdir: str, controller_url: str, network: str,
-                 token_file: str | None = None):
+                 token_file: str | None = None, ca_cert: str | None = None):
         self.host = host
         self.bin_dir = os.path.join(workdir, "bin")
         self.conf_dir = os.path.join(workdir, "net.d")
-        self.conflist = conflist(network, controller_url, host.name, token_file)
+        self.conflist = conflist(network, controller_url, host.name, token_file, ca_cert)
         self.plugin, self.conflist_path = install(self.bin_dir, self.conf_dir, self.conflist)
 
     def config(self, version: str | None = None, **extra) -> dict:
@@ -66,6 +68,33 @@ class CniRuntime:
                **kw) -> Outcome:
         return self.exec("DEL", container_id=container_id, netns_path=netns_path,
                          ifname=ifname, **kw)
+
+    def chain(self, command: str, plugins: list[dict], container_id: str, netns_path: str,
+              ifname: str = "eth0", runtime_config: dict | None = None,
+              prev_result: dict | None = None) -> list[Outcome]:
+        """``command`` through a conflist's ``plugins`` as runtimes do it: ADD in order, each
+        given the one before's result as prevResult; DEL and CHECK in reverse, each given
+        ``prev_result``. Stops at the first failure; each plugin's outcome."""
+        outcomes, prev = [], prev_result
+        for plugin in plugins if command == "ADD" else plugins[::-1]:
+            config = {"cniVersion": self.conflist["cniVersion"], "name": self.conflist["name"],
+                      **plugin}
+            wanted = {k for k, on in plugin.get("capabilities", {}).items() if on}
+            if runtime_config and wanted & runtime_config.keys():
+                config["runtimeConfig"] = {k: runtime_config[k] for k in wanted
+                                           if k in runtime_config}
+            if prev is not None:
+                config["prevResult"] = prev
+            executable = self.plugin if plugin["type"] == "ovsfabric" else os.path.join(
+                REFERENCE_PLUGINS, plugin["type"])
+            outcome = self.exec(command, config, container_id, netns_path, ifname,
+                                plugin=executable)
+            outcomes.append(outcome)
+            if outcome.status != 0:
+                break
+            if command == "ADD":
+                prev = outcome.output
+        return outcomes
 
     def host_veths(self) -> list[str]:
         """The plugin's veths on the host (named ofn...)."""

@@ -5,7 +5,8 @@ reaches whom and what the flow tables hold; then routes between two networks wit
 then lets containers out to an "outside" namespace on the underlay and publishes a port there;
 then labels containers and lets a security policy decide who reaches a database; then, where
 Debian's docker.io is installed, two real dockerds use the Docker plugin for a
-network across two hosts. Shows what the API refuses on the way. Removes all of it.
+network across two hosts; then, where Debian's podman is installed, two Podmans use the CNI
+plugin. Shows what the API refuses on the way. Removes all of it.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import json
 import os
 import re
 import secrets
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,9 +36,11 @@ from ovsdb.config import NEXT_HOP_BINDING_KEY, NEXT_HOP_KEY, PHYSICAL_BRIDGE
 from .lab import Lab
 from .netns import ip
 from .outside import WHO_PORT, Outside, start_servers
+from .podman import PODMAN, LabPodman
 from .proc import stop_pid
 from .traffic import Server, tcp_connects
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
 NETWORKS = [("red", "10.20.0.0/24"), ("blue", "10.20.0.0/24")]  # the same subnet on purpose
 
 
@@ -72,6 +76,11 @@ def main() -> int:
         else:
             print("\nDocker: install Debian's docker.io (make setup does) to see two real "
                   "dockerds use the plugin here")
+        if os.path.exists(PODMAN):
+            run_podman_demo(lab, controller, token)
+        else:
+            print("\nPodman: install Debian's podman (make setup does) to see two Podmans use "
+                  "the CNI plugin here")
         if args.keep:
             print(f"\nkept: API {controller.url}, token {token}")
     finally:
@@ -408,6 +417,51 @@ def run_docker_demo(lab: Lab, controller: ControllerProcess, token: str) -> None
     finally:
         for dh in hosts:
             dh.stop()
+
+
+def run_podman_demo(lab: Lab, controller: ControllerProcess, token: str) -> None:
+    """Two Podmans (CNI backend) on two hosts: `ovsfabric cni install` on each, then
+    `podman run --network violet` there, the containers pinging each other across hosts."""
+    client = controller.client
+    net = client.create_network("violet", "10.40.0.0/24")
+    podmans = [LabPodman(host, lab.workdir) for host in lab.hosts[:2]]
+    try:
+        print(f"\nPodman (CNI backend), on {podmans[0].host.name} and {podmans[1].host.name}:")
+        for pm in podmans:
+            progress(f"starting Podman (its own mount namespace) on {pm.host.name}")
+            pm.start()
+            token_file = os.path.join(pm.dir, "token")  # the host's token
+            with open(token_file, "w") as f:
+                f.write(tokens.host_token(token, pm.host.name))
+            install = ["cni", "install", "--bin-dir", pm.bin_dir, "--conf-dir", pm.conf_dir,
+                       "--controller", controller.url, "--host", pm.host.name,
+                       "--network", net["name"], "--token-file", token_file]
+            subprocess.run([sys.executable, "-m", "cli.main", *install], check=True,
+                           capture_output=True, cwd=ROOT)
+            print(f"  on {pm.host.name}: ovsfabric {' '.join(install[:2])} --network "
+                  f"{net['name']} --host {pm.host.name} ...")
+        web, db = podmans
+        web.run("web", net["name"])
+        db.run("db", net["name"])
+        web_ip, db_ip = web.address("web", net["name"]), db.address("db", net["name"])
+        print(f"  podman run --network {net['name']}: web {web_ip} on {web.host.name}, "
+              f"db {db_ip} on {db.host.name}")
+        for pm, name, peer in ((web, "web", db_ip), (db, "db", web_ip)):
+            out = pm.podman("exec", name, "ping", "-c", "3", "-i", "0.2", "-W", "2", peer,
+                            check=False).stdout
+            summary = next((line for line in out.splitlines() if "transmitted" in line),
+                           "no answer")
+            print(f"  {name} -> {peer} (ping): {summary}")
+        eps = client.endpoints(network=net["id"])
+        print("  endpoints: " + ", ".join(f"{ep['ip']} on {ep['host']} (port {ep['port']}, "
+                                           f"labels {ep['labels']})" for ep in eps))
+        for pm in podmans:
+            pm.podman("rm", "--force", "--time", "2", "web" if pm is web else "db")
+        print(f"  after podman rm -f: {len(client.endpoints(network=net['id']))} endpoints "
+              f"left in {net['name']}")
+    finally:
+        for pm in podmans:
+            pm.stop()
 
 
 if __name__ == "__main__":

@@ -14,37 +14,20 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 
+from .cgroups import CGROUP_MOUNTS, remove_cgroups
 from .proc import alive, read_pidfile, run, stop_pidfile
+from .rootfs import busybox_rootfs
 
 log = logging.getLogger("lab")
 
 DOCKERD = "/usr/sbin/dockerd"
 DOCKER = "/usr/bin/docker"  # not whatever comes first on PATH (/usr/local/bin/docker here)
-BUSYBOX = "/bin/busybox"
 PIDFILE = "dockerd.pid"  # in each daemon's directory: lab.cleanup finds leftovers by it
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-# The machine's cgroup v1 hierarchies (and cgroup2), mounted again in a private mount
-# namespace. Mounting a v1 hierarchy with the same controllers joins the kernel's existing
-# hierarchy: what dockerd creates there is the machine's, and outlives the namespace.
-CGROUP_MOUNTS = """
-mount -t tmpfs -o mode=755 cgroup /sys/fs/cgroup
-for c in cpu cpuacct cpuset memory devices freezer blkio pids; do
-  mkdir -p /sys/fs/cgroup/$c
-  mount -t cgroup -o $c cgroup /sys/fs/cgroup/$c || rmdir /sys/fs/cgroup/$c
-done
-mkdir -p /sys/fs/cgroup/systemd
-mount -t cgroup -o none,name=systemd cgroup /sys/fs/cgroup/systemd || rmdir /sys/fs/cgroup/systemd
-mkdir -p /sys/fs/cgroup/unified
-mount -t cgroup2 cgroup2 /sys/fs/cgroup/unified || rmdir /sys/fs/cgroup/unified
-"""
 
 
 class DockerdError(RuntimeError):
@@ -209,22 +192,7 @@ class LabDockerd:
         """An image made offline (no registry here) from /bin/busybox (busybox-static) and
         its applet links; returns the image ID."""
         with tempfile.TemporaryDirectory(dir=self.dir) as rootfs:
-            os.makedirs(os.path.join(rootfs, "bin"))
-            shutil.copy2(BUSYBOX, os.path.join(rootfs, "bin", "busybox"))
-            applets = run([BUSYBOX, "--list-full"]).stdout.split()  # "bin/sh", "usr/bin/nc"
-            for path in applets:
-                link = os.path.join(rootfs, path)
-                if path != "bin/busybox" and not os.path.lexists(link):
-                    os.makedirs(os.path.dirname(link), exist_ok=True)
-                    os.symlink("/bin/busybox", link)
-            for d, mode in (("tmp", 0o1777), ("root", 0o700), ("etc", 0o755),
-                            ("proc", 0o555), ("sys", 0o555), ("dev", 0o755)):
-                os.makedirs(os.path.join(rootfs, d), exist_ok=True)
-                os.chmod(os.path.join(rootfs, d), mode)
-            with open(os.path.join(rootfs, "etc", "passwd"), "w") as f:
-                f.write("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n")
-            with open(os.path.join(rootfs, "etc", "group"), "w") as f:
-                f.write("root:x:0:\nnogroup:x:65534:\n")
+            busybox_rootfs(rootfs)
             tar = subprocess.Popen(["tar", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE)
             imp = subprocess.run([DOCKER, "-H", f"unix://{self.socket}", "import",
                                   "-c", 'CMD ["/bin/sh"]', "-", name],
@@ -260,60 +228,3 @@ def stop_leftovers(workdir: str, timeout: float = 30.0) -> None:
         pidfile = os.path.join(entry.path, PIDFILE)
         if entry.is_dir() and (pid := stop_pidfile(pidfile, timeout)) is not None:
             log.info("stopped dockerd of %s (pid %d)", entry.name, pid)
-
-
-def remove_cgroups(name: str, timeout: float = 10.0) -> None:
-    """Removes the cgroups `/name` and `/name-*` from every hierarchy.
-
-    They are the machine's own cgroups (here the root namespace sees them as
-    /sys/fs/cgroup/<controller>/<name>), but the root mount namespace need not have the
-    hierarchies mounted at all: mount them again in a throwaway mount namespace of our own
-    (as for dockerd) and work there. Processes still in them (containers of a dockerd that
-    was SIGKILLed) are killed by PID first: a cgroup with tasks cannot be removed.
-    """
-    code = ("import sys; from lab.dockerd import _remove_cgroups_here as r; "
-            "r(sys.argv[1], float(sys.argv[2]))")
-    args = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-            CGROUP_MOUNTS + 'exec "$@"', "sh", sys.executable, "-c", code, name, str(timeout)]
-    proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=timeout + 30,
-                          check=False)
-    if proc.returncode != 0:
-        raise DockerdError(f"removing cgroups {name}: {proc.stderr.strip()[-2000:]}")
-
-
-def _remove_cgroups_here(name: str, timeout: float) -> None:
-    """Runs inside remove_cgroups' mount namespace."""
-    base = "/sys/fs/cgroup"
-    tops = [os.path.join(base, h, c) for h in sorted(os.listdir(base))
-            for c in sorted(os.listdir(os.path.join(base, h)))
-            if (c == name or c.startswith(name + "-")) and os.path.isdir(os.path.join(base, h, c))]
-    dirs = [os.path.join(root, d) for top in tops for root, subdirs, _ in os.walk(top)
-            for d in subdirs]
-    dirs = sorted(dirs + tops, key=lambda p: p.count("/"), reverse=True)  # deepest first
-    deadline = time.monotonic() + timeout
-    while dirs:
-        for d in list(dirs):
-            for pid in _procs(d):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            try:
-                os.rmdir(d)
-                dirs.remove(d)
-            except FileNotFoundError:
-                dirs.remove(d)
-            except OSError:  # EBUSY: tasks still exiting, or a child not removed yet
-                pass
-        if dirs and time.monotonic() > deadline:
-            raise SystemExit(f"cgroups left: {dirs}")
-        if dirs:
-            time.sleep(0.05)
-
-
-def _procs(cgroup: str) -> list[int]:
-    try:
-        with open(os.path.join(cgroup, "cgroup.procs")) as f:
-            return [int(p) for p in f.read().split()]
-    except FileNotFoundError:
-        return []

@@ -14,7 +14,7 @@ import os
 import re
 import shutil
 
-from . import dockerd, hostsetup, netns
+from . import cgroups, dockerd, hostsetup, netns, podman
 from .container import Container
 from .host import LabHost
 from .proc import stop_pidfile
@@ -32,8 +32,9 @@ def default_workdir(prefix: str) -> str:
 def cleanup(prefix: str, workdir: str | None = None) -> None:
     """Remove everything a lab with this prefix may have left, even from a killed run."""
     workdir = os.path.abspath(workdir or default_workdir(prefix))
-    # Daemons first, by the PIDs in their pidfiles; dockerds before the OVS their containers
-    # are plugged into.
+    # Daemons first, by the PIDs in their pidfiles; dockerds and Podmans' mount namespaces
+    # before the OVS their containers are plugged into.
+    podman.stop_leftovers(workdir)
     dockerd.stop_leftovers(workdir)
     if os.path.isdir(workdir):
         for entry in sorted(os.scandir(workdir), key=lambda e: e.name):
@@ -50,7 +51,7 @@ def cleanup(prefix: str, workdir: str | None = None) -> None:
     if left := netns.wait_links_gone(prefix):
         raise RuntimeError(f"links left behind: {left}")
     # Named by --cgroup-parent; the kernel's, so they outlive the daemons and namespaces.
-    dockerd.remove_cgroups(prefix)
+    cgroups.remove_cgroups(prefix)
     if os.path.isfile(os.path.join(workdir, MARKER)):
         shutil.rmtree(workdir)
     elif os.path.isdir(workdir) and not os.listdir(workdir):

@@ -13,6 +13,10 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 # /usr/bin/docker.
 [ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ] || need+=(docker.io)
 [ -x /bin/busybox ] || need+=(busybox-static)
+# A real Podman per lab host (lab/podman.py) with its CNI backend, and the reference CNI
+# plugins (bandwidth) chained after ovsfabric's in the tests.
+[ -x /usr/bin/podman ] || need+=(podman)
+[ -x /usr/lib/cni/bandwidth ] || need+=(containernetworking-plugins)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
