@@ -87,12 +87,29 @@ def configure(netns: str, ifname: str, mac: str, address: str, gateway: str) -> 
 
 def delete_host_link(name: str) -> None:
     """Deletes the pair by its host end; a pair already gone is fine."""
-    if host_link_exists(name):
-        try:
-            _run(["ip", "link", "del", name])
-        except CniError:
-            if host_link_exists(name):
-                raise
+    finish_deleting(start_deleting(name))
+
+
+def start_deleting(name: str) -> tuple[str, subprocess.Popen | None]:
+    """Starts deleting the pair by its host end (the kernel takes some 20 ms): meanwhile the
+    caller can talk to the controller. ``finish_deleting`` waits for it."""
+    if not host_link_exists(name):
+        return name, None
+    try:
+        return name, subprocess.Popen(["ip", "link", "del", name], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE, text=True)
+    except OSError as exc:
+        raise CniError(IO_FAILURE, f"ip: {exc}") from None
+
+
+def finish_deleting(deleting: tuple[str, subprocess.Popen | None]) -> None:
+    """A pair already gone (another deleted it meanwhile) is fine."""
+    name, process = deleting
+    if process is None:
+        return
+    _, stderr = process.communicate()
+    if process.returncode != 0 and host_link_exists(name):
+        raise CniError(IO_FAILURE, f"ip link del {name}: {stderr.strip()}")
 
 
 def host_veths() -> list[dict]:

@@ -53,4 +53,7 @@ def main() -> None:
     status, output = run(os.environ, stdin)
     if output is not None:
         sys.stdout.write(json.dumps(output) + "\n")
-    sys.exit(status)
+    sys.stdout.flush()
+    # Nothing is left to clean up (every command was waited for): skip the interpreter's
+    # teardown, milliseconds of every run.
+    os._exit(status)

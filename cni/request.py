@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from collections import namedtuple
 from urllib.parse import urlsplit
 
 from .errors import DECODE_FAILURE, INVALID_CONFIG, INVALID_ENVIRONMENT, CniError
@@ -28,33 +28,20 @@ LABEL_VALUE = re.compile(r"[A-Za-z0-9._-]{0,63}")  # the controller's rule for l
 PROTOCOLS = ("tcp", "udp")
 
 
-@dataclass(frozen=True)
-class PortMapping:
-    host_port: int
-    container_port: int
-    protocol: str
+# Named tuples, not dataclasses: importing dataclasses costs this plugin milliseconds at every
+# start, and every verb of every pod starts it.
+class PortMapping(namedtuple("PortMapping", "host_port container_port protocol")):
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class Attachment:
-    container_id: str
-    ifname: str
+class Attachment(namedtuple("Attachment", "container_id ifname")):
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class NetConf:
-    cni_version: str
-    name: str
-    controller: str
-    host: str
-    network: str
-    token_file: str | None = None
-    ca_cert: str | None = None
-    mtu: int | None = None
-    dns: dict = field(default_factory=dict)
-    port_mappings: tuple[PortMapping, ...] = ()
-    prev_result: dict | None = None
-    valid_attachments: tuple[Attachment, ...] = ()
+class NetConf(namedtuple("NetConf", "cni_version name controller host network token_file "
+                                    "ca_cert mtu dns port_mappings prev_result "
+                                    "valid_attachments")):
+    __slots__ = ()
 
     def token(self) -> str | None:
         if not self.token_file:
@@ -67,15 +54,9 @@ class NetConf:
                                            f"{exc.strerror}") from None
 
 
-@dataclass(frozen=True)
-class Request:
-    command: str
-    conf: NetConf
-    version: str  # the version to answer in, errors included
-    container_id: str = ""
-    netns: str = ""
-    ifname: str = ""
-    args: dict = field(default_factory=dict)
+class Request(namedtuple("Request", "command conf version container_id netns ifname args")):
+    """``version``: the one to answer in, errors included."""
+    __slots__ = ()
 
     @property
     def labels(self) -> dict[str, str]:

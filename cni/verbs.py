@@ -78,15 +78,16 @@ def _undo(controller: Controller, ep: dict | None, host_end: str) -> None:
 
 def delete(request: Request) -> None:
     """Idempotent: an attachment whose namespace, veth or endpoint is gone already is fine.
-    The veth goes even when the controller cannot be reached; the endpoint then stays for a
-    retried DEL or GC."""
+    The veth goes while the controller is asked, and even when it cannot be reached; the
+    endpoint then stays for a retried DEL or GC."""
     name = endpoint_name(request.container_id, request.ifname)
+    deleting = links.start_deleting(host_veth(name))
     try:
         controller = controller_of(request)
         for ep in endpoints_of(controller, request, name):
             controller.delete_endpoint(ep["id"])
     finally:
-        links.delete_host_link(host_veth(name))
+        links.finish_deleting(deleting)
 
 
 def check(request: Request) -> None:
