@@ -8,6 +8,7 @@ import subprocess
 from dataclasses import dataclass
 
 from cni.install import conflist, install
+from security import tokens
 
 from . import netns
 from .host import LabHost
@@ -17,7 +18,7 @@ REFERENCE_PLUGINS = "/usr/lib/cni"  # Debian's containernetworking-plugins
 
 @dataclass
 class Outcome:
-    status: int
+    status: int | None  # None: killed
     output: dict | None
     stderr: str
 
@@ -26,8 +27,42 @@ class Outcome:
         return self.output if self.status != 0 else None
 
 
+class Run:
+    """A plugin process running; ``ip netns exec`` execs the plugin, so its PID is the
+    plugin's."""
+
+    def __init__(self, process: subprocess.Popen, stdin: bytes):
+        self.process = process
+        process.stdin.write(stdin)  # a configuration fits a pipe's buffer
+        process.stdin.close()
+        process.stdin = None  # for communicate(), which would flush it
+
+    def outcome(self, timeout: float = 60, kill: bool = False) -> Outcome:
+        """Its outcome once it exits; with ``kill``, SIGKILLed after ``timeout``."""
+        try:
+            out, err = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            if not kill:
+                raise
+            self.process.kill()
+            self.process.communicate()
+            return Outcome(None, None, "")
+        text = out.decode().strip()
+        return Outcome(self.process.returncode, json.loads(text) if text else None,
+                       err.decode())
+
+
 class CniRuntime:
     """A runtime's view of one lab host: its bin and conf dirs and the plugin's config."""
+
+    @classmethod
+    def with_host_token(cls, host: LabHost, workdir: str, controller_url: str, network: str,
+                        admin_token: str, ca_cert: str | None = None) -> "CniRuntime":
+        """As deployed: the plugin reads the host's own token from a file."""
+        token_file = os.path.join(workdir, "token")
+        with open(token_file, "w") as f:
+            f.write(tokens.host_token(admin_token, host.name))
+        return cls(host, workdir, controller_url, network, token_file, ca_cert)
 
     def __init__(self, host: LabHost, workdir: str, controller_url: str, network: str,
                  token_file: str | None = None, ca_cert: str | None = None):
@@ -43,22 +78,34 @@ class CniRuntime:
         return {"cniVersion": version or self.conflist["cniVersion"],
                 "name": self.conflist["name"], **self.conflist["plugins"][0], **extra}
 
-    def exec(self, command: str, config: dict | bytes | None = None, container_id: str = "",
-             netns_path: str = "", ifname: str = "eth0", args: str = "",
-             plugin: str | None = None, timeout: float = 60) -> Outcome:
-        env = {"CNI_COMMAND": command, "CNI_PATH": self.bin_dir, "PATH": os.environ["PATH"]}
+    def start(self, command: str, config: dict | bytes | None = None,
+              container_id: str = "", netns_path: str = "", ifname: str = "eth0",
+              args: str = "", plugin: str | None = None, with_path: bool = True) -> Run:
+        """The plugin started in the host's namespace (``with_path``: given PATH, as
+        runtimes pass their own environment on)."""
+        env = {"CNI_COMMAND": command, "CNI_PATH": self.bin_dir}
+        if with_path:
+            env["PATH"] = os.environ["PATH"]
         for key, value in (("CNI_CONTAINERID", container_id), ("CNI_NETNS", netns_path),
                            ("CNI_IFNAME", ifname), ("CNI_ARGS", args)):
             if value:
                 env[key] = value
         stdin = config if isinstance(config, bytes) else json.dumps(
             config if config is not None else self.config()).encode()
-        done = subprocess.run(["ip", "netns", "exec", self.host.netns,
-                               plugin or self.plugin], input=stdin, env=env,
-                              capture_output=True, timeout=timeout)
-        text = done.stdout.decode().strip()
-        return Outcome(done.returncode, json.loads(text) if text else None,
-                       done.stderr.decode())
+        process = subprocess.Popen(["ip", "netns", "exec", self.host.netns,
+                                    plugin or self.plugin], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        return Run(process, stdin)
+
+    def exec(self, command: str, config: dict | bytes | None = None, container_id: str = "",
+             netns_path: str = "", ifname: str = "eth0", args: str = "",
+             plugin: str | None = None, timeout: float = 60,
+             kill_after: float | None = None) -> Outcome:
+        """Runs the plugin to its end; with ``kill_after``, SIGKILLs it then (status None)."""
+        run = self.start(command, config, container_id, netns_path, ifname, args, plugin)
+        if kill_after is not None:
+            return run.outcome(kill_after, kill=True)
+        return run.outcome(timeout)
 
     def add(self, container_id: str, netns_path: str, ifname: str = "eth0", **kw) -> Outcome:
         return self.exec("ADD", container_id=container_id, netns_path=netns_path,

@@ -18,7 +18,6 @@ import json
 import os
 import re
 import secrets
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +39,6 @@ from .podman import PODMAN, LabPodman
 from .proc import stop_pid
 from .traffic import Server, tcp_connects
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
 NETWORKS = [("red", "10.20.0.0/24"), ("blue", "10.20.0.0/24")]  # the same subnet on purpose
 
 
@@ -430,14 +428,7 @@ def run_podman_demo(lab: Lab, controller: ControllerProcess, token: str) -> None
         for pm in podmans:
             progress(f"starting Podman (its own mount namespace) on {pm.host.name}")
             pm.start()
-            token_file = os.path.join(pm.dir, "token")  # the host's token
-            with open(token_file, "w") as f:
-                f.write(tokens.host_token(token, pm.host.name))
-            install = ["cni", "install", "--bin-dir", pm.bin_dir, "--conf-dir", pm.conf_dir,
-                       "--controller", controller.url, "--host", pm.host.name,
-                       "--network", net["name"], "--token-file", token_file]
-            subprocess.run([sys.executable, "-m", "cli.main", *install], check=True,
-                           capture_output=True, cwd=ROOT)
+            install = pm.install_plugin(controller.url, net["name"], token)
             print(f"  on {pm.host.name}: ovsfabric {' '.join(install[:2])} --network "
                   f"{net['name']} --host {pm.host.name} ...")
         web, db = podmans

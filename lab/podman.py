@@ -21,6 +21,9 @@ import json
 import logging
 import os
 import subprocess
+import sys
+
+from security import tokens
 
 from .cgroups import CGROUP_MOUNTS, remove_cgroups
 from .proc import run, stop_pid
@@ -28,6 +31,7 @@ from .rootfs import busybox_rootfs
 
 log = logging.getLogger("lab")
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
 PODMAN = "/usr/bin/podman"
 CNI_PLUGINS = "/usr/lib/cni"  # containernetworking-plugins (bandwidth, portmap, ...)
 RUNROOT_MAX = 50  # "the specified runroot is longer than 50 characters"
@@ -117,6 +121,19 @@ class LabPodman:
                 log.warning("podman rm on %s: %s", self.host.name, proc.stderr.strip())
         stop_namespace(self.dir)
         remove_cgroups(self.cgroup_parent.lstrip("/"))
+
+    def install_plugin(self, controller_url: str, network: str, admin_token: str) -> list[str]:
+        """`ovsfabric cni install` into this Podman's CNI directories, with the host's own
+        token in a file, as on a Podman machine; the command's arguments."""
+        token_file = os.path.join(self.dir, "token")
+        with open(token_file, "w") as f:
+            f.write(tokens.host_token(admin_token, self.host.name))
+        args = ["cni", "install", "--bin-dir", self.bin_dir, "--conf-dir", self.conf_dir,
+                "--controller", controller_url, "--host", self.host.name,
+                "--network", network, "--token-file", token_file]
+        subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT, check=True,
+                       capture_output=True, timeout=60)
+        return args
 
     # --- the podman CLI -------------------------------------------------------------------
 

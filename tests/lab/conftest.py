@@ -1,6 +1,7 @@
 """Fixtures for the tests on the namespace lab: one lab per session, a controller per module."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,24 @@ class Fabric:
         self.containers.clear()
         for net in self.client.networks():
             self.client.delete_network(net["id"])
+
+
+@contextmanager
+def plugin_fabric(lab, state: str, token: str, api_port: int = API_PORT,
+                  openflow_port: int = OPENFLOW_PORT, **controller_args):
+    """A controller whose API the hosts' namespaces reach (where the plugins run), with a
+    token, the lab's hosts registered; what its endpoints and networks were, removed after."""
+    from lab.controller import ControllerProcess
+    controller = ControllerProcess(state, lab.controller_ip, api_port, openflow_port,
+                                   token=token, api_ip=lab.controller_ip, **controller_args)
+    controller.start()
+    try:
+        controller.register(lab.hosts)
+        fab = Fabric(lab, controller)
+        yield fab
+        fab.detach_all()
+    finally:
+        controller.stop()
 
 
 @pytest.fixture(scope="module")

@@ -2,19 +2,17 @@
 and its errors, and what it leaves behind."""
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
 import time
 
 import pytest
 
 from lab import netns
 from lab.cni import CniRuntime, sandbox
-from security import certs, tokens
-from tests.lab.conftest import Fabric
-from tests.slot import API_PORT, LAB_PREFIX, OPENFLOW_PORT
+from security import certs
+from tests.lab.conftest import plugin_fabric
+from tests.slot import LAB_PREFIX
 
 NETWORK = "cni-red"
 SUBNET = "10.77.0.0/24"
@@ -23,39 +21,25 @@ TOKEN = "cni-e2e-token"
 
 @pytest.fixture(scope="module")
 def fabric(lab, tmp_path_factory):
-    """A controller whose API the hosts' namespaces reach (the plugin runs there), over
-    HTTPS with a token, as in production."""
-    from lab.controller import ControllerProcess
+    """Over HTTPS with a token, as in production."""
     state = str(tmp_path_factory.mktemp("state") / "ovsfabric.db")
     pki = str(tmp_path_factory.mktemp("pki"))
     certs.make_ca(pki)
     certs.make_cert(pki, "api", [lab.controller_ip])
-    controller = ControllerProcess(
-        state, lab.controller_ip, API_PORT, OPENFLOW_PORT, token=TOKEN,
-        api_ip=lab.controller_ip, scheme="https", ca_cert=f"{pki}/ca.pem",
-        extra_args=("--api-cert", f"{pki}/api.pem", "--api-key", f"{pki}/api-key.pem"))
-    controller.start()
-    try:
-        controller.register(lab.hosts)
-        fab = Fabric(lab, controller)
+    with plugin_fabric(lab, state, TOKEN, scheme="https", ca_cert=f"{pki}/ca.pem",
+                       extra_args=("--api-cert", f"{pki}/api.pem",
+                                   "--api-key", f"{pki}/api-key.pem")) as fab:
         yield fab
-        fab.detach_all()
-    finally:
-        controller.stop()
 
 
 @pytest.fixture(scope="module")
 def runtimes(fabric, tmp_path_factory):
     fabric.client.create_network(NETWORK, SUBNET)
-    made = {}
-    for h in ("h1", "h2"):
-        workdir = tmp_path_factory.mktemp(f"cni-{h}")
-        token_file = workdir / "token"
-        token_file.write_text(tokens.host_token(TOKEN, h))
-        made[h] = CniRuntime(fabric.lab.host(h), str(workdir), fabric.controller.url, NETWORK,
-                             token_file=str(token_file), ca_cert=fabric.controller.verify)
+    made = {h: CniRuntime.with_host_token(
+        fabric.lab.host(h), str(tmp_path_factory.mktemp(f"cni-{h}")), fabric.controller.url,
+        NETWORK, TOKEN, ca_cert=fabric.controller.verify) for h in ("h1", "h2")}
     yield made
-    for h, runtime in made.items():
+    for h in made:
         for name in netns.names(f"{LAB_PREFIX}-p{h}"):
             netns.delete(name)
 
@@ -264,19 +248,15 @@ def test_a_controller_killed_during_an_add_leaves_nothing_and_the_retry_succeeds
         fabric, runtimes):
     runtime = runtimes["h1"]
     ns = pod(runtime, "kill")
-    env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "ctr-kill", "CNI_NETNS": ns,
-           "CNI_IFNAME": "eth0", "CNI_PATH": runtime.bin_dir}
-    adding = subprocess.Popen(["ip", "netns", "exec", runtime.host.netns, runtime.plugin],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
-    adding.stdin.write(json.dumps(runtime.config()).encode())
-    adding.stdin.close()
+    # Without PATH: a runtime may pass none, and the plugin still finds its tools.
+    adding = runtime.start("ADD", None, "ctr-kill", ns, with_path=False)
     deadline = time.monotonic() + 10
     while not runtime.host_veths() and time.monotonic() < deadline:
         time.sleep(0.001)
     os.kill(fabric.controller.proc.pid, signal.SIGKILL)  # the ADD is in its REST calls
     fabric.controller.proc.wait()
-    output = json.loads(adding.stdout.read())
-    assert adding.wait(30) == 1 and output["code"] == 11, output
+    outcome = adding.outcome(30)
+    assert outcome.status == 1 and outcome.error["code"] == 11, outcome.output
     assert runtime.host_veths() == [] and runtime.ovs_ports() == []
     fabric.controller.start()
     fabric.controller.wait_connected([h.name for h in fabric.lab.hosts])

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import ipaddress
-import json
 import os
 import random
-import subprocess
 import threading
 import time
 
@@ -23,7 +21,7 @@ from api.client import ApiError
 from cni.naming import endpoint_name, host_veth
 from lab import netns
 from lab.cni import CniRuntime, sandbox
-from security import tokens
+from tests.lab.conftest import plugin_fabric
 from tests.slot import API_PORT, LAB_PREFIX, OPENFLOW_PORT
 
 NETWORK = "cni-churn"
@@ -41,32 +39,17 @@ PROBER_HOST = "h3"
 
 @pytest.fixture(scope="module")
 def fabric(lab, tmp_path_factory):
-    """A controller whose API the hosts' namespaces reach (the plugin runs there)."""
-    from lab.controller import ControllerProcess
-    from tests.lab.conftest import Fabric
     state = str(tmp_path_factory.mktemp("state") / "ovsfabric.db")
-    controller = ControllerProcess(state, lab.controller_ip, API_PORT + 1, OPENFLOW_PORT + 1,
-                                   token=TOKEN, api_ip=lab.controller_ip)
-    controller.start()
-    try:
-        controller.register(lab.hosts)
-        fab = Fabric(lab, controller)
+    with plugin_fabric(lab, state, TOKEN, API_PORT + 1, OPENFLOW_PORT + 1) as fab:
         yield fab
-        fab.detach_all()
-    finally:
-        controller.stop()
 
 
 @pytest.fixture(scope="module")
 def runtimes(fabric, tmp_path_factory):
     fabric.client.create_network(NETWORK, SUBNET)
-    made = {}
-    for h in (*CHURNED, PROBER_HOST):
-        workdir = tmp_path_factory.mktemp(f"churn-{h}")
-        token_file = workdir / "token"
-        token_file.write_text(tokens.host_token(TOKEN, h))
-        made[h] = CniRuntime(fabric.lab.host(h), str(workdir), fabric.controller.url, NETWORK,
-                             token_file=str(token_file))
+    made = {h: CniRuntime.with_host_token(
+        fabric.lab.host(h), str(tmp_path_factory.mktemp(f"churn-{h}")), fabric.controller.url,
+        NETWORK, TOKEN) for h in (*CHURNED, PROBER_HOST)}
     yield made
     for name in netns.names(f"{LAB_PREFIX}-ch"):
         netns.delete(name)
@@ -85,30 +68,18 @@ class Churn:
     def run(self, host: str, command: str, cid: str, ns_path: str,
             kill_after: float | None) -> dict | None:
         """The result (None if killed or without output)."""
-        runtime = self.runtimes[host]
-        env = {"CNI_COMMAND": command, "CNI_PATH": runtime.bin_dir,
-               "PATH": os.environ["PATH"], "CNI_CONTAINERID": cid, "CNI_IFNAME": "eth0",
-               "CNI_NETNS": ns_path}
-        proc = subprocess.Popen(["ip", "netns", "exec", runtime.host.netns, runtime.plugin],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=env)
-        # `ip netns exec` execs the plugin: this PID is the plugin's (or, killed early, ip's).
-        try:
-            out, err = proc.communicate(json.dumps(runtime.config()).encode(),
-                                        timeout=kill_after if kill_after is not None else 60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
+        outcome = self.runtimes[host].exec(command, container_id=cid, netns_path=ns_path,
+                                           kill_after=kill_after)
+        if outcome.status is None:
             with self.lock:
                 self.kills[command] += 1
             return None
-        text = out.decode().strip()
-        if proc.returncode != 0:
+        if outcome.status != 0:
             with self.lock:
-                self.failures.append(f"{command} {cid} on {host}: exit {proc.returncode}: "
-                                     f"{text} {err.decode().strip()}")
+                self.failures.append(f"{command} {cid} on {host}: exit {outcome.status}: "
+                                     f"{outcome.output} {outcome.stderr.strip()}")
             return None
-        return json.loads(text) if text else {}
+        return outcome.output or {}
 
 
 def cycle(churn: Churn, rng: random.Random, i: int, kept: dict) -> None:
@@ -223,3 +194,9 @@ def test_churn_with_killed_plugins_then_gc_leaves_nothing(fabric, runtimes):
               and not ping(prober_ns, result["ips"][0]["address"].split("/")[0])]
     assert silent == [], f"{where}: pods that do not answer: {silent}"
     print(f"CNI churn: checked in {time.monotonic() - churned:.1f} s")
+    # And they go as a runtime removes them, leaving the nodes as they were.
+    for cid, (host, _, ns_path) in remain.items():
+        assert runtimes[host].delete(cid, ns_path).status == 0, cid
+    assert client.endpoints(network=NETWORK) == []
+    for host in (*CHURNED, PROBER_HOST):
+        assert runtimes[host].ovs_ports() == [] and runtimes[host].host_veths() == [], host

@@ -11,8 +11,6 @@ import ipaddress
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 
 import pytest
@@ -24,8 +22,7 @@ from lab.outside import Outside
 from lab.podman import CNI_PLUGINS, PODMAN, LabPodman
 from lab.proc import alive
 from ovsdb.config import NEXT_HOP_BINDING_KEY, NEXT_HOP_KEY, PHYSICAL_BRIDGE
-from security import tokens
-from tests.helpers import ROOT, eventually
+from tests.helpers import eventually
 from tests.slot import API_PORT, LAB_PREFIX, OPENFLOW_PORT, UNDERLAY, needs_lab
 
 pytestmark = [pytest.mark.lab, needs_lab,
@@ -67,14 +64,7 @@ def env(lab):
         for name in ("h1", "h2"):
             podmans[name] = pm = LabPodman(lab.host(name), lab.workdir)
             pm.start()
-            token_file = os.path.join(pm.dir, "token")
-            with open(token_file, "w") as f:
-                f.write(tokens.host_token(TOKEN, name))
-            subprocess.run([sys.executable, "-m", "cli.main", "cni", "install",
-                            "--bin-dir", pm.bin_dir, "--conf-dir", pm.conf_dir,
-                            "--controller", controller.url, "--host", name,
-                            "--network", NETWORK, "--token-file", token_file],
-                           cwd=ROOT, check=True, capture_output=True, timeout=60)
+            pm.install_plugin(controller.url, NETWORK, TOKEN)
         yield controller, podmans, outside
     finally:
         for pm in podmans.values():  # their CNI DELs need the controller
