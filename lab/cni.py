@@ -154,7 +154,14 @@ class CniRuntime:
                 p.startswith("ofn")]
 
 
-def sandbox(name: str) -> str:
-    """A fresh network namespace for a pod; its path, as runtimes pass it."""
-    netns.add(name)
-    return f"/run/netns/{name}"
+def sandbox(prefix: str, name: str) -> str:
+    """A fresh network namespace for a pod, ``<prefix>-pod-<name>``; its path, as runtimes
+    pass it."""
+    netns.add(f"{prefix}-pod-{name}")
+    return f"/run/netns/{prefix}-pod-{name}"
+
+
+def remove_sandboxes(prefix: str) -> None:
+    """Every pod namespace ``sandbox`` made with ``prefix``."""
+    for name in netns.names(f"{prefix}-pod"):
+        netns.delete(name)

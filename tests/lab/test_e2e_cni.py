@@ -9,7 +9,7 @@ import time
 import pytest
 
 from lab import netns
-from lab.cni import CniRuntime, sandbox
+from lab.cni import CniRuntime, remove_sandboxes, sandbox
 from security import certs
 from tests.lab.conftest import plugin_fabric
 from tests.slot import LAB_PREFIX
@@ -39,13 +39,11 @@ def runtimes(fabric, tmp_path_factory):
         fabric.lab.host(h), str(tmp_path_factory.mktemp(f"cni-{h}")), fabric.controller.url,
         NETWORK, TOKEN, ca_cert=fabric.controller.verify) for h in ("h1", "h2")}
     yield made
-    for h in made:
-        for name in netns.names(f"{LAB_PREFIX}-p{h}"):
-            netns.delete(name)
+    remove_sandboxes(LAB_PREFIX)
 
 
 def pod(runtime: CniRuntime, name: str) -> str:
-    return sandbox(f"{LAB_PREFIX}-p{runtime.host.name}{name}")
+    return sandbox(LAB_PREFIX, f"{runtime.host.name}{name}")
 
 
 def ping(netns_path: str, ip: str) -> bool:

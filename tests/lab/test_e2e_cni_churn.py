@@ -20,7 +20,7 @@ import pytest
 from api.client import ApiError
 from cni.naming import endpoint_name, host_veth
 from lab import netns
-from lab.cni import CniRuntime, sandbox
+from lab.cni import CniRuntime, remove_sandboxes, sandbox
 from tests.lab.conftest import plugin_fabric
 from tests.slot import API_PORT, LAB_PREFIX, OPENFLOW_PORT
 
@@ -51,8 +51,7 @@ def runtimes(fabric, tmp_path_factory):
         fabric.lab.host(h), str(tmp_path_factory.mktemp(f"churn-{h}")), fabric.controller.url,
         NETWORK, TOKEN) for h in (*CHURNED, PROBER_HOST)}
     yield made
-    for name in netns.names(f"{LAB_PREFIX}-ch"):
-        netns.delete(name)
+    remove_sandboxes(LAB_PREFIX)
 
 
 class Churn:
@@ -85,7 +84,7 @@ class Churn:
 def cycle(churn: Churn, rng: random.Random, i: int, kept: dict) -> None:
     host = CHURNED[i % len(CHURNED)]
     cid = f"churn{i:04d}"
-    name = f"{LAB_PREFIX}-ch{i:04d}"
+    name = f"{LAB_PREFIX}-pod-{cid}"  # as lab.cni.sandbox names them, without its settings
     netns.ip("netns", "add", name)  # a runtime's fresh pod namespace
     ns_path = f"/run/netns/{name}"
     kill_add = rng.random() < KILL_SHARE
@@ -124,7 +123,7 @@ def test_churn_with_killed_plugins_then_gc_leaves_nothing(fabric, runtimes):
     remain: dict[str, tuple[str, dict, str]] = {}  # cid -> (host, ADD result, netns path)
     for host in (PROBER_HOST, *[h for h in CHURNED for _ in range(STABLE)]):
         cid = f"stable{len(remain)}"
-        ns_path = sandbox(f"{LAB_PREFIX}-ch{cid}")
+        ns_path = sandbox(LAB_PREFIX, cid)
         added = runtimes[host].add(cid, ns_path)
         assert added.status == 0, added.output
         remain[cid] = (host, added.output, ns_path)
