@@ -135,6 +135,15 @@ def slow_senders(address, count: int):
             sock.close()
 
 
+def read_until_closed(sock) -> bytes:
+    """What the server sent before closing. A close that meets a trickled byte in flight is
+    reported as a reset, not an end of file: closed all the same."""
+    try:
+        return sock.recv(1024)
+    except ConnectionResetError:
+        return b""
+
+
 def timed(call, *args):
     start = time.monotonic()
     result = call(*args)
@@ -157,7 +166,7 @@ def test_a_slow_header_sender_is_closed_after_the_header_timeout(api):
     with slow_senders(api, 1) as (sock,):
         start = time.monotonic()
         sock.settimeout(HEADER_TIMEOUT + 3)
-        assert sock.recv(1024) == b"", "closed without a response"
+        assert read_until_closed(sock) == b"", "closed without a response"
         assert HEADER_TIMEOUT - 0.1 < time.monotonic() - start < HEADER_TIMEOUT + 1.5
 
 
@@ -252,7 +261,7 @@ def test_the_plugin_socket_closes_slow_senders_and_answers_limits_as_docker_read
         plugin_socket):
     with slow_senders(plugin_socket, 1) as (sock,):
         sock.settimeout(HEADER_TIMEOUT + 3)
-        assert sock.recv(1024) == b""
+        assert read_until_closed(sock) == b""
     status, _, body = exchange(plugin_socket, b"POST /Plugin.Activate?" + b"a" * MAX_TARGET_BYTES
                                + b" HTTP/1.1\r\nHost: \r\n\r\n")
     assert status == 414 and "target" in json.loads(body)["Err"]
