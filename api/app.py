@@ -12,7 +12,8 @@ from controller.service import FabricService
 from model import FabricError
 from security import tokens
 
-from . import browsers, docs, inspection, inventory, policies, publishing, routing, scopes
+from . import (browsers, docs, health, inspection, inventory, policies, publishing, routing,
+               scopes)
 from .browsers import Audience
 from .spec import Api
 
@@ -20,8 +21,8 @@ LOG = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
 
 
-# The API's own documentation holds no state: readable without the token.
-OPEN_PATHS = ("/docs", "/v1/openapi.json")
+# The API's own documentation and the probes hold no state: readable without the token.
+OPEN_PATHS = ("/docs", "/v1/openapi.json", *health.PATHS)
 # Metric labels come from this set only: a client inventing methods cannot grow /metrics.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -79,6 +80,7 @@ def create_app(fabric: Fabric, token: str | None = None,
     for views in (inventory, routing, publishing, policies):
         views.register(api, service)
     inspection.register(api, fabric)
+    health.register(api, fabric.store)
     docs.register(app, api)
     from . import ryu_compat
     ryu_compat.register(app, fabric)

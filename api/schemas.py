@@ -115,6 +115,15 @@ class EndpointUpdate(Strict):
 
 # ---- responses (documented in the OpenAPI document, checked by the tests) -------------------
 
+class AliveView(BaseModel):
+    alive: bool
+
+
+class ReadyView(BaseModel):
+    ready: bool
+    revision: int = Field(description="the store's revision the served state is at")
+
+
 class ReconcileView(BaseModel):
     flows_read: int = Field(description="flows read from the switch")
     added: int = Field(description="flows added or rewritten")

@@ -35,7 +35,8 @@ from .addressing import (
 from .entities import (EVERYTHING, GATEWAY_MAC_PREFIX, ROUTER_MAC_PREFIX, Change, Endpoint,
                        Host, Network, PublishedPort, Reservation, Route, Router, Snapshot)
 from . import integrity, migrations, policy_requests, publishing, routing
-from .errors import Conflict, Forbidden, InvalidRequest, NotFound, StoreDamaged, StoreFull
+from .errors import (Conflict, Forbidden, InvalidRequest, NotFound, StoreDamaged, StoreFull,
+                     Unavailable)
 from .labels import parse_labels
 from .policy import MAX_RULE_ID, Labels, Policy, labels_of
 from .policy_records import networks_named, policy_from_record, record_of
@@ -172,6 +173,16 @@ class Store:
 
     def snapshot(self) -> Snapshot:
         return self._snapshot
+
+    def stored_revision(self) -> int:
+        """The revision the state file holds, read from it now (Unavailable if it cannot be
+        read): that the store answers, and what the served snapshot should be at."""
+        with self._lock:
+            try:
+                return self._db.execute(
+                    "SELECT value FROM meta WHERE key='revision'").fetchone()[0]
+            except sqlite3.Error as exc:
+                raise Unavailable(f"the state store cannot be read: {exc}") from None
 
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener(snapshot, change)`` after every committed change (keep it quick)."""

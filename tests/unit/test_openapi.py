@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 from openapi_spec_validator import validate
 
+from api import health
 from api.app import create_app
 from api.schemas import EndpointCreate
 from controller.fabric import Fabric
@@ -25,11 +26,12 @@ def test_document_validates_against_the_openapi_schema(client):
     assert doc["openapi"].startswith("3.")
 
 
-def test_document_covers_every_v1_route(client):
+def test_document_covers_every_v1_route_and_the_probes(client):
     doc = client.get("/v1/openapi.json").json
     app_routes = {(rule.rule, method) for rule in client.application.url_map.iter_rules()
                   for method in rule.methods - {"HEAD", "OPTIONS"}
-                  if rule.rule.startswith("/v1/") and rule.rule != "/v1/openapi.json"}
+                  if rule.rule.startswith("/v1/") and rule.rule != "/v1/openapi.json"
+                  or rule.rule in health.PATHS}
     documented = {(path.replace("{", "<").replace("}", ">"), method.upper())
                   for path, ops in doc["paths"].items() for method in ops}
     assert app_routes == documented
