@@ -52,13 +52,13 @@ class ControllerProcess(ChildProcess):
                 raise RuntimeError(f"controller exited with {self.proc.returncode}; "
                                    f"see {self.log_path}")
             try:
-                requests.get(self.url + "/v1/openapi.json", timeout=1, verify=self.verify)
-                return
+                if requests.get(self.url + "/readyz", timeout=1,
+                                verify=self.verify).status_code == 200:
+                    return
             except (requests.ConnectionError, requests.Timeout):
-                # Not listening yet, or listening but busy starting (reading back the
-                # switches' tables): ask again until the deadline.
-                time.sleep(0.05)
-        raise RuntimeError(f"controller did not answer within {timeout} s")
+                pass  # not listening yet, or listening but busy starting
+            time.sleep(0.05)
+        raise RuntimeError(f"controller was not ready within {timeout} s")
 
     def register(self, hosts, timeout: float = 20.0) -> None:
         """Registers lab hosts (userspace datapath) and waits until they are connected."""
