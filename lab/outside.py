@@ -3,10 +3,14 @@ that tells each client the address it sees it from, an echo server for long stre
 packet capture. What the fabric's egress and published ports are checked against."""
 from __future__ import annotations
 
+import ipaddress
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
+
+from ovsdb.config import NEXT_HOP_BINDING_KEY, NEXT_HOP_KEY, PHYSICAL_BRIDGE
 
 from . import netns
 from .proc import run, stop_pid
@@ -85,6 +89,37 @@ class Outside:
 
     def capture(self, bpf: str, verbose: bool = False) -> "Capture":
         return Capture(self.netns, bpf, verbose)
+
+    def http_get(self, address: str, port: int) -> str | None:
+        """The last word of what ``GET /`` on ``address:port`` answers; None if nothing
+        answers."""
+        code = ("import socket,sys;s=socket.create_connection((sys.argv[1],int(sys.argv[2])),"
+                "timeout=2);s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n');"
+                "print(s.makefile().read().split()[-1])")
+        result = self.exec("python3", "-c", code, address, str(port), check=False)
+        return result.stdout.strip() if result.returncode == 0 else None
+
+
+@contextmanager
+def next_hop_outside(lab, hosts=None):
+    """An outside at the lab underlay's 200th address, named by ``hosts`` (all the lab's by
+    default) as their next hop in their physical bridges (each host's own setup, which the
+    controller resolves); all of it undone on exit."""
+    underlay = ipaddress.ip_network(lab.underlay_subnet)
+    outside = Outside(lab.prefix, lab.ul_bridge, str(underlay[200]), underlay.prefixlen)
+    hosts = lab.hosts if hosts is None else hosts
+    outside.create()
+    try:
+        for host in hosts:
+            host.vsctl("set", "Bridge", PHYSICAL_BRIDGE,
+                       f"external_ids:{NEXT_HOP_KEY}={outside.ip}")
+        yield outside
+    finally:
+        for host in hosts:
+            host.vsctl("remove", "Bridge", PHYSICAL_BRIDGE, "external_ids", NEXT_HOP_KEY,
+                       "--", "remove", "Bridge", PHYSICAL_BRIDGE, "external_ids",
+                       NEXT_HOP_BINDING_KEY)
+        outside.destroy()
 
 
 class Capture:

@@ -72,6 +72,21 @@ def plugin_fabric(lab, state: str, token: str, api_port: int = API_PORT,
         controller.stop()
 
 
+@contextmanager
+def cni_runtimes(fabric, tmp_path_factory, network: str, subnet: str, token: str, hosts,
+                 ca_cert: str | None = None):
+    """``network`` made, and a CNI runtime of each host with the plugin installed and its host
+    token; the pods' namespaces removed after."""
+    from lab.cni import CniRuntime, remove_sandboxes
+    fabric.client.create_network(network, subnet)
+    try:
+        yield {h: CniRuntime.with_host_token(
+            fabric.lab.host(h), str(tmp_path_factory.mktemp(f"cni-{h}")),
+            fabric.controller.url, network, token, ca_cert=ca_cert) for h in hosts}
+    finally:
+        remove_sandboxes(fabric.lab.prefix)
+
+
 @pytest.fixture(scope="module")
 def fabric(lab, tmp_path_factory):
     """A fresh controller and state per module, on the session's lab, hosts registered."""

@@ -20,8 +20,8 @@ import pytest
 from api.client import ApiError
 from cni.naming import endpoint_name, host_veth
 from lab import netns
-from lab.cni import CniRuntime, remove_sandboxes, sandbox
-from tests.lab.conftest import plugin_fabric
+from lab.cni import CniRuntime, sandbox
+from tests.lab.conftest import cni_runtimes, plugin_fabric
 from tests.slot import API_PORT, LAB_PREFIX, OPENFLOW_PORT
 
 NETWORK = "cni-churn"
@@ -46,12 +46,8 @@ def fabric(lab, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def runtimes(fabric, tmp_path_factory):
-    fabric.client.create_network(NETWORK, SUBNET)
-    made = {h: CniRuntime.with_host_token(
-        fabric.lab.host(h), str(tmp_path_factory.mktemp(f"churn-{h}")), fabric.controller.url,
-        NETWORK, TOKEN) for h in (*CHURNED, PROBER_HOST)}
-    yield made
-    remove_sandboxes(LAB_PREFIX)
+    with cni_runtimes(fabric, tmp_path_factory, NETWORK, SUBNET, TOKEN, (*CHURNED, PROBER_HOST)) as made:
+        yield made
 
 
 class Churn:

@@ -14,8 +14,7 @@ import shutil
 import pytest
 
 from lab.dockerhost import DockerHost
-from lab.outside import WHO_PORT, Outside
-from ovsdb.config import NEXT_HOP_BINDING_KEY, NEXT_HOP_KEY, PHYSICAL_BRIDGE
+from lab.outside import WHO_PORT, next_hop_outside
 from security import tokens
 from tests.helpers import eventually
 from tests.slot import API_PORT, OPENFLOW_PORT, UNDERLAY, needs_lab
@@ -43,34 +42,22 @@ def env(lab, tmp_path_factory):
     controller = ControllerProcess(os.path.join(workdir, "ovsfabric.db"), lab.controller_ip,
                                    API_PORT, OPENFLOW_PORT, token=TOKEN,
                                    api_ip=lab.controller_ip)
-    outside = Outside(lab.prefix, lab.ul_bridge, OUTSIDE_IP,
-                      ipaddress.ip_network(UNDERLAY).prefixlen)
     controller.start()
     docker_host = None
     h1 = lab.host("h1")
     try:
         controller.register(lab.hosts)
-        outside.create()
-        h1.vsctl("set", "Bridge", PHYSICAL_BRIDGE, f"external_ids:{NEXT_HOP_KEY}={OUTSIDE_IP}")
-        docker_host = DockerHost(h1, controller.url, lab.workdir,
-                                 token=tokens.host_token(TOKEN, h1.name))
-        docker_host.start()
-        yield controller, docker_host, outside
+        with next_hop_outside(lab, [h1]) as outside:
+            try:
+                docker_host = DockerHost(h1, controller.url, lab.workdir,
+                                         token=tokens.host_token(TOKEN, h1.name))
+                docker_host.start()
+                yield controller, docker_host, outside
+            finally:
+                if docker_host is not None:
+                    docker_host.stop()
     finally:
-        if docker_host is not None:
-            docker_host.stop()
-        h1.vsctl("remove", "Bridge", PHYSICAL_BRIDGE, "external_ids", NEXT_HOP_KEY,
-                 "--", "remove", "Bridge", PHYSICAL_BRIDGE, "external_ids", NEXT_HOP_BINDING_KEY)
-        outside.destroy()
         controller.stop()
-
-
-def fetch_from_outside(outside, address: str, port: int) -> str | None:
-    code = ("import socket,sys;s=socket.create_connection((sys.argv[1],int(sys.argv[2])),"
-            "timeout=2);s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n');"
-            "print(s.makefile().read().split()[-1])")
-    result = outside.exec("python3", "-c", code, address, str(port), check=False)
-    return result.stdout.strip() if result.returncode == 0 else None
 
 
 def test_docker_run_p_publishes_on_the_hosts_address_until_the_container_goes(env, lab):
@@ -82,9 +69,9 @@ def test_docker_run_p_publishes_on_the_hosts_address_until_the_container_goes(en
     assert [(p["protocol"], p["port"], p["host_port"])
             for p in controller.client.published(ep["id"])] == [("tcp", 80, 8081)]
     address = lab.host("h1").tunnel_ip
-    assert eventually(lambda: fetch_from_outside(outside, address, 8081) == "inside", 15)
+    assert eventually(lambda: outside.http_get(address, 8081) == "inside", 15)
     dh.docker("rm", "-f", "site")
-    assert eventually(lambda: fetch_from_outside(outside, address, 8081) is None, 10)
+    assert eventually(lambda: outside.http_get(address, 8081) is None, 10)
 
 
 def test_a_container_reaches_the_outside_from_the_hosts_address(env, lab):

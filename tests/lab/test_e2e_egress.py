@@ -14,9 +14,9 @@ import pytest
 import requests
 
 from flows.pipeline import NAT_ZONE
-from lab.outside import ECHO_PORT, WHO_PORT, Outside, start_servers
+from lab.outside import ECHO_PORT, WHO_PORT, next_hop_outside, start_servers
 from lab.proc import stop_pid
-from ovsdb.config import NEXT_HOP_BINDING_KEY, NEXT_HOP_KEY, PHYSICAL_BRIDGE
+from ovsdb.config import NEXT_HOP_BINDING_KEY, PHYSICAL_BRIDGE
 from tests.helpers import eventually, flow_table
 from tests.lab.ofproto_trace import both_traces
 from tests.slot import UNDERLAY, needs_lab
@@ -46,21 +46,10 @@ print(n)
 
 @pytest.fixture(scope="module")
 def outside(lab, fabric):
-    out = Outside(lab.prefix, lab.ul_bridge, OUTSIDE_IP, ipaddress.ip_network(UNDERLAY).prefixlen)
-    out.create()
-    try:
-        # The outside is on the underlay: it is the next hop itself. The host says so in its
-        # physical bridge's external_ids; the controller resolves its MAC.
-        for host in lab.hosts:
-            host.vsctl("set", "Bridge", PHYSICAL_BRIDGE,
-                       f"external_ids:{NEXT_HOP_KEY}={OUTSIDE_IP}")
+    # The outside is on the underlay: it is the next hop itself. The host says so in its
+    # physical bridge's external_ids; the controller resolves its MAC.
+    with next_hop_outside(lab) as out:
         yield out
-    finally:
-        for host in lab.hosts:
-            host.vsctl("remove", "Bridge", PHYSICAL_BRIDGE, "external_ids", NEXT_HOP_KEY,
-                       "--", "remove", "Bridge", PHYSICAL_BRIDGE, "external_ids",
-                       NEXT_HOP_BINDING_KEY)
-        out.destroy()
 
 
 @pytest.fixture(scope="module")
