@@ -12,6 +12,7 @@ from security import tokens
 
 from . import netns
 from .host import LabHost
+from .proc import run
 
 REFERENCE_PLUGINS = "/usr/lib/cni"  # Debian's containernetworking-plugins
 
@@ -159,6 +160,16 @@ def sandbox(prefix: str, name: str) -> str:
     pass it."""
     netns.add(f"{prefix}-pod-{name}")
     return f"/run/netns/{prefix}-pod-{name}"
+
+
+class Sandbox:
+    """A pod's namespace, given by its path, as lab.traffic's agents take a container."""
+
+    def __init__(self, path: str):
+        self.netns = self.name = path.rsplit("/", 1)[1]
+
+    def exec(self, *args, check: bool = True):
+        return run(args, netns=self.netns, check=check)
 
 
 def remove_sandboxes(prefix: str) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import collections
 import concurrent.futures
-import ipaddress
 import json
 import os
 import re
@@ -25,16 +24,16 @@ import time
 import requests
 
 from flows.pipeline import TABLE_BY_ID, decode_cookie
+from ovsdb.config import NEXT_HOP_BINDING_KEY, PHYSICAL_BRIDGE
 from security import tokens
 
 from .controller import ControllerProcess
 from .dockerd import DOCKERD
-from .dockerhost import DockerHost, tcp_message, udp_message
-from ovsdb.config import NEXT_HOP_BINDING_KEY, NEXT_HOP_KEY, PHYSICAL_BRIDGE
-
+from .dockerhost import DockerHost
 from .lab import Lab
+from .messages import tcp_message, udp_message
 from .netns import ip
-from .outside import WHO_PORT, Outside, start_servers
+from .outside import WHO_PORT, Outside, next_hop_outside, start_servers
 from .podman import PODMAN, LabPodman
 from .proc import stop_pid
 from .traffic import Server, tcp_connects
@@ -218,56 +217,46 @@ def run_routing_demo(lab: Lab, client, containers) -> None:
 def run_outside_demo(lab: Lab, client, containers) -> None:
     """Egress from each container's own host, source-NATed to the host's address; a published
     port reached from the outside; a network without egress kept in."""
-    underlay = ipaddress.ip_network(lab.underlay_subnet)
-    outside = Outside(lab.prefix, lab.ul_bridge, str(underlay[200]), underlay.prefixlen)
-    outside.create()
     by_label = {label: (container, ep) for label, container, ep in containers}
     server = None
-    try:
-        # The outside is on the underlay, so it is the hosts' next hop: each host names it in
-        # its physical bridge (its own setup), and the controller resolves its MAC.
-        for host in lab.hosts:
-            host.vsctl("set", "Bridge", PHYSICAL_BRIDGE,
-                       f"external_ids:{NEXT_HOP_KEY}={outside.ip}")
-        progress(f"outside {outside.ip} on the underlay; the controller resolves it as the "
-                 f"hosts' next hop")
-        bound = wait_until(lambda: all(_binding(h) for h in lab.hosts), 15)
-        print(f"\nThe way out (an outside namespace {outside.ip} on the underlay, no fabric "
-              f"host; next hop {'resolved on every host' if bound else 'NOT resolved'}):")
-        for label in ("red-h1", "red-h3"):
-            container, _ = by_label[label]
-            seen = _who_am_i(container, outside.ip)
-            host = lab.host(label.split("-")[1])
-            print(f"  {label} connects to {outside.ip}:{WHO_PORT}: the outside sees "
-                  f"{seen or 'nothing'} (host {host.name} is {host.tunnel_ip})")
-        client.request("PATCH", "/v1/networks/blue", {"egress": False})
-        seen = _who_am_i(by_label["blue-h1"][0], outside.ip)
-        print(f"  blue, egress off (PATCH /v1/networks/blue): blue-h1 reaches "
-              f"{seen or 'nothing'}")
-        for label in ("red-h1", "blue-h1"):
-            verdict = client.request("POST", "/v1/trace", {
-                "from": by_label[label][1]["id"], "to": outside.ip, "protocol": "tcp",
-                "dst_port": WHO_PORT})["verdict"]
-            print(f"  trace {label} -> {outside.ip} (tcp/{WHO_PORT}): {verdict['result']}: "
-                  f"{verdict['reason']}")
-        web, web_ep = by_label["red-h2"]
-        server = start_servers(web.netns, 80, 81)
-        published = client.request("POST", f"/v1/endpoints/{web_ep['id']}/published",
-                                   {"protocol": "tcp", "port": 80, "host_port": 8080})
-        answer = _connect(outside, published["host_ip"], 8080)
-        print(f"  red-h2's port 80 published on {published['host_ip']}:8080: the outside "
-              f"connects, red-h2 sees it from {answer or 'nothing'}")
-        client.request("DELETE", f"/v1/endpoints/{web_ep['id']}/published/tcp/8080")
-        print(f"  after DELETE: {_connect(outside, published['host_ip'], 8080) or 'refused'}")
-    finally:
-        if server is not None:
-            stop_pid(server.pid)
-            server.wait()
-        for host in lab.hosts:
-            host.vsctl("remove", "Bridge", PHYSICAL_BRIDGE, "external_ids", NEXT_HOP_KEY,
-                       "--", "remove", "Bridge", PHYSICAL_BRIDGE, "external_ids",
-                       NEXT_HOP_BINDING_KEY)
-        outside.destroy()
+    # The outside is on the underlay, so it is the hosts' next hop: each host names it in its
+    # physical bridge (its own setup), and the controller resolves its MAC.
+    with next_hop_outside(lab) as outside:
+        try:
+            progress(f"outside {outside.ip} on the underlay; the controller resolves it as the "
+                     f"hosts' next hop")
+            bound = wait_until(lambda: all(_binding(h) for h in lab.hosts), 15)
+            print(f"\nThe way out (an outside namespace {outside.ip} on the underlay, no fabric "
+                  f"host; next hop {'resolved on every host' if bound else 'NOT resolved'}):")
+            for label in ("red-h1", "red-h3"):
+                container, _ = by_label[label]
+                seen = _who_am_i(container, outside.ip)
+                host = lab.host(label.split("-")[1])
+                print(f"  {label} connects to {outside.ip}:{WHO_PORT}: the outside sees "
+                      f"{seen or 'nothing'} (host {host.name} is {host.tunnel_ip})")
+            client.request("PATCH", "/v1/networks/blue", {"egress": False})
+            seen = _who_am_i(by_label["blue-h1"][0], outside.ip)
+            print(f"  blue, egress off (PATCH /v1/networks/blue): blue-h1 reaches "
+                  f"{seen or 'nothing'}")
+            for label in ("red-h1", "blue-h1"):
+                verdict = client.request("POST", "/v1/trace", {
+                    "from": by_label[label][1]["id"], "to": outside.ip, "protocol": "tcp",
+                    "dst_port": WHO_PORT})["verdict"]
+                print(f"  trace {label} -> {outside.ip} (tcp/{WHO_PORT}): {verdict['result']}: "
+                      f"{verdict['reason']}")
+            web, web_ep = by_label["red-h2"]
+            server = start_servers(web.netns, 80, 81)
+            published = client.request("POST", f"/v1/endpoints/{web_ep['id']}/published",
+                                       {"protocol": "tcp", "port": 80, "host_port": 8080})
+            answer = _connect(outside, published["host_ip"], 8080)
+            print(f"  red-h2's port 80 published on {published['host_ip']}:8080: the outside "
+                  f"connects, red-h2 sees it from {answer or 'nothing'}")
+            client.request("DELETE", f"/v1/endpoints/{web_ep['id']}/published/tcp/8080")
+            print(f"  after DELETE: {_connect(outside, published['host_ip'], 8080) or 'refused'}")
+        finally:
+            if server is not None:
+                stop_pid(server.pid)
+                server.wait()
 
 
 DB_POLICY = {"name": "db", "applies_to": {"selector": {"labels": {"role": "db"}}},
@@ -443,6 +432,10 @@ def run_podman_demo(lab: Lab, controller: ControllerProcess, token: str) -> None
             summary = next((line for line in out.splitlines() if "transmitted" in line),
                            "no answer")
             print(f"  {name} -> {peer} (ping): {summary}")
+        got = tcp_message(web, "web", db, "db", db_ip, "hello-over-tcp")
+        print(f"  web -> db, TCP (nc): db received {got or 'nothing'!r}")
+        got = udp_message(db, "db", web, "web", web_ip, "hello-over-udp")
+        print(f"  db -> web, UDP: web received {got or 'nothing'!r}")
         eps = client.endpoints(network=net["id"])
         print("  endpoints: " + ", ".join(f"{ep['ip']} on {ep['host']} (port {ep['port']}, "
                                            f"labels {ep['labels']})" for ep in eps))

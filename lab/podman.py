@@ -165,6 +165,19 @@ class LabPodman:
         return self.inspect(name, f'{{{{(index .NetworkSettings.Networks "{network}")'
                                   f'.IPAddress}}}}')
 
+    def exec(self, name: str, *command, check: bool = True) -> str:
+        """A command of the container's (its busybox) inside it; its output."""
+        return self.podman("exec", name, *command, check=check).stdout.strip()
+
+    def exec_detached(self, name: str, *command) -> None:
+        self.podman("exec", "-d", name, *command)
+
+    def in_netns(self, name: str, *argv) -> subprocess.Popen:
+        """A program of the machine's in the container's network namespace, running."""
+        pid = self.inspect(name, "{{.State.Pid}}")
+        return subprocess.Popen(["nsenter", "-t", pid, "-n", *argv], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
     def in_container_netns(self, name: str, *args, check: bool = True,
                            timeout: float = 60) -> subprocess.CompletedProcess:
         """A command of the machine (not the container's busybox) in the container's network

@@ -9,9 +9,10 @@ import time
 import pytest
 
 from lab import netns
-from lab.cni import CniRuntime, remove_sandboxes, sandbox
+from lab.cni import CniRuntime, Sandbox, sandbox
+from lab.traffic import Server, tcp_connects, udp_ask
 from security import certs
-from tests.lab.conftest import plugin_fabric
+from tests.lab.conftest import cni_runtimes, plugin_fabric
 from tests.slot import LAB_PREFIX
 
 NETWORK = "cni-red"
@@ -34,12 +35,8 @@ def fabric(lab, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def runtimes(fabric, tmp_path_factory):
-    fabric.client.create_network(NETWORK, SUBNET)
-    made = {h: CniRuntime.with_host_token(
-        fabric.lab.host(h), str(tmp_path_factory.mktemp(f"cni-{h}")), fabric.controller.url,
-        NETWORK, TOKEN, ca_cert=fabric.controller.verify) for h in ("h1", "h2")}
-    yield made
-    remove_sandboxes(LAB_PREFIX)
+    with cni_runtimes(fabric, tmp_path_factory, NETWORK, SUBNET, TOKEN, ("h1", "h2"), ca_cert=fabric.controller.verify) as made:
+        yield made
 
 
 def pod(runtime: CniRuntime, name: str) -> str:
@@ -71,7 +68,14 @@ def test_add_attaches_across_hosts_and_del_removes_everything(fabric, runtimes):
     assert ep["name"] == "ctr-a-eth0"
     assert ep["labels"] == {"K8S_POD_NAMESPACE": "shop", "K8S_POD_NAME": "web-1"}
     assert f"{ep['ip']}/{ep['prefix_len']}" == ip["address"]
-    assert ping(a_ns, b.output["ips"][0]["address"].split("/")[0])
+    b_ip = b.output["ips"][0]["address"].split("/")[0]
+    assert ping(a_ns, b_ip)
+    server = Server(Sandbox(b_ns), tcp=(5000,), udp=(5001,))
+    try:  # TCP and UDP too: the plugin's checksum setting is what lets them through
+        assert tcp_connects(Sandbox(a_ns), b_ip, 5000)
+        assert udp_ask(Sandbox(a_ns), b_ip, 5001) == "echo"
+    finally:
+        server.close()
 
     for runtime, cid, ns in ((runtimes["h1"], "ctr-a", a_ns), (runtimes["h2"], "ctr-b", b_ns)):
         assert runtime.delete(cid, ns).status == 0

@@ -14,7 +14,8 @@ import time
 import pytest
 
 from lab import netns
-from lab.dockerhost import DockerHost, tcp_message, udp_message
+from lab.dockerhost import DockerHost
+from lab.messages import tcp_message, udp_message
 from security import tokens
 from tests.slot import API_PORT, OPENFLOW_PORT, needs_lab
 

@@ -7,7 +7,6 @@ Run with a slot of your own: OVSFABRIC_TEST_SLOT=4 pytest tests/lab/test_e2e_pod
 """
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import shutil
@@ -18,12 +17,13 @@ import pytest
 from api.client import ApiError
 from lab import netns, podman
 from lab.cgroups import remove_cgroups
-from lab.outside import Outside
+from lab.messages import tcp_message, udp_message
+from lab.outside import next_hop_outside
 from lab.podman import CNI_PLUGINS, PODMAN, LabPodman
 from lab.proc import alive
-from ovsdb.config import NEXT_HOP_BINDING_KEY, NEXT_HOP_KEY, PHYSICAL_BRIDGE
 from tests.helpers import eventually
-from tests.slot import API_PORT, LAB_PREFIX, OPENFLOW_PORT, UNDERLAY, needs_lab
+from tests.lab.conftest import plugin_fabric
+from tests.slot import LAB_PREFIX, needs_lab
 
 pytestmark = [pytest.mark.lab, needs_lab,
               pytest.mark.skipif(not os.access(PODMAN, os.X_OK) or
@@ -35,7 +35,6 @@ NETWORK = "pod-red"  # the fabric's network, and the Podman network `cni install
 SUBNET = "10.79.0.0/24"
 SLOW = "pod-slow"  # a Podman network of the same fabric network, through `bandwidth`
 RATE = 8_000_000  # bits/s, each way
-OUTSIDE_IP = str(ipaddress.ip_network(UNDERLAY)[200])
 # busybox httpd answers on the container's port 80 with the file it is given.
 SERVE = ["sh", "-c", 'trap "exit 0" TERM; mkdir -p /www; echo inside > /www/index.html; '
          'httpd -f -p 80 -h /www']
@@ -45,34 +44,21 @@ SERVE = ["sh", "-c", 'trap "exit 0" TERM; mkdir -p /www; echo inside > /www/inde
 def env(lab):
     """A controller the hosts' namespaces reach (with a token), an outside namespace on the
     underlay (h1's next hop), and a Podman on h1 and h2 with `ovsfabric cni install` done."""
-    from lab.controller import ControllerProcess
     workdir = os.path.join(lab.workdir, "podman-e2e")
     os.makedirs(workdir, exist_ok=True)
-    controller = ControllerProcess(os.path.join(workdir, "ovsfabric.db"), lab.controller_ip,
-                                   API_PORT, OPENFLOW_PORT, token=TOKEN,
-                                   api_ip=lab.controller_ip)
-    outside = Outside(lab.prefix, lab.ul_bridge, OUTSIDE_IP,
-                      ipaddress.ip_network(UNDERLAY).prefixlen)
-    h1 = lab.host("h1")
     podmans = {}
-    controller.start()
-    try:
-        controller.register(lab.hosts)
-        controller.client.create_network(NETWORK, SUBNET)
-        outside.create()
-        h1.vsctl("set", "Bridge", PHYSICAL_BRIDGE, f"external_ids:{NEXT_HOP_KEY}={OUTSIDE_IP}")
-        for name in ("h1", "h2"):
-            podmans[name] = pm = LabPodman(lab.host(name), lab.workdir)
-            pm.start()
-            pm.install_plugin(controller.url, NETWORK, TOKEN)
-        yield controller, podmans, outside
-    finally:
-        for pm in podmans.values():  # their CNI DELs need the controller
-            pm.stop()
-        h1.vsctl("remove", "Bridge", PHYSICAL_BRIDGE, "external_ids", NEXT_HOP_KEY,
-                 "--", "remove", "Bridge", PHYSICAL_BRIDGE, "external_ids", NEXT_HOP_BINDING_KEY)
-        outside.destroy()
-        controller.stop()
+    with plugin_fabric(lab, os.path.join(workdir, "ovsfabric.db"), TOKEN) as fab, \
+            next_hop_outside(lab, [lab.host("h1")]) as outside:
+        fab.client.create_network(NETWORK, SUBNET)
+        try:
+            for name in ("h1", "h2"):
+                podmans[name] = pm = LabPodman(lab.host(name), lab.workdir)
+                pm.start()
+                pm.install_plugin(fab.controller.url, NETWORK, TOKEN)
+            yield fab.controller, podmans, outside
+        finally:
+            for pm in podmans.values():  # their CNI DELs need the controller
+                pm.stop()
 
 
 class Containers:
@@ -123,14 +109,6 @@ def pings(pm: LabPodman, name: str, ip: str) -> bool:
                      check=False).returncode == 0
 
 
-def fetch_from_outside(outside, address: str, port: int) -> str | None:
-    code = ("import socket,sys;s=socket.create_connection((sys.argv[1],int(sys.argv[2])),"
-            "timeout=2);s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n');"
-            "print(s.makefile().read().split()[-1])")
-    result = outside.exec("python3", "-c", code, address, str(port), check=False)
-    return result.stdout.strip() if result.returncode == 0 else None
-
-
 def test_containers_on_two_hosts_reach_each_other_and_rm_removes_what_the_plugin_made(
         env, containers):
     controller, podmans, _ = env
@@ -146,6 +124,8 @@ def test_containers_on_two_hosts_reach_each_other_and_rm_removes_what_the_plugin
                       ) == a["mac"]
     assert host_veths(h1) == ovs_ports(h1) == [a["port"]]
     assert pings(h1, "a", b_ip) and pings(h2, "b", a_ip)
+    assert tcp_message(h1, "a", h2, "b", b_ip, "across-tcp") == "across-tcp"
+    assert udp_message(h2, "b", h1, "a", a_ip, "across-udp") == "across-udp"
 
     h1.podman("rm", "--force", "a")
     assert endpoint_of(controller, "h1", "a") is None
@@ -174,6 +154,7 @@ def test_stop_detaches_and_start_attaches_again(env, containers):
     assert host_veths(h1) == ovs_ports(h1) == [second["port"]]
     assert pings(h1, "again", peer_ip)
 
+
 def test_run_p_publishes_a_port_reachable_from_outside_until_rm(env, lab, containers):
     controller, podmans, outside = env
     h1 = podmans["h1"]
@@ -182,14 +163,14 @@ def test_run_p_publishes_a_port_reachable_from_outside_until_rm(env, lab, contai
     assert [(p["protocol"], p["port"], p["host_port"])
             for p in controller.client.published(ep["id"])] == [("tcp", 80, 8081)]
     address = lab.host("h1").tunnel_ip
-    assert eventually(lambda: fetch_from_outside(outside, address, 8081) == "inside", 15)
-    assert fetch_from_outside(outside, lab.host("h2").tunnel_ip, 8081) is None  # h1's only
+    assert eventually(lambda: outside.http_get(address, 8081) == "inside", 15)
+    assert outside.http_get(lab.host("h2").tunnel_ip, 8081) is None  # h1's only
 
     h1.podman("rm", "--force", "site")
     with pytest.raises(ApiError) as gone:
         controller.client.published(ep["id"])
     assert gone.value.status == 404
-    assert eventually(lambda: fetch_from_outside(outside, address, 8081) is None, 10)
+    assert eventually(lambda: outside.http_get(address, 8081) is None, 10)
 
 
 def test_chained_before_bandwidth_the_plugins_result_lets_it_shape_the_host_veth(
