@@ -17,6 +17,8 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 # plugins (bandwidth) chained after ovsfabric's in the tests.
 [ -x /usr/bin/podman ] || need+=(podman)
 [ -x /usr/lib/cni/bandwidth ] || need+=(containernetworking-plugins)
+# etcd for controller replicas (the lab runs a 3-member cluster on loopback; lab/etcd.py).
+[ -x /usr/bin/etcd ] || need+=(etcd-server)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
