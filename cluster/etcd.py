@@ -1,0 +1,145 @@
+"""The connection to etcd: which members to ask, over TLS or not, and what a failure means.
+
+etcd3gw speaks etcd's v3 JSON gateway (plain HTTP: no gRPC build), one member per client; this
+module keeps one client per member and moves to the next one when a member does not answer,
+so that one member down changes nothing for its callers.
+"""
+from __future__ import annotations
+
+import base64
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import etcd3gw
+
+SCHEME = "etcd://"
+# A member that answers at all answers fast on a LAN; with its quorum gone, etcd itself gives
+# up on a write after several seconds, so that is where the limit of a request is.
+REQUEST_TIMEOUT_S = 10.0
+
+
+class EtcdUnavailable(Exception):
+    """No member could serve the request (down, cut off, or without quorum)."""
+
+
+@dataclass(frozen=True)
+class EtcdTarget:
+    """Where etcd is: ``etcd://HOST:PORT[,HOST:PORT...]``, and the TLS files to reach it."""
+
+    members: tuple[tuple[str, int], ...]
+    cert: str | None = None
+    key: str | None = None
+    ca: str | None = None
+
+    @classmethod
+    def parse(cls, url: str, cert: str | None = None, key: str | None = None,
+              ca: str | None = None) -> "EtcdTarget":
+        if not url.startswith(SCHEME):
+            raise ValueError(f"an etcd store is {SCHEME}HOST:PORT[,HOST:PORT...], not {url!r}")
+        members = []
+        for part in url[len(SCHEME):].rstrip("/").split(","):
+            host, sep, port = part.strip().rpartition(":")
+            host = host.strip("[]")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{part!r} in {url!r} is not HOST:PORT")
+            members.append((host, int(port)))
+        if bool(cert) != bool(key):
+            raise ValueError("the etcd client certificate and its key go together")
+        return cls(tuple(members), cert, key, ca)
+
+    @property
+    def protocol(self) -> str:
+        return "https" if self.ca or self.cert else "http"
+
+    def __str__(self) -> str:
+        return SCHEME + ",".join(f"{h}:{p}" for h, p in self.members)
+
+
+def encode(data: str | bytes) -> str:
+    """Keys and values as the gateway carries them (base64 of the UTF-8 bytes)."""
+    return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
+
+
+def decode(data: str) -> bytes:
+    return base64.b64decode(data)
+
+
+class EtcdClient:
+    """Requests to whichever member answers, starting with the one that answered last."""
+
+    def __init__(self, target: EtcdTarget, timeout: float = REQUEST_TIMEOUT_S):
+        self.target = target
+        self.timeout = timeout
+        self._clients = [etcd3gw.Etcd3Client(host, port, target.protocol, ca_cert=target.ca,
+                                             cert_key=target.key, cert_cert=target.cert,
+                                             timeout=timeout, api_path="/v3/")
+                         for host, port in target.members]
+        self._current = 0
+        self._lock = threading.Lock()
+
+    @property
+    def current(self) -> etcd3gw.Etcd3Client:
+        """The member client that answered last (for a watch stream of one's own)."""
+        return self._clients[self._current]
+
+    def post(self, path: str, body: dict[str, Any], timeout: float | None = None) -> dict:
+        """``POST /v3/<path>`` on a member that answers; EtcdUnavailable if none does."""
+        start = self._current
+        failures = []
+        for offset in range(len(self._clients)):
+            index = (start + offset) % len(self._clients)
+            client = self._clients[index]
+            try:
+                response = client.session.post(client.get_url(path), json=body,
+                                               timeout=timeout or self.timeout)
+            except OSError as exc:  # requests' connection errors and timeouts are OSErrors
+                failures.append(f"{client.host}:{client.port}: {type(exc).__name__}")
+                continue
+            if response.status_code == 200:
+                self._current = index
+                return response.json()
+            failures.append(f"{client.host}:{client.port}: {response.status_code} "
+                            f"{_message(response)}")
+            if response.status_code < 500:  # the request itself is wrong: no member takes it
+                break
+        raise EtcdUnavailable("etcd did not answer (" + "; ".join(failures) + ")")
+
+    # ---- the few calls everything is made of ------------------------------------------------
+
+    def txn(self, compare: list[dict], success: list[dict], failure: list[dict] | None = None,
+            timeout: float | None = None) -> dict:
+        return self.post("kv/txn", {"compare": compare, "success": success,
+                                    "failure": failure or []}, timeout)
+
+    def get_prefix(self, prefix: str, revision: int | None = None,
+                   keys_only: bool = False) -> dict:
+        """The range response (header, kvs) of every key under ``prefix``."""
+        body: dict[str, Any] = {"key": encode(prefix), "range_end": encode(prefix_end(prefix))}
+        if revision:
+            body["revision"] = revision
+        if keys_only:
+            body["keys_only"] = True
+        return self.post("kv/range", body)
+
+    def get(self, key: str) -> dict | None:
+        """The key-value of ``key`` (with its revisions), or None."""
+        kvs = self.post("kv/range", {"key": encode(key)}).get("kvs") or []
+        return kvs[0] if kvs else None
+
+    def revision(self, timeout: float | None = None) -> int:
+        """The cluster's current revision, read through its quorum."""
+        return int(self.post("kv/range", {"key": encode("\0"), "count_only": True},
+                             timeout)["header"]["revision"])
+
+
+def prefix_end(prefix: str) -> str:
+    """The end of the key range holding every key that starts with ``prefix``."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def _message(response) -> str:
+    try:
+        return response.json().get("message") or response.json().get("error") or ""
+    except ValueError:
+        return response.text[:200]
