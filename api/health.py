@@ -21,7 +21,7 @@ def register(api: Api, store: Store) -> None:
                errors=(503,))
     def readyz():
         stored = store.stored_revision()
-        served = store.snapshot().revision
+        served = store.served_revision()
         if served != stored:
             raise Unavailable(f"the state served is at revision {served}, the store's at "
                               f"{stored}: catching up")

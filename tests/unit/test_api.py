@@ -316,8 +316,8 @@ def test_the_bridge_itself_is_no_endpoint_port(populated):
 def test_a_full_store_answers_507_and_keeps_serving_reads(populated):
     """The database at its size limit: what SQLite reports for a full disk (SQLITE_FULL)."""
     store = populated.application.store
-    pages = store._db.execute("PRAGMA page_count").fetchone()[0]
-    store._db.execute(f"PRAGMA max_page_count = {pages}")  # as if the disk were full now
+    pages = store.backend._db.execute("PRAGMA page_count").fetchone()[0]
+    store.backend._db.execute(f"PRAGMA max_page_count = {pages}")  # as if the disk were full now
     answers = [populated.post("/v1/networks", json={"name": f"n{i}", "subnet": "10.9.0.0/24"})
                for i in range(200)]
     full = [r for r in answers if r.status_code != 201]

@@ -2,7 +2,6 @@
 while the state store cannot be read or the state served is not the store's."""
 from __future__ import annotations
 
-from dataclasses import replace
 
 import pytest
 
@@ -35,7 +34,7 @@ def test_both_answer_without_a_token(served):
 
 def test_not_ready_while_the_store_cannot_be_read(served):
     store, app = served
-    store._db.close()  # what a vanished disk looks like to the store
+    store.backend._db.close()  # what a vanished disk looks like to the store
     ready = app.get("/readyz")
     assert ready.status_code == 503 and "state store cannot be read" in ready.json["error"]
     assert app.get("/healthz").status_code == 200  # alive all the same
@@ -43,8 +42,8 @@ def test_not_ready_while_the_store_cannot_be_read(served):
 
 def test_not_ready_while_the_state_served_is_behind_the_store(served, monkeypatch):
     store, app = served
-    behind = replace(store.snapshot(), revision=store.snapshot().revision - 1)
-    monkeypatch.setattr(store, "snapshot", lambda: behind)
+    behind = store.served_revision() - 1
+    monkeypatch.setattr(store, "served_revision", lambda: behind)
     ready = app.get("/readyz")
     assert ready.status_code == 503 and "catching up" in ready.json["error"]
 

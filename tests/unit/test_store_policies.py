@@ -107,7 +107,7 @@ def test_refused_policy_writes_keep_nothing(store):
     store.create_policy(body(ingress=[ANYONE]))
     store.create_policy(body("other"))
     store.changes.clear()
-    last = store._last_rule_id
+    last = store._state.counter("last_rule_id")
     unchanged(store, lambda: store.create_policy(body(ingress=[ANYONE])), Conflict,
               "policy 'web' already exists")
     unchanged(store, lambda: store.replace_policy("other", body(ingress=[ANYONE])), Conflict,
@@ -119,7 +119,7 @@ def test_refused_policy_writes_keep_nothing(store):
         NotFound, "applies_to.network", "'nope'")
     unchanged(store, lambda: store.replace_policy("nope", body()), NotFound, "policy 'nope'")
     unchanged(store, lambda: store.delete_policy("nope"), NotFound, "policy 'nope'")
-    assert store._last_rule_id == last
+    assert store._state.counter("last_rule_id") == last
     assert Store(store.path).policies() == store.policies()
 
 
