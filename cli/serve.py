@@ -32,7 +32,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "tcp:IP:PORT or ssl:IP:PORT (env OVSFABRIC_ADVERTISE; default: "
                              "the OpenFlow listener, or 127.0.0.1 when it listens everywhere)")
     parser.add_argument("--state", default=env("OVSFABRIC_STATE", "./ovsfabric.db"),
-                        help="SQLite state file (env OVSFABRIC_STATE)")
+                        help="SQLite state file (env OVSFABRIC_STATE), unless --store says "
+                             "otherwise")
+    parser.add_argument("--store", default=env("OVSFABRIC_STORE"),
+                        metavar="etcd://HOST:PORT[,HOST:PORT...]",
+                        help="keep the state in etcd, shared by every replica (env "
+                             "OVSFABRIC_STORE); without it, in the SQLite file --state")
+    parser.add_argument("--etcd-cert", default=env("OVSFABRIC_ETCD_CERT"),
+                        help="client certificate for TLS to etcd (PEM)")
+    parser.add_argument("--etcd-key", default=env("OVSFABRIC_ETCD_KEY"),
+                        help="the private key of --etcd-cert")
+    parser.add_argument("--etcd-ca", default=env("OVSFABRIC_ETCD_CA"),
+                        help="CA that signed etcd's certificates (TLS to etcd)")
     parser.add_argument("--api-hostname", action="append", metavar="NAME",
                         default=_env_list("OVSFABRIC_API_HOSTNAME"),
                         help="a DNS name clients use for the REST API (repeatable; env "
@@ -89,6 +100,29 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def open_store(args: argparse.Namespace):
+    """The store --store or --state names; a refusal ends the process with its reason."""
+    from model import Store, Unavailable, lockfile
+    from model.errors import StoreDamaged
+    if args.store:
+        from cluster.etcd_store import open_store as open_etcd
+        try:
+            return open_etcd(args.store, args.etcd_cert, args.etcd_key, args.etcd_ca)
+        except ValueError as exc:
+            raise SystemExit(f"ovsfabric: --store: {exc}") from None
+        except (StoreDamaged, Unavailable) as exc:
+            raise SystemExit(f"ovsfabric: {exc}") from None
+    try:
+        lockfile.hold(args.state)  # held for the life of the process
+    except (lockfile.StateInUse, OSError) as exc:
+        raise SystemExit(f"ovsfabric: {exc}") from None
+    try:
+        return Store(args.state)
+    except StoreDamaged as exc:
+        raise SystemExit(f"ovsfabric: {exc}; it is left as it is (see `ovsfabric store "
+                         f"check`)") from None
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -131,22 +165,12 @@ def run(args: argparse.Namespace) -> int:
     from controller.fabric import Fabric
     from controller.heap import keep_pauses_short
     from controller.runtime import start_openflow
-    from model import Store, lockfile
-    from model.errors import StoreDamaged
     from security.tls import use_for_ovsdb
     from webserver import WebServer
 
     if identity:
         use_for_ovsdb(identity)
-    try:
-        lock = lockfile.hold(args.state)  # noqa: F841 - held for the life of the process
-    except (lockfile.StateInUse, OSError) as exc:
-        raise SystemExit(f"ovsfabric: {exc}") from None
-    try:
-        store = Store(args.state)
-    except StoreDamaged as exc:
-        raise SystemExit(f"ovsfabric: {exc}; it is left as it is (see `ovsfabric store "
-                         f"check`)") from None
+    store = open_store(args)
     fabric = Fabric(store, advertise, args.switch_reply_timeout)
     try:  # before any thread starts, so that a refusal ends the process
         server = WebServer.tcp(create_app(fabric, token, audience), api_host, api_port,
@@ -169,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
     LOG.info("REST API on %s://%s:%d%s, OpenFlow on %s:%d%s (advertised as %s), state %s",
              "https" if args.api_cert else "http", api_host, api_port,
              " (token required)" if token else "", of_host, of_port,
-             " over TLS" if identity else "", advertise, args.state)
+             " over TLS" if identity else "", advertise, args.store or args.state)
     sys.stdout.flush()
     server.serve_forever()
     return 0

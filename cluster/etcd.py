@@ -7,11 +7,15 @@ so that one member down changes nothing for its callers.
 from __future__ import annotations
 
 import base64
-import threading
+import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
-import etcd3gw
+# etcd3gw's thread pools (futurist) import eventlet, which os-ken brings, only to say it is
+# deprecated: nothing here uses it.
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+import etcd3gw  # noqa: E402
 
 SCHEME = "etcd://"
 # A member that answers at all answers fast on a LAN; with its quorum gone, etcd itself gives
@@ -76,7 +80,6 @@ class EtcdClient:
                                              timeout=timeout, api_path="/v3/")
                          for host, port in target.members]
         self._current = 0
-        self._lock = threading.Lock()
 
     @property
     def current(self) -> etcd3gw.Etcd3Client:
@@ -84,15 +87,19 @@ class EtcdClient:
         return self._clients[self._current]
 
     def post(self, path: str, body: dict[str, Any], timeout: float | None = None) -> dict:
-        """``POST /v3/<path>`` on a member that answers; EtcdUnavailable if none does."""
+        """``POST /v3/<path>`` on a member that answers, within ``timeout`` in all;
+        EtcdUnavailable if none does."""
+        deadline = time.monotonic() + (timeout or self.timeout)
         start = self._current
         failures = []
         for offset in range(len(self._clients)):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
             index = (start + offset) % len(self._clients)
             client = self._clients[index]
             try:
-                response = client.session.post(client.get_url(path), json=body,
-                                               timeout=timeout or self.timeout)
+                response = client.session.post(client.get_url(path), json=body, timeout=left)
             except OSError as exc:  # requests' connection errors and timeouts are OSErrors
                 failures.append(f"{client.host}:{client.port}: {type(exc).__name__}")
                 continue
@@ -103,7 +110,12 @@ class EtcdClient:
                             f"{_message(response)}")
             if response.status_code < 500:  # the request itself is wrong: no member takes it
                 break
-        raise EtcdUnavailable("etcd did not answer (" + "; ".join(failures) + ")")
+        raise EtcdUnavailable("etcd did not answer (" + "; ".join(failures or ["timed out"])
+                              + ")")
+
+    def rotate(self) -> None:
+        """Ask another member first from now on (this one seems cut off)."""
+        self._current = (self._current + 1) % len(self._clients)
 
     # ---- the few calls everything is made of ------------------------------------------------
 

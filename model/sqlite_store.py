@@ -212,6 +212,9 @@ class SqliteBackend:
     def follow(self, apply, reload) -> None:
         """Nobody else writes the file: there is nothing to follow."""
 
+    def resync(self) -> None:
+        pass
+
     @contextmanager
     def _transaction(self):
         """BEGIN IMMEDIATE ... COMMIT; on failure the cause is raised, as a model error

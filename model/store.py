@@ -48,6 +48,8 @@ LOG = logging.getLogger(__name__)
 Listener = Callable[[Snapshot, Change], None]
 # How long a write waits for this replica to catch up with one another replica made first.
 CATCH_UP_S = 10.0
+# Waiting that long for the backend to deliver a write means it is stuck following.
+RESYNC_AFTER_S = 1.0
 
 
 class Stale(Exception):
@@ -66,6 +68,7 @@ class Backend(Protocol):
     # apply(ops, revision) for the writes of others as they come; reload(records, revision)
     # when they cannot be followed one by one.
     def follow(self, apply, reload) -> None: ...
+    def resync(self) -> None: ...  # following seems stuck: follow again, from elsewhere
     def close(self) -> None: ...
 
 
@@ -531,6 +534,11 @@ class Store:
                             f"{net.name!r}; a host token may hold at most half ({share}): "
                             f"release some, or ask with the admin token")
 
+    def apply_copied(self, ops: list[Op]) -> None:
+        """Writes records copied from another store as they are (their checks were that
+        store's)."""
+        self._commit(lambda: (ops, None))
+
     def _next_seq(self, kind: str) -> tuple[int, Put]:
         """The next seq of ``kind``, and the counter that records it as given."""
         name = seq_counter(kind)
@@ -564,7 +572,8 @@ class Store:
             if left <= 0:
                 raise Unavailable(f"this replica has not caught up with the store's revision "
                                   f"{revision} (it is at {self._revision}): try again")
-            self._caught_up.wait(left)
+            if not self._caught_up.wait(min(left, RESYNC_AFTER_S)):
+                self.backend.resync()
 
     def _applied(self, ops: list[Op], revision: int) -> None:
         change = self._state.apply(ops, revision)
