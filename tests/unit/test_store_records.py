@@ -1,0 +1,137 @@
+"""The store's records: what a write puts and deletes, the JSON etcd holds, a state rebuilt
+from its records, and a write planned again when another replica wrote first."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from model import Store
+from model.records import KINDS, Put, from_json, kind_of, to_json
+from model.state import State
+from model.store import Stale
+
+
+def populated(store: Store) -> Store:
+    """A store holding one of everything."""
+    store.create_host("h1", "unix:/x", "192.0.2.1", "netdev", egress_ip="192.0.2.100")
+    store.create_host("h2", "unix:/y", "192.0.2.2")
+    store.create_network("red", "10.0.0.0/24", mtu=1400, owner="h1")
+    store.create_network("blue", "10.0.1.0/24", egress=False)
+    eps = [store.create_endpoint("red", "h1", port=f"p{i}", labels={"app": "web"})
+           for i in range(3)]
+    store.create_endpoint("blue", "h2", mac="02:00:00:00:00:07")
+    store.add_alias("red", "docker-red")
+    store.reserve_address("blue", "h2", "10.0.1.50")
+    store.create_router("r1")
+    store.attach_network("r1", "red")
+    store.attach_network("r1", "blue")
+    store.set_routes("r1", [("192.168.0.0/16", eps[0].ip)])
+    store.publish_port(eps[1].id, "tcp", 80, 8080)
+    store.publish_port(eps[1].id, "udp", 53)
+    store.create_policy({"name": "web", "applies_to": {"selector": {"labels": {"app": "web"}}},
+                         "ingress": [{"peers": [{"cidr": "0.0.0.0/0"}],
+                                      "ports": [{"protocol": "tcp", "port": 80}]}]})
+    return store
+
+
+def test_every_kind_of_record_reads_back_from_its_json():
+    records = populated(Store(":memory:")).records()
+    assert {kind_of(r) for r in records} == set(KINDS)
+    for record in records:
+        assert from_json(kind_of(record), to_json(record)) == record
+
+
+def test_a_state_loaded_from_the_records_is_the_one_the_writes_made(tmp_path):
+    store = populated(Store(str(tmp_path / "s.db")))
+    store.delete_endpoint(store.snapshot().host_endpoints("h2")[0].id)
+    live = store.snapshot()
+    loaded = State.loaded(store.records(), live.revision)
+    for field in ("revision", "hosts", "networks", "endpoints", "endpoints_by_network",
+                  "endpoints_by_host", "network_hosts", "reservations", "routers",
+                  "network_router", "published", "policies", "endpoints_by_label"):
+        # An index may keep an emptied entry (a network whose last endpoint went).
+        assert non_empty(getattr(loaded.snapshot, field)) == non_empty(getattr(live, field)), \
+            field
+    assert loaded.aliases == store._state.aliases
+    assert loaded.counters == store._state.counters
+    # And so is the one the SQLite file gives back.
+    assert sorted(map(repr, Store(store.path).records())) == sorted(map(repr, store.records()))
+
+
+def non_empty(value):
+    if hasattr(value, "items"):
+        return {k: dict(v) if hasattr(v, "items") else v for k, v in value.items()
+                if not hasattr(v, "items") or len(v)}
+    return value
+
+
+def test_seqs_are_never_given_twice(tmp_path):
+    store = Store(str(tmp_path / "s.db"))
+    first = store.create_host("h1", "unix:/x", "192.0.2.1")
+    store.delete_host("h1")
+    again = store.create_host("h1", "unix:/x", "192.0.2.1")
+    assert again.seq == first.seq + 1 and again.dpid != first.dpid
+    assert Store(store.path).create_host("h2", "unix:/y", "192.0.2.2").seq == again.seq + 1
+
+
+class RacingBackend:
+    """A backend another replica writes to: its first commit finds that replica's write
+    there (Stale), which reaches this replica only a moment later, as a watch would bring
+    it."""
+
+    def __init__(self, theirs):
+        self.revision = 0
+        self.theirs = theirs  # the other replica's operations
+        self.commits: list[list] = []
+
+    def load(self):
+        return [], 0
+
+    def follow(self, apply, reload):
+        self.apply = apply
+
+    def resync(self):
+        pass
+
+    def stored_revision(self):
+        return self.revision
+
+    def commit(self, ops, revision):
+        if self.theirs is not None:
+            ops_theirs, self.theirs = self.theirs, None
+            self.revision += 1
+            threading.Timer(0.05, self.apply, (ops_theirs, self.revision)).start()
+            raise Stale(self.revision)
+        assert revision == self.revision, "planned on a stale revision"
+        self.commits.append(ops)
+        self.revision += 1
+        return self.revision
+
+    def close(self):
+        pass
+
+
+def test_a_write_beaten_by_another_replica_is_planned_again_on_its_state():
+    other = Store(":memory:")
+    other.create_host("h1", "unix:/x", "192.0.2.1")
+    net = other.create_network("red", "10.0.0.0/24")
+    setup = [Put(r) for r in other.records()]
+    store = Store(RacingBackend(setup))
+    ep = store.create_network("blue", "10.0.1.0/24")  # beaten by the other's host and network
+    assert ep.vni != net.vni  # planned again: the other's VNI is taken
+    assert set(store.snapshot().networks) == {net.id, ep.id}
+    assert len(store.backend.commits) == 1 and store.served_revision() == 2
+
+
+def test_a_write_the_backend_refuses_changes_nothing():
+    class Down(RacingBackend):
+        def commit(self, ops, revision):
+            from model.errors import Unavailable
+            raise Unavailable("the state store takes no writes now")
+
+    store = Store(Down(None))
+    with pytest.raises(Exception, match="takes no writes"):
+        store.create_host("h1", "unix:/x", "192.0.2.1")
+    assert store.snapshot().hosts == {} and store.served_revision() == 0
+    assert store._state.counters == {}
