@@ -1,12 +1,14 @@
 """The etcd backend: the store's records as etcd keys, shared by every replica.
 
-One key per record (``/ovsfabric/state/<kind>/<key>``, its JSON as the value), so a write
-moves only the records it touches and a replica's watch carries only what changed, however
-large the fabric. Every write is one etcd transaction that also puts ``/ovsfabric/revision``,
-on the condition that this key was last written at the revision the write was planned on:
-two replicas planning on the same state cannot both commit, so no VNI, address, MAC or port
-number is handed out twice (the loser plans again once it has caught up). Each replica
-follows the others' writes with a watch from the revision it loaded.
+One key per record (``/ovsfabric/state/records/<kind>/<key>``, its JSON as the value), so a
+write moves only the records it touches and a replica's watch carries only what changed,
+however large the fabric. Every write is one etcd transaction on the condition that none of
+the guards it depends on (model/guards.py, keys ``/ovsfabric/state/guards/<name>``) was
+written since the revision this replica saw it at; it writes the guards it changes, and
+``/ovsfabric/state/revision``. Two replicas planning allocations from one network, one host
+or one counter cannot both commit, so no VNI, address, MAC or port number is handed out
+twice (the loser plans again once it has caught up); writes elsewhere commit side by side.
+Each replica applies every write, its own too, from one watch, in revision order.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from urllib.parse import quote, unquote
 
 from model import migrations
 from model.errors import Conflict, StoreTooNew, Unavailable
+from model.guards import Conditions
 from model.records import Delete, Put, from_json, to_json
 from model.store import Stale
 
@@ -26,9 +29,18 @@ from .etcd import EtcdClient, EtcdTarget, EtcdUnavailable, decode, encode, prefi
 LOG = logging.getLogger(__name__)
 
 ROOT = "/ovsfabric/"
-STATE = ROOT + "state/"
-REVISION = ROOT + "revision"  # written by every write: the condition of the next
+STATE = ROOT + "state/"  # what the watch follows
+RECORDS = STATE + "records/"
+GUARDS = STATE + "guards/"
+REVISION = STATE + "revision"  # written by every write: the revision the store is at
+# A key per value that must be unique (model/guards.py): nobody follows them, a transaction's
+# conditions read them.
+CLAIMS = ROOT + "claims/"
 SCHEMA = ROOT + "schema"  # the schema version of the records (model/migrations.py)
+# The seqs a replica takes at once (a host's, a network's, an endpoint's...).
+SEQ_BLOCK = 64
+# Replicas choose an address or port number among so many free ones: seldom the same.
+ALLOCATION_SPREAD = 16
 # Operations per transaction of a copy: etcd takes at most 128 by default (--max-txn-ops).
 COPY_BATCH = 100
 # After a broken watch stream, how long to wait before asking another member.
@@ -55,15 +67,27 @@ def copy_records(store, records: list, progress=None) -> None:
 
 
 def record_key(kind: str, key: tuple[str, ...]) -> str:
-    return STATE + kind + "/" + "/".join(quote(part, safe="") for part in key)
+    return RECORDS + kind + "/" + "/".join(quote(part, safe="") for part in key)
 
 
-def parse_key(key: str) -> tuple[str, tuple[str, ...]]:
-    kind, _, rest = key[len(STATE):].partition("/")
+def parse_record_key(key: str) -> tuple[str, tuple[str, ...]]:
+    kind, _, rest = key[len(RECORDS):].partition("/")
     return kind, tuple(unquote(part) for part in rest.split("/"))
 
 
+def guard_key(name: str) -> str:
+    return GUARDS + name
+
+
+def claim_key(name: str) -> str:
+    return CLAIMS + name
+
+
 class EtcdBackend:
+    follows_own_writes = True
+    seq_block = SEQ_BLOCK
+    spread = ALLOCATION_SPREAD
+
     def __init__(self, client: EtcdClient):
         self.client = client
         self._apply = self._reload = None
@@ -96,22 +120,24 @@ class EtcdBackend:
 
     # ---- reading ---------------------------------------------------------------------------
 
-    def load(self) -> tuple[list, int]:
-        """Every record, and the revision of the last write, read in one transaction."""
-        response = self._read_all()
-        records = [from_json(parse_key(decode(kv["key"]).decode())[0], decode(kv["value"]))
-                   for kv in _ranged(response, 0)]
-        guard = _ranged(response, 1)
-        self._followed = int(response["header"]["revision"])
-        return records, int(guard[0]["mod_revision"]) if guard else 0
-
-    def _read_all(self) -> dict:
+    def load(self) -> tuple[list, int, dict[str, int]]:
+        """Every record, the revision of the last write and the guards' revisions, read at
+        one revision."""
         try:
-            return self.client.txn([], [
-                {"request_range": {"key": encode(STATE), "range_end": encode(prefix_end(STATE))}},
-                {"request_range": {"key": encode(REVISION)}}])
+            response = self.client.get_prefix(STATE)
         except EtcdUnavailable as exc:
             raise Unavailable(f"the state store {self} cannot be read: {exc}") from None
+        records, guards_at, revision = [], {}, 0
+        for kv in response.get("kvs") or ():
+            key = decode(kv["key"]).decode()
+            if key.startswith(RECORDS):
+                records.append(from_json(parse_record_key(key)[0], decode(kv["value"])))
+            elif key.startswith(GUARDS):
+                guards_at[key[len(GUARDS):]] = int(kv["mod_revision"])
+            elif key == REVISION:
+                revision = int(kv["mod_revision"])
+        self._followed = int(response["header"]["revision"])
+        return records, revision, guards_at
 
     def stored_revision(self) -> int:
         try:
@@ -122,22 +148,34 @@ class EtcdBackend:
 
     # ---- writing ---------------------------------------------------------------------------
 
-    def commit(self, ops: list, revision: int) -> int:
+    def commit(self, ops: list, revision: int, compare: dict[str, int],
+               conditions: Conditions) -> int:
+        """One transaction: the records, the guards written, the claims taken and released,
+        on the condition that the guards are where this replica saw them and the claims are
+        as it thought (model/guards.py)."""
         requests = [_put(record_key(op.kind, op.key), to_json(op.record)) if isinstance(op, Put)
-                    else {"request_delete_range": {"key": encode(record_key(op.kind, op.key))}}
-                    for op in ops]
+                    else _delete(record_key(op.kind, op.key)) for op in ops]
+        requests += [_put(guard_key(name), "") for name in sorted(conditions.writes)]
+        requests += [_put(claim_key(name), "") for name in sorted(conditions.take)]
+        requests += [_delete(claim_key(name)) for name in sorted(conditions.release)]
+        checks = [{"key": encode(guard_key(name)), "target": "MOD", "result": "EQUAL",
+                   "mod_revision": str(at)} for name, at in sorted(compare.items())]
+        checks += [_version(claim_key(name), "EQUAL") for name in sorted(conditions.take)]
+        checks += [_version(claim_key(name), "GREATER")
+                   for name in sorted(conditions.keep | conditions.release)]
+        checks += [{**_version(claim_key(prefix), "EQUAL"),
+                    "range_end": encode(prefix_end(claim_key(prefix)))}
+                   for prefix in sorted(conditions.empty)]
         try:
-            response = self.client.txn(
-                [{"key": encode(REVISION), "target": "MOD", "result": "EQUAL",
-                  "mod_revision": str(revision)}],
-                requests + [_put(REVISION, "")],
-                [{"request_range": {"key": encode(REVISION)}}])
+            response = self.client.txn(checks, requests + [_put(REVISION, "")],
+                                       [{"request_range": {"key": encode(REVISION)}}])
         except EtcdUnavailable as exc:
             raise Unavailable(f"the state store {self} takes no writes now: {exc}; reads are "
                               f"still served, from this replica's copy") from None
         if not response.get("succeeded"):
-            guard = _ranged(response, 0)
-            raise Stale(int(guard[0]["mod_revision"]) if guard else 0)
+            # Another replica wrote first: planned again once this one has seen that write.
+            latest = _ranged(response, 0)
+            raise Stale(int(latest[0]["mod_revision"]) if latest else 0)
         return int(response["header"]["revision"])
 
     # ---- following the other replicas ------------------------------------------------------
@@ -184,27 +222,25 @@ class EtcdBackend:
             # The writes since are compacted away: start again from the whole state.
             LOG.warning("etcd compacted the revisions this replica had not followed yet; "
                         "loading the whole state again")
-            records, revision = self.load()
-            self._reload(records, revision)
+            self._reload(*self.load())
             raise RuntimeError("watch restarted after a compaction")
         if result.get("canceled"):
             raise RuntimeError(f"watch canceled: {result.get('cancel_reason', '')}")
-        batch: list = []
-        revision = None
+        writes: dict[int, tuple[list, list]] = {}  # revision -> (ops, guards), in order
         for event in result.get("events", ()):
             kv = event["kv"]
-            at = int(kv["mod_revision"])
-            if revision is not None and at != revision:
-                self._apply(batch, revision)
-                batch = []
-            revision = at
-            kind, key = parse_key(decode(kv["key"]).decode())
-            if event.get("type") == "DELETE":
-                batch.append(Delete(kind, key))
+            key = decode(kv["key"]).decode()
+            ops, written = writes.setdefault(int(kv["mod_revision"]), ([], []))
+            if key.startswith(GUARDS):
+                written.append(key[len(GUARDS):])
+            elif not key.startswith(RECORDS):
+                continue  # the revision key
+            elif event.get("type") == "DELETE":
+                ops.append(Delete(*parse_record_key(key)))
             else:
-                batch.append(Put(from_json(kind, decode(kv["value"]))))
-        if revision is not None:
-            self._apply(batch, revision)
+                ops.append(Put(from_json(parse_record_key(key)[0], decode(kv["value"]))))
+        for revision, (ops, written) in writes.items():
+            self._apply(ops, revision, written)
             self._followed = revision
 
     def _close_stream(self) -> None:
@@ -226,6 +262,16 @@ class EtcdBackend:
 
 def _put(key: str, value: str) -> dict:
     return {"request_put": {"key": encode(key), "value": encode(value)}}
+
+
+def _delete(key: str) -> dict:
+    return {"request_delete_range": {"key": encode(key)}}
+
+
+def _version(key: str, result: str) -> dict:
+    """The condition that ``key``'s version is 0 (EQUAL: it does not exist) or more
+    (GREATER: it does)."""
+    return {"key": encode(key), "target": "VERSION", "result": result, "version": "0"}
 
 
 def _ranged(response: dict, index: int) -> list[dict]:

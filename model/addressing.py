@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ipaddress
+import random
 import os
 
 from .entities import GATEWAY_MAC_PREFIX, ROUTER_MAC_PREFIX
@@ -97,8 +98,13 @@ def lowest_free_vni(used: set[int]) -> int:
     return lowest_free(used, VNI_MIN, VNI_MAX, "VNI")
 
 
-def lowest_free_ofport(used: set) -> int:
-    return lowest_free(used, OFPORT_MIN, OFPORT_MAX, "OpenFlow port number on the host")
+def lowest_free_ofport(used: set, spread: int = 1) -> int:
+    """The lowest free port number, or with ``spread`` one of the ``spread`` lowest at random
+    (replicas allocating at once then seldom pick the same one)."""
+    first = lowest_free(used, OFPORT_MIN, OFPORT_MAX, "OpenFlow port number on the host")
+    free = [n for n in range(first, min(first + spread + len(used), OFPORT_MAX + 1))
+            if n not in used][:spread]
+    return random.choice(free)
 
 
 def check_vni(vni: int) -> int:
@@ -137,11 +143,23 @@ class AddressPool:
         value = int(ipaddress.IPv4Address(ip))
         return value != self.gateway and value not in self.used
 
-    def allocate(self) -> str:
+    def allocate(self, spread: int = 1) -> str:
+        """The next free address from the cursor, or with ``spread`` one of the next
+        ``spread`` free ones at random (replicas allocating at once then seldom pick the same
+        one; the others are found again next time)."""
         size = self.last - self.first + 1
+        found: list[int] = []
         for step in range(size):
             candidate = self.first + (self.cursor - self.first + step) % size
             if candidate != self.gateway and candidate not in self.used:
-                self.cursor = candidate + 1 if candidate < self.last else self.first
-                return str(ipaddress.IPv4Address(candidate))
-        raise Conflict("no address left in the subnet")
+                found.append(candidate)
+                if len(found) == spread:
+                    break
+        if not found:
+            raise Conflict("no address left in the subnet")
+        chosen = random.choice(found)
+        if spread == 1:
+            self.cursor = chosen + 1 if chosen < self.last else self.first
+        else:
+            self.cursor = found[0]
+        return str(ipaddress.IPv4Address(chosen))

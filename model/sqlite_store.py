@@ -131,6 +131,10 @@ _DELETES = {
 
 
 class SqliteBackend:
+    follows_own_writes = False  # nobody else writes: a write is applied as it commits
+    seq_block = 1
+    spread = 1
+
     def __init__(self, path: str):
         """Opens (or creates) the state file, bringing an older one to the current schema; a
         damaged one, or one a later release wrote, is refused (StoreDamaged) and left as it
@@ -170,8 +174,8 @@ class SqliteBackend:
         except sqlite3.Error as exc:
             raise Unavailable(f"the state store cannot be read: {exc}") from None
 
-    def load(self) -> tuple[list, int]:
-        """Every record the file holds, and its revision."""
+    def load(self) -> tuple[list, int, dict]:
+        """Every record the file holds, and its revision (one writer: no guards)."""
         db = self._db
         records: list = [Host(*r) for r in db.execute(
             "SELECT seq, name, ovsdb, tunnel_ip, datapath_type, bridge, egress_ip FROM hosts")]
@@ -193,13 +197,14 @@ class SqliteBackend:
         sequences = dict(db.execute("SELECT name, seq FROM sqlite_sequence"))
         records += [Counter(seq_counter(kind), sequences.get(table, 0))
                     for kind, table in SEQUENCED.items()]
-        return records, self.stored_revision()
+        return records, self.stored_revision(), {}
 
     # ---- writing ---------------------------------------------------------------------------
 
-    def commit(self, ops: list[Op], revision: int) -> int:
+    def commit(self, ops: list[Op], revision: int, compare=None, writes=None) -> int:
         """The operations in one transaction; the revision they make (the same one if they
-        change nothing published). ``revision`` is the one they were planned at."""
+        change nothing published). ``revision`` is the one they were planned at; the only
+        writer needs no guards."""
         bump = any(op.kind not in UNPUBLISHED for op in ops)
         with self._transaction() as cur:
             for op in ops:

@@ -27,11 +27,16 @@ class State:
         # alias -> network id; copied on write, so that readers outside the lock see a whole map
         self.aliases: dict[str, str] = {}
         self.counters: dict[str, int] = {}
+        # guard name -> the revision it was last written at (model/guards.py), where the
+        # backend tells it
+        self.guards: dict[str, int] = {}
 
     @classmethod
-    def loaded(cls, records: Iterable, revision: int) -> "State":
+    def loaded(cls, records: Iterable, revision: int,
+               guards: dict[str, int] | None = None) -> "State":
         """The state holding ``records`` (in any order), at ``revision``."""
         state = cls()
+        state.guards = dict(guards or {})
         by_kind: dict[str, list] = {kind: [] for kind in KINDS}
         for record in records:
             by_kind[Put(record).kind].append(record)
@@ -55,9 +60,13 @@ class State:
                 *published, *snap.policies.values(),
                 *(Counter(n, v) for n, v in self.counters.items())]
 
-    def apply(self, ops: list[Op], revision: int) -> Change | None:
-        """Applies one write's operations at ``revision``; what it changed, or None if it
-        changed nothing that is published (the snapshot then keeps its revision)."""
+    def apply(self, ops: list[Op], revision: int,
+              guards: Iterable[str] = ()) -> Change | None:
+        """Applies one write's operations at ``revision`` (and the guards it wrote); what it
+        changed, or None if it changed nothing that is published (the snapshot then keeps
+        its revision)."""
+        for guard in guards:
+            self.guards[guard] = revision
         changes = []
         for op in ops:
             if isinstance(op, Put):

@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from dataclasses import replace
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Iterable, Mapping, Protocol
 
 from .addressing import (
     DEFAULT_MTU,
@@ -33,12 +33,13 @@ from .addressing import (
 )
 from .entities import (EVERYTHING, GATEWAY_MAC_PREFIX, ROUTER_MAC_PREFIX, Change, Endpoint,
                        Host, Network, PublishedPort, Reservation, Router, Snapshot)
-from . import policy_requests, publishing, routing
+from . import guards, policy_requests, publishing, routing
 from .errors import Conflict, Forbidden, InvalidRequest, NotFound, Unavailable
 from .labels import parse_labels
 from .policy import MAX_RULE_ID, Policy
 from .policy_records import networks_named
 from .ownership import host_share
+from .guards import NETWORKS, POLICIES, ROUTERS
 from .records import (ENDPOINT, HOST, LAST_RULE_ID, NETWORK, POLICY, ROUTER, Alias, Counter, Op,
                       Published, Put, delete, seq_counter)
 from .state import State
@@ -60,13 +61,33 @@ class Stale(Exception):
         self.revision = revision
 
 
+class _NeedSeqs(Exception):
+    """The write needs a seq of ``kind`` and this replica holds none left."""
+
+    def __init__(self, kind: str):
+        super().__init__(kind)
+        self.kind = kind
+
+
 class Backend(Protocol):
-    def load(self) -> tuple[list, int]: ...  # every record, and the revision they are at
-    # The revision the ops make; Stale if ``revision`` is not the latest one.
-    def commit(self, ops: list[Op], revision: int) -> int: ...
+    # Whether the backend delivers this replica's own writes through follow() too (a shared
+    # one, in revision order with the others'); if not, they are applied as they commit.
+    follows_own_writes: bool
+    # How many seqs a replica takes for itself at once: one write in so many, not every one,
+    # then takes the counter every replica's writes would otherwise conflict on.
+    seq_block: int
+    # How many free values an allocation chooses among at random: one, for a store only
+    # this process writes; more where replicas allocate at once.
+    spread: int
+
+    def load(self) -> tuple[list, int, dict[str, int]]: ...  # records, revision, guards
+    # Commits the ops if no guard in ``compare`` moved from the revision given there and the
+    # other conditions hold (model/guards.py); the revision they make. Stale if not.
+    def commit(self, ops: list[Op], revision: int, compare: dict[str, int],
+               conditions: guards.Conditions) -> int: ...
     def stored_revision(self) -> int: ...
-    # apply(ops, revision) for the writes of others as they come; reload(records, revision)
-    # when they cannot be followed one by one.
+    # apply(ops, revision, guards) for every write as it comes; reload(records, revision,
+    # guards) when they cannot be followed one by one.
     def follow(self, apply, reload) -> None: ...
     def resync(self) -> None: ...  # following seems stuck: follow again, from elsewhere
     def close(self) -> None: ...
@@ -80,13 +101,15 @@ class Store:
             backend = SqliteBackend(backend)
         self.backend = backend
         self.path = getattr(backend, "path", None)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the state: planning on it, applying to it
         self._caught_up = threading.Condition(self._lock)
+        self._writing = threading.Lock()  # one write at a time, where it is the only writer
         self._listeners: list[Listener] = []
-        records, revision = backend.load()
-        self._state = State.loaded(records, revision)
+        records, revision, guards = backend.load()
+        self._state = State.loaded(records, revision, guards)
         self._revision = revision  # of the last write applied, published or not
-        backend.follow(self._apply_theirs, self._reload)
+        self._seq_blocks: dict[str, tuple[int, int]] = {}  # kind -> (next, last) held
+        backend.follow(self._apply_followed, self._reload)
 
     # ---- reading -------------------------------------------------------------------------
 
@@ -161,7 +184,7 @@ class Store:
                     raise Conflict(f"{field_name} {ip} is already used by host {used[ip]!r}")
             seq, counted = self._next_seq(HOST)
             host = Host(seq, name, ovsdb, tunnel_ip, datapath_type, bridge, egress_ip)
-            return [counted, Put(host)], host
+            return [*counted, Put(host)], host
         return self._commit(plan)
 
     def delete_host(self, name: str) -> Host:
@@ -197,7 +220,7 @@ class Store:
             seq, counted = self._next_seq(NETWORK)
             network = Network(seq, uuid.uuid4().hex, name, str(net), str(gw), given, mtu, owner,
                               egress)
-            return [counted, Put(network)], network
+            return [*counted, Put(network)], network
         return self._commit(plan)
 
     def delete_network(self, ref: str) -> Network:
@@ -218,7 +241,7 @@ class Store:
                        if n == network.id]
             reservations = [delete(r) for (n, _), r in snap.reservations.items()
                             if n == network.id]
-            return [*aliases, *reservations, delete(network)], network
+            return [*aliases, *reservations, delete(network)], network, {ROUTERS, POLICIES}
         return self._commit(plan)
 
     def set_network_egress(self, ref: str, egress: bool) -> Network:
@@ -244,7 +267,7 @@ class Store:
             pool = self._pools[net.id]
             if ip is None:
                 self._check_share(snap, net, share_of)
-                asked = pool.allocate()
+                asked = pool.allocate(self.backend.spread)
             else:
                 asked = _asked_address(net, ip)
                 held = _reservation_of(snap, net, asked, owner)
@@ -257,7 +280,7 @@ class Store:
                     raise Conflict(f"ip {asked} is already used in network {net.name!r}")
                 self._check_share(snap, net, share_of)
             reservation = Reservation(net.id, asked, owner)
-            return [Put(reservation)], reservation
+            return [Put(reservation)], reservation, set(), _holdings(net, share_of)
         return self._commit(plan)
 
     def release_address(self, network: str, ip: str, owner: str | None = None) -> None:
@@ -336,7 +359,7 @@ class Store:
             if reserved is None and bounded:
                 self._check_share(snap, net, host)
             if address is None:
-                address = pool.allocate()
+                address = pool.allocate(self.backend.spread)
             macs = self._state.macs[net.id]
             given_mac = asked_mac
             if given_mac is not None and given_mac in macs:
@@ -353,12 +376,13 @@ class Store:
                 local = snap.host_endpoints(host)
                 if any(e.port == port for e in local):
                     raise Conflict(f"port {port!r} on host {host!r} already belongs to an endpoint")
-                ofport = lowest_free_ofport({e.ofport for e in local})
+                ofport = lowest_free_ofport({e.ofport for e in local}, self.backend.spread)
             endpoint_id = uuid.uuid4().hex
             seq, counted = self._next_seq(ENDPOINT)
             ep = Endpoint(seq, endpoint_id, name or f"ep-{endpoint_id[:8]}", net.id, host, port,
                           address, given_mac, ofport, labels)
-            return [*([delete(reserved)] if reserved else []), counted, Put(ep)], ep
+            return ([*([delete(reserved)] if reserved else []), *counted, Put(ep)], ep, set(),
+                    _holdings(net, host if bounded else None))
         return self._commit(plan)
 
     def set_endpoint_labels(self, endpoint_id: str, labels: Mapping[str, str]) -> Endpoint:
@@ -402,7 +426,7 @@ class Store:
                                  "router number")
             seq, counted = self._next_seq(ROUTER)
             router = Router(seq, uuid.uuid4().hex, name, number)
-            return [counted, Put(router)], router
+            return [*counted, Put(router)], router
         return self._commit(plan)
 
     def delete_router(self, ref: str) -> Router:
@@ -421,7 +445,7 @@ class Store:
             if not routing.check_attach(self._snapshot, router, net):
                 return [], router
             router = replace(router, networks=router.networks + (net.id,))
-            return [Put(router)], router
+            return [Put(router)], router, {guards.network(net.id)}
         return self._commit(plan)
 
     def detach_network(self, ref: str, network: str) -> Router:
@@ -440,7 +464,7 @@ class Store:
         def plan():
             router = self.get_router(ref)
             router = replace(router, routes=routing.parse_routes(self._snapshot, router, routes))
-            return [Put(router)], router
+            return [Put(router)], router, {guards.network(n) for n in router.networks}
         return self._commit(plan)
 
     # ---- published ports -----------------------------------------------------------------
@@ -487,7 +511,7 @@ class Store:
             self._check_policy_name(draft.name, None)
             seq, counted = self._next_seq(POLICY)
             policy, rule_ids = self._numbered(draft, seq, uuid.uuid4().hex)
-            return [counted, rule_ids, Put(policy)], policy
+            return [*counted, rule_ids, Put(policy)], policy, {NETWORKS}
         return self._commit(plan)
 
     def replace_policy(self, ref: str, body: Any) -> Policy:
@@ -498,7 +522,7 @@ class Store:
             draft = policy_requests.parse_policy(body, self.get_network)
             self._check_policy_name(draft.name, old.id)
             policy, rule_ids = self._numbered(draft, old.seq, old.id)
-            return [rule_ids, Put(policy)], policy
+            return [rule_ids, Put(policy)], policy, {NETWORKS}
         return self._commit(plan)
 
     def delete_policy(self, ref: str) -> Policy:
@@ -539,29 +563,81 @@ class Store:
         store's)."""
         self._commit(lambda: (ops, None))
 
-    def _next_seq(self, kind: str) -> tuple[int, Put]:
-        """The next seq of ``kind``, and the counter that records it as given."""
+    def _next_seq(self, kind: str) -> tuple[int, list[Op]]:
+        """The next seq of ``kind``, and the counter that records it as given if this write
+        must (seqs are never given twice). Where replicas write at once, each takes a block
+        of seqs for itself in a write of its own and gives them from it: writes do not all
+        conflict on the counter (the seqs of a block left when a replica stops are never
+        given at all)."""
         name = seq_counter(kind)
-        seq = self._state.counter(name) + 1
-        return seq, Put(Counter(name, seq))
+        if not self.backend.follows_own_writes:  # the only writer, one write at a time
+            seq = self._state.counter(name) + 1
+            return seq, [Put(Counter(name, seq))]
+        following, last = self._seq_blocks.get(kind, (1, 0))
+        if following > last:
+            raise _NeedSeqs(kind)
+        self._seq_blocks[kind] = (following + 1, last)  # given, whether the write commits
+        return following, []
 
-    def _commit(self, plan: Callable[[], tuple[list[Op], Any]]) -> Any:
-        """Runs ``plan`` (the checks and allocations, on the state as this replica has it)
-        and commits the operations it returns; planned again, once caught up, when another
-        replica wrote first. Returns what the plan returns."""
+    def _take_seqs(self, kind: str) -> None:
+        name = seq_counter(kind)
+
+        def plan():
+            if self._seq_blocks.get(kind, (1, 0))[0] <= self._seq_blocks.get(kind, (1, 0))[1]:
+                return [], None  # another write of this replica took a block meanwhile
+            first = self._state.counter(name) + 1
+            last = first + self.backend.seq_block - 1
+            return [Put(Counter(name, last))], (first, last)
+        block = self._commit(plan)
+        if block is not None:
+            with self._lock:
+                self._seq_blocks[kind] = block
+
+    def _commit(self, plan: Callable[[], tuple]) -> Any:
+        """Runs ``plan`` (the checks and allocations, on the state as this replica has it:
+        ``(ops, result[, guards read[, guards written]])``, guards besides the ops' own) and
+        commits its operations; planned again, once caught up, when another replica (or
+        another write of this one) wrote first what the plan depends on. Returns the plan's
+        result once this replica has applied it."""
+        if self.backend.follows_own_writes:  # writes go side by side; etcd orders them
+            return self._commit_planned(plan)
+        with self._writing:
+            return self._commit_planned(plan)
+
+    def _commit_planned(self, plan: Callable[[], tuple]) -> Any:
         while True:
             with self._lock:
-                ops, result = plan()
-                if not ops:
-                    return result
                 try:
-                    revision = self.backend.commit(ops, self._revision)
-                except Stale as stale:
-                    latest = stale.revision
+                    ops, result, *extra = plan()
+                except _NeedSeqs as needed:
+                    kind = needed.kind
                 else:
-                    self._applied(ops, revision)
-                    return result
-                self._wait_until(latest)
+                    kind = None
+                    if not ops:
+                        return result
+                    wanted = guards.conditions(ops, self._snapshot, *extra)
+                    known = self._state.guards
+                    compare = {g: known.get(g, 0) for g in wanted.guards}
+                    planned_on = self._revision
+            if kind is not None:
+                self._take_seqs(kind)
+                continue
+            try:
+                revision = self.backend.commit(ops, planned_on, compare, wanted)
+            except Stale as stale:
+                if stale.revision <= planned_on:  # nobody wrote since: it can never hold
+                    raise Unavailable(f"the state store {self.backend} refuses a write "
+                                      f"whose conditions this replica's state says "
+                                      f"hold: its claims and records disagree") from None
+                with self._lock:
+                    self._wait_until(stale.revision)
+                continue
+            with self._lock:
+                if self.backend.follows_own_writes:
+                    self._wait_until(revision)
+                else:
+                    self._applied(ops, revision, wanted.writes)
+            return result
 
     def _wait_until(self, revision: int) -> None:
         """Waits (the lock held, released while waiting) until this replica has applied
@@ -575,23 +651,23 @@ class Store:
             if not self._caught_up.wait(min(left, RESYNC_AFTER_S)):
                 self.backend.resync()
 
-    def _applied(self, ops: list[Op], revision: int) -> None:
-        change = self._state.apply(ops, revision)
+    def _applied(self, ops: list[Op], revision: int, written: Iterable[str] = ()) -> None:
+        change = self._state.apply(ops, revision, written)
         self._revision = revision
         self._caught_up.notify_all()
         if change is not None:
             self._notify(change)
 
-    def _apply_theirs(self, ops: list[Op], revision: int) -> None:
-        """Another replica's write, as the backend follows them."""
+    def _apply_followed(self, ops: list[Op], revision: int, written: Iterable[str]) -> None:
+        """A write as the backend follows them (every replica's, in revision order)."""
         with self._lock:
-            if revision > self._revision:  # not one of ours, applied when it committed
-                self._applied(ops, revision)
+            if revision > self._revision:
+                self._applied(ops, revision, written)
 
-    def _reload(self, records: list, revision: int) -> None:
+    def _reload(self, records: list, revision: int, guards_at: dict[str, int]) -> None:
         """The whole state anew, when the backend could not follow the writes one by one."""
         with self._lock:
-            self._state = State.loaded(records, revision)
+            self._state = State.loaded(records, revision, guards_at)
             self._revision = revision
             self._caught_up.notify_all()
             self._notify(EVERYTHING)
@@ -602,6 +678,12 @@ class Store:
 
     def close(self) -> None:
         self.backend.close()
+
+
+def _holdings(net: Network, host: str | None) -> set[str]:
+    """The guard a host token's write counts its share of the network on (none for an
+    admin's: a host's count races only against an admin's writes for it)."""
+    return {guards.holdings(net.id, host)} if host else set()
 
 
 def _asked_address(net: Network, ip: str) -> str:

@@ -80,13 +80,17 @@ class RacingBackend:
     there (Stale), which reaches this replica only a moment later, as a watch would bring
     it."""
 
+    follows_own_writes = False
+    seq_block = 1
+    spread = 1
+
     def __init__(self, theirs):
         self.revision = 0
         self.theirs = theirs  # the other replica's operations
         self.commits: list[list] = []
 
     def load(self):
-        return [], 0
+        return [], 0, {}
 
     def follow(self, apply, reload):
         self.apply = apply
@@ -97,11 +101,11 @@ class RacingBackend:
     def stored_revision(self):
         return self.revision
 
-    def commit(self, ops, revision):
+    def commit(self, ops, revision, compare, writes):
         if self.theirs is not None:
             ops_theirs, self.theirs = self.theirs, None
             self.revision += 1
-            threading.Timer(0.05, self.apply, (ops_theirs, self.revision)).start()
+            threading.Timer(0.05, self.apply, (ops_theirs, self.revision, ())).start()
             raise Stale(self.revision)
         assert revision == self.revision, "planned on a stale revision"
         self.commits.append(ops)
@@ -126,7 +130,7 @@ def test_a_write_beaten_by_another_replica_is_planned_again_on_its_state():
 
 def test_a_write_the_backend_refuses_changes_nothing():
     class Down(RacingBackend):
-        def commit(self, ops, revision):
+        def commit(self, ops, revision, compare, writes):
             from model.errors import Unavailable
             raise Unavailable("the state store takes no writes now")
 
