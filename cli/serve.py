@@ -5,6 +5,7 @@ import argparse
 import ipaddress
 import logging
 import os
+import platform
 import signal
 import sys
 
@@ -130,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     from api.app import MAX_BODY_BYTES, create_app
     from controller.fabric import Fabric
     from controller.heap import keep_pauses_short
+    from controller.leadership import Standalone
     from controller.runtime import start_openflow
     from model import Store, lockfile
     from model.errors import StoreDamaged
@@ -147,7 +149,12 @@ def run(args: argparse.Namespace) -> int:
     except StoreDamaged as exc:
         raise SystemExit(f"ovsfabric: {exc}; it is left as it is (see `ovsfabric store "
                          f"check`)") from None
-    fabric = Fabric(store, advertise, args.switch_reply_timeout)
+    # One process on its SQLite file: it leads alone, with no OpenFlow roles (EQUAL, as
+    # ever). Replicas give the fabric their election instead (cluster/, docs/replicas.md).
+    leadership = Standalone(name=platform.node() or "standalone",
+                            api=f"{'https' if args.api_cert else 'http'}://{args.api_listen}",
+                            advertise=advertise)
+    fabric = Fabric(store, advertise, args.switch_reply_timeout, leadership=leadership)
     try:  # before any thread starts, so that a refusal ends the process
         server = WebServer.tcp(create_app(fabric, token, audience), api_host, api_port,
                                threads=API_THREADS, max_body_bytes=MAX_BODY_BYTES,

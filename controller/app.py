@@ -45,7 +45,8 @@ class FabricApp(app_manager.OSKenApp):
     @set_ev_cls([ofp_event.EventOFPBarrierReply, ofp_event.EventOFPFlowStatsReply,
                  ofp_event.EventOFPAggregateStatsReply, ofp_event.EventOFPPortStatsReply,
                  ofp_event.EventOFPTableStatsReply, ofp_event.EventOFPDescStatsReply,
-                 ofp_event.EventOFPPortDescStatsReply], MAIN_DISPATCHER)
+                 ofp_event.EventOFPPortDescStatsReply, ofp_event.EventOFPRoleReply],
+                MAIN_DISPATCHER)
     @guarded
     def _reply(self, ev):
         session = self.fabric.session_for(ev.msg.datapath)
