@@ -211,6 +211,10 @@ class HostSession:
             self._wake.clear()
             if self._stopped.is_set() or self._desired is None or not self.synced:
                 continue
+            writer = self._writer()
+            if not writer.leads or (self.fenced_by is not None and writer.generation is not None
+                                    and writer.generation <= self.fenced_by):
+                continue  # nothing to plan: a follower's, or a fenced replica's (_plan_fence)
             try:
                 with self._apply_lock:
                     if self._retired:
