@@ -211,10 +211,8 @@ class HostSession:
             self._wake.clear()
             if self._stopped.is_set() or self._desired is None or not self.synced:
                 continue
-            writer = self._writer()
-            if not writer.leads or (self.fenced_by is not None and writer.generation is not None
-                                    and writer.generation <= self.fenced_by):
-                continue  # nothing to plan: a follower's, or a fenced replica's (_plan_fence)
+            if not self._may_write():
+                continue  # nothing to plan: a follower's, or a fenced replica's
             try:
                 with self._apply_lock:
                     if self._retired:
@@ -222,14 +220,37 @@ class HostSession:
                     self._apply(self._desired)
                 self.last_error = None
             except Fenced as exc:
-                # Nothing was written; a later term (a kick) or a change of the database
-                # wakes the session again.
+                # Nothing was written (a transaction in flight when the later leader took the
+                # fence); a later term (a kick) or a change of the database wakes the session.
                 self.last_error = str(exc)
                 LOG.warning("host %s: %s: writing nothing", self.name, exc)
+            except Exception as exc:
                 self.last_error = str(exc)
                 LOG.warning("host %s: OVSDB transaction failed: %s", self.name, exc)
                 self._wake.set()
                 self._stopped.wait(RETRY_S)
+
+    def _may_write(self) -> bool:
+        """Whether to plan a transaction at all, as far as the IDL's copy tells: not as a
+        follower, nor under a generation older than the host's. Only a shortcut: the plan
+        decides again inside the transaction (_plan_fence), which the server verifies."""
+        writer = self._writer()
+        if not writer.leads:
+            return False
+        if writer.generation is None:
+            return True
+        try:
+            row = next(iter(self._idl.tables["Open_vSwitch"].rows.values()), None)
+            seen = seen_generation(row.external_ids) if row is not None else None
+        except RuntimeError:  # the IDL's thread changed the table meanwhile: let the plan say
+            return True
+        if verdict(writer, seen) is Verdict.FENCED:
+            if self.fenced_by != seen:
+                self.last_error = str(Fenced(writer.generation, seen))
+                LOG.warning("host %s: %s: writing nothing", self.name, self.last_error)
+            self.fenced_by = seen
+            return False
+        return True
 
     def _connect(self) -> None:
         helper = idlutils.get_schema_helper(self.target, "Open_vSwitch")

@@ -287,6 +287,16 @@ def test_a_deposed_leader_sees_the_later_generation_and_gives_up():
     assert session.fenced_by == 6 and row.verified == []
 
 
+def test_a_session_plans_nothing_as_a_follower_or_under_an_older_generation():
+    session, _ = planning_session(Writer(False, 7), {GENERATION_KEY: "6"})
+    assert not session._may_write()
+    session, _ = planning_session(Writer(True, 5), {GENERATION_KEY: "6"})
+    assert not session._may_write() and session.fenced_by == 6 and "fenced" in session.last_error
+    for writer in (Writer(True, 6), Writer(True, 7), STANDALONE):
+        session, _ = planning_session(writer, {GENERATION_KEY: "6"})
+        assert session._may_write()
+
+
 # ---- a fabric with a leadership of the test's own ---------------------------------------------
 
 def test_the_hosts_are_told_every_replicas_target_and_a_change_of_members(tmp_path):
