@@ -90,6 +90,14 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def make_leadership(args: argparse.Namespace, advertise: str, api_url: str):
+    """Who leads (controller.leadership). One process on its SQLite file leads alone, with no
+    OpenFlow roles (EQUAL, as ever); replicas give the fabric their election instead
+    (cluster/, docs/replicas.md)."""
+    from controller.leadership import Standalone
+    return Standalone(name=platform.node() or "standalone", api=api_url, advertise=advertise)
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -131,7 +139,6 @@ def run(args: argparse.Namespace) -> int:
     from api.app import MAX_BODY_BYTES, create_app
     from controller.fabric import Fabric
     from controller.heap import keep_pauses_short
-    from controller.leadership import Standalone
     from controller.runtime import start_openflow
     from model import Store, lockfile
     from model.errors import StoreDamaged
@@ -149,11 +156,8 @@ def run(args: argparse.Namespace) -> int:
     except StoreDamaged as exc:
         raise SystemExit(f"ovsfabric: {exc}; it is left as it is (see `ovsfabric store "
                          f"check`)") from None
-    # One process on its SQLite file: it leads alone, with no OpenFlow roles (EQUAL, as
-    # ever). Replicas give the fabric their election instead (cluster/, docs/replicas.md).
-    leadership = Standalone(name=platform.node() or "standalone",
-                            api=f"{'https' if args.api_cert else 'http'}://{args.api_listen}",
-                            advertise=advertise)
+    leadership = make_leadership(
+        args, advertise, f"{'https' if args.api_cert else 'http'}://{args.api_listen}")
     fabric = Fabric(store, advertise, args.switch_reply_timeout, leadership=leadership)
     try:  # before any thread starts, so that a refusal ends the process
         server = WebServer.tcp(create_app(fabric, token, audience), api_host, api_port,

@@ -17,8 +17,10 @@ class ControllerProcess(ChildProcess):
     def __init__(self, state: str, listen_ip: str, api_port: int = 8686,
                  openflow_port: int = 6653, log_path: str | None = None,
                  extra_args: tuple = (), env: dict | None = None, token: str | None = None,
-                 scheme: str = "http", ca_cert: str | None = None, api_ip: str = "127.0.0.1"):
+                 scheme: str = "http", ca_cert: str | None = None, api_ip: str = "127.0.0.1",
+                 module: str = "cli.main"):
         self.state = state
+        self.module = module  # what `python -m` runs: the command, or a test's wrapper of it
         # api_ip: e.g. the lab's management address, where plugins in host namespaces reach it
         self.api_listen = f"{api_ip}:{api_port}"
         self.openflow_listen = f"{listen_ip}:{openflow_port}"
@@ -38,7 +40,7 @@ class ControllerProcess(ChildProcess):
             raise RuntimeError(f"something already answers on {self.url}: stop it first")
         except requests.ConnectionError:
             pass
-        command = [sys.executable, "-m", "cli.main", "serve", "--api-listen", self.api_listen,
+        command = [sys.executable, "-m", self.module, "serve", "--api-listen", self.api_listen,
                    "--openflow-listen", self.openflow_listen, "--state", self.state,
                    *self.extra_args]
         log = open(self.log_path, "a")

@@ -14,9 +14,12 @@ leader's is.
 """
 from __future__ import annotations
 
+import json
+import os
 import socket
 import struct
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -296,3 +299,104 @@ def test_a_deposed_replicas_host_session_writes_nothing(fence_host):
         for session in sessions.values():
             session.stop()
 
+
+
+# ---- two controller processes, the terms decided by the test -----------------------------------
+
+REPLICA_PORTS = {"a": 2, "b": 3}  # offsets of this slot's API and OpenFlow ports
+SWITCHES = 6  # 3 hosts: an integration and a physical bridge each
+LOG_TIME = "%Y-%m-%d %H:%M:%S"
+
+
+def write_term(path, leader: str, generation: int, controllers: list[str]) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump({"leader": leader, "generation": generation, "controllers": controllers}, f)
+    os.replace(tmp, path)
+
+
+def log_times(controller, text: str) -> list[float]:
+    """The wall-clock times of the controller's log lines that contain ``text``."""
+    times = []
+    with open(controller.log_path) as f:
+        for line in f:
+            if text in line:
+                stamp, _, millis = line[:23].partition(",")
+                times.append(time.mktime(time.strptime(stamp, LOG_TIME)) + int(millis) / 1000)
+    return times
+
+
+@pytest.fixture(scope="module")
+def replicas(lab, tmp_path_factory):
+    """Replicas a and b (tests.lab.replica), each on its own SQLite state with the lab's hosts
+    registered, told by their own file that a leads in generation 5."""
+    from lab.controller import ControllerProcess
+    from tests.slot import API_PORT
+
+    work = tmp_path_factory.mktemp("replicas")
+    targets = [f"tcp:{lab.controller_ip}:{OPENFLOW_PORT + i}" for i in REPLICA_PORTS.values()]
+    files = {name: str(work / f"{name}.json") for name in REPLICA_PORTS}
+    procs = {}
+    for name, offset in REPLICA_PORTS.items():
+        write_term(files[name], "a", 5, targets)
+        procs[name] = ControllerProcess(
+            str(work / f"{name}.db"), lab.controller_ip, API_PORT + offset,
+            OPENFLOW_PORT + offset, module="tests.lab.replica",
+            env={"OVSFABRIC_TEST_LEADERSHIP": files[name], "OVSFABRIC_TEST_REPLICA": name})
+    try:
+        for name in ("a", "b"):  # the leader first: it tells the switches of both replicas
+            procs[name].start()
+            procs[name].register(lab.hosts)
+        yield SimpleNamespace(procs=procs, files=files, targets=targets, lab=lab)
+    finally:
+        for proc in procs.values():
+            proc.stop()
+        for host in lab.hosts:
+            host.vsctl("--if-exists", "remove", "Open_vSwitch", ".", "external_ids",
+                       GENERATION_KEY)
+
+
+def test_every_switch_knows_every_replica_and_only_the_leader_is_master(replicas):
+    a, b = replicas.procs["a"], replicas.procs["b"]
+    for host in replicas.lab.hosts:
+        for bridge in ("br-int", "br-phy"):
+            assert eventually(lambda: sorted(host.vsctl("get-controller", bridge).split())
+                              == replicas.targets, 10), (host.name, bridge)
+        assert generation(host) == "5", "the leader took the OVSDB fence"
+        assert eventually(lambda: a.client.audit(host.name)["in_sync"], 15), host.name
+    assert eventually(lambda: len(log_times(a, "role master@5")) == SWITCHES, 10)
+    assert eventually(lambda: len(log_times(b, "role slave@5")) == SWITCHES, 10)
+    assert log_times(b, "flows in") == [], "a follower sent flow mods"
+    assert b.client.host_flows("h1"), "a follower reads the flows"
+
+
+def test_a_new_leader_takes_over_and_the_deposed_one_is_refused(replicas):
+    a, b, lab = replicas.procs["a"], replicas.procs["b"], replicas.lab
+    # b is elected in generation 6; a is cut off and still believes it leads in 5.
+    started = time.time()
+    write_term(replicas.files["b"], "b", 6, replicas.targets)
+    assert eventually(lambda: len(log_times(b, "role master@6")) == SWITCHES, 10)
+    failover = max(log_times(b, "role master@6")) - started
+    for host in lab.hosts:
+        assert eventually(lambda: generation(host) == "6", 10), host.name
+        status = eventually(lambda: (s := b.client.host(host.name))["last_reconcile"] and s, 15)
+        assert status, host.name
+        reconcile = status["last_reconcile"]
+        assert (reconcile["added"], reconcile["deleted"]) == (0, 0), (host.name, reconcile)
+        assert status["flow_mods_sent"] == 0, "the same model: nothing to change"
+
+    # The deposed a changes its model: its flow mods and its OVSDB writes are refused.
+    a.client.create_network("deposed", "10.99.0.0/24")
+    a.client.create_endpoint("deposed", "h1", port="depp1")
+    assert eventually(lambda: log_times(a, "code=10"), 10), "OVS refused no flow mod of a"
+    assert eventually(lambda: log_times(a, "role master@5 refused"), 10)
+    assert eventually(lambda: "fenced" in (a.client.host("h1")["error"] or ""), 10)
+    h1 = lab.host("h1")
+    assert "depp1" not in h1.vsctl("list-ports", "br-int").split()
+    assert b.client.audit("h1")["in_sync"], "h1's table is still the new leader's"
+    # a learns its deposal: SLAVE in the new term, accepted.
+    write_term(replicas.files["a"], "b", 6, replicas.targets)
+    assert eventually(lambda: len(log_times(a, "role slave@6")) == SWITCHES, 10)
+    report("failover between two controller processes", switches=SWITCHES,
+           all_master_after_ms=round(failover * 1000, 1),
+           refused_flow_mods=len(log_times(a, "code=10")))
