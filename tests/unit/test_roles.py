@@ -343,3 +343,29 @@ def test_a_follower_sends_no_packet_outs(tmp_path):
     assert fabric._next_hop_queries() == []
     store.close()
 
+
+
+def test_a_follower_leaves_a_deleted_hosts_switch_to_the_leader(tmp_path, monkeypatch):
+    import controller.fabric as fabric_module
+    store = Store(str(tmp_path / "s.db"))
+    fabric = Fabric(store, "tcp:127.0.0.1:6653", leadership=Elected(Term("b", 2), False))
+    cleared = []
+    monkeypatch.setattr(fabric_module, "clear_flows", lambda dp, **kw: cleared.append(dp))
+    switch = SimpleNamespace(dp="dp-h1", programs=lambda: False, stop=lambda: None)
+    fabric.switches["h1"] = switch
+    fabric.ovsdb_sessions["h1"] = SimpleNamespace(desired=None, stop=lambda cleanup: None)
+    fabric._forget_host("h1")
+    assert cleared == [], "a follower cleared a switch's flows"
+    store.close()
+
+
+def test_a_follower_does_not_wait_for_flows_it_does_not_send(tmp_path):
+    store = Store(str(tmp_path / "s.db"))
+    lead = Elected(Term("b", 2), False)
+    fabric = Fabric(store, "tcp:127.0.0.1:6653", leadership=lead)
+    fabric.ovsdb_sessions["h1"] = SimpleNamespace(synced=True, ports=None)
+    fabric.switches["h1"] = SimpleNamespace(applied_revision=-1, programs=lambda: False)
+    assert fabric.wait_programmed({"h1"}, 5, timeout=0.2)
+    lead.set(leads=True, term=Term("a", 3))
+    assert not fabric.wait_programmed({"h1"}, 5, timeout=0.2), "the leader waits"
+    store.close()
