@@ -191,6 +191,16 @@ class SwitchSession:
             pending.done.set()
         return True
 
+    def on_role_status(self, role: int, generation: int) -> None:
+        """The switch says, unasked, that this connection's role changed (ONF's role status,
+        OpenFlow 1.3's extension): another controller took MASTER. From now on this session
+        sends nothing, at once; its thread then asks again for the role its term gives it
+        (stale, and so refused, if that is an older MASTER)."""
+        LOG.warning("switch %s: the switch made this replica %s", self.name,
+                    Role(role, generation))
+        self.role = Role(role, generation)
+        self.kick()
+
     def on_error(self, msg) -> None:
         LOG.warning("switch %s (%016x): error type=%s code=%s", self.name, self.dpid,
                     msg.type, msg.code)

@@ -5,6 +5,7 @@ decision; a switch session against a fake datapath that answers role requests as
 refused with OFPRRFC_STALE), and a fabric fed a leadership of the test's own."""
 from __future__ import annotations
 
+import struct
 import threading
 from types import SimpleNamespace
 from unittest import mock
@@ -369,3 +370,46 @@ def test_a_follower_does_not_wait_for_flows_it_does_not_send(tmp_path):
     lead.set(leads=True, term=Term("a", 3))
     assert not fabric.wait_programmed({"h1"}, 5, timeout=0.2), "the leader waits"
     store.close()
+
+
+def test_a_role_status_stops_the_session_at_once_and_its_old_master_is_refused():
+    dp = RoleSwitch()
+    s = role_session(dp, Elected(Term("a", 5), True))  # cut off: it still believes it leads
+    s._settle_role()
+    dp.latest = 6  # b asked MASTER with 6; OVS tells a
+    s.on_role_status(ROLE_SLAVE, 6)
+    assert not s.programs()
+    s._settle_role()
+    assert dp.requests[-1] == (ofp.OFPCR_ROLE_MASTER, 5) and s.role_refused == Role(ROLE_MASTER, 5)
+    assert not s.programs()
+
+
+def test_the_app_hands_onf_role_status_to_the_session():
+    from controller.app import FabricApp
+    seen = []
+    session = SimpleNamespace(on_role_status=lambda *a: seen.append(a))
+    app = SimpleNamespace(fabric=SimpleNamespace(session_for=lambda dp: session))
+    data = struct.pack("!IB3xQ", ROLE_SLAVE, 0, 6)
+    msg = SimpleNamespace(experimenter=0x4F4E4600, exp_type=1911, data=data, datapath="dp")
+    FabricApp._experimenter(app, SimpleNamespace(msg=msg))
+    msg.exp_type = 2300  # a bundle reply: not ours to read here
+    FabricApp._experimenter(app, SimpleNamespace(msg=msg))
+    assert seen == [(ROLE_SLAVE, 6)]
+
+
+def test_an_is_slave_error_makes_the_session_ask_again(monkeypatch):
+    dp = RoleSwitch()
+    s = role_session(dp, Elected(Term("a", 5), True))
+    s._settle_role()
+    error = SimpleNamespace(type=ofp.OFPET_BAD_REQUEST, code=ofp.OFPBRC_IS_SLAVE)
+    monkeypatch.setattr(s, "_send", lambda changes, bundle: [error])
+    monkeypatch.setattr(s, "dump_flows", lambda: {})
+    from flows import FlowDiff
+    s.table = SimpleNamespace(view_for=lambda *a: None, rebuild=lambda *a: {},
+                              update=lambda *a: None)
+    monkeypatch.setattr("controller.switch.diff",
+                        lambda desired, installed: FlowDiff(add=[object()], delete=[]))
+    s._take_work = lambda: SimpleNamespace(snap=None, ports=None, ports_version=1, units=None)
+    with pytest.raises(RuntimeError):
+        s._converge()
+    assert s.role is None, "the role is asked again"
