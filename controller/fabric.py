@@ -31,7 +31,6 @@ from ovsdb.fence import Writer
 from ovsdb.session import HostSession
 
 from .leadership import Standalone
-
 from .metrics import FabricMetrics
 from .neighbours import NextHopResolver, Query, arp_reply_sender
 from .ofctl_waiters import OfctlWaiters
