@@ -5,6 +5,7 @@ import argparse
 import ipaddress
 import logging
 import os
+import platform
 import signal
 import sys
 
@@ -123,6 +124,14 @@ def open_store(args: argparse.Namespace):
                          f"check`)") from None
 
 
+def make_leadership(args: argparse.Namespace, advertise: str, api_url: str):
+    """Who leads (controller.leadership). One process on its SQLite file leads alone, with no
+    OpenFlow roles (EQUAL, as ever); replicas give the fabric their election instead
+    (cluster/, docs/replicas.md)."""
+    from controller.leadership import Standalone
+    return Standalone(name=platform.node() or "standalone", api=api_url, advertise=advertise)
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -171,7 +180,9 @@ def run(args: argparse.Namespace) -> int:
     if identity:
         use_for_ovsdb(identity)
     store = open_store(args)
-    fabric = Fabric(store, advertise, args.switch_reply_timeout)
+    leadership = make_leadership(
+        args, advertise, f"{'https' if args.api_cert else 'http'}://{args.api_listen}")
+    fabric = Fabric(store, advertise, args.switch_reply_timeout, leadership=leadership)
     try:  # before any thread starts, so that a refusal ends the process
         server = WebServer.tcp(create_app(fabric, token, audience), api_host, api_port,
                                threads=API_THREADS, max_body_bytes=MAX_BODY_BYTES,

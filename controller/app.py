@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import struct
 
 from os_ken.base import app_manager
 from os_ken.controller import ofp_event
@@ -11,6 +12,8 @@ from os_ken.controller.handler import (CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_
 from os_ken.ofproto import ofproto_v1_3
 
 LOG = logging.getLogger(__name__)
+ONF_EXPERIMENTER, ONFT_ROLE_STATUS = 0x4F4E4600, 1911
+ROLE_STATUS = struct.Struct("!IB3xQ")  # role, reason, generation_id
 
 
 def guarded(handler):
@@ -45,12 +48,27 @@ class FabricApp(app_manager.OSKenApp):
     @set_ev_cls([ofp_event.EventOFPBarrierReply, ofp_event.EventOFPFlowStatsReply,
                  ofp_event.EventOFPAggregateStatsReply, ofp_event.EventOFPPortStatsReply,
                  ofp_event.EventOFPTableStatsReply, ofp_event.EventOFPDescStatsReply,
-                 ofp_event.EventOFPPortDescStatsReply], MAIN_DISPATCHER)
+                 ofp_event.EventOFPPortDescStatsReply, ofp_event.EventOFPRoleReply],
+                MAIN_DISPATCHER)
     @guarded
     def _reply(self, ev):
         session = self.fabric.session_for(ev.msg.datapath)
         if session is None or not session.on_reply(ev.msg):
             self.fabric.ofctl_waiters.deliver(ev.msg)
+
+    @set_ev_cls(ofp_event.EventOFPExperimenter, MAIN_DISPATCHER)
+    @guarded
+    def _experimenter(self, ev):
+        """ONF's role status (OpenFlow 1.3 extension 1911): OVS tells a MASTER it was made
+        SLAVE by another controller's MASTER request."""
+        msg = ev.msg
+        if (msg.experimenter, msg.exp_type) != (ONF_EXPERIMENTER, ONFT_ROLE_STATUS) or \
+                len(msg.data) < ROLE_STATUS.size:
+            return
+        role, _reason, generation = ROLE_STATUS.unpack_from(msg.data)
+        session = self.fabric.session_for(msg.datapath)
+        if session is not None:
+            session.on_role_status(role, generation)
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     @guarded

@@ -8,6 +8,11 @@ switch sessions, which recompile just those units and send only the difference.
 A host has two switches: its integration bridge, and its physical bridge (the way out of the
 fabric), whose few flows are rebuilt whole on every change; the fabric also resolves each
 host's egress next hop through the physical bridge (controller.neighbours).
+
+The fabric takes a leadership (controller.leadership; Standalone by default): every host's
+switches are told every replica's OpenFlow target, only the leader programs switches and
+writes OVSDB (fenced by its term's generation, ovsdb.fence), and a change of term, leadership
+or members wakes every session (docs/replicas.md, "Roles and fencing").
 """
 from __future__ import annotations
 
@@ -22,8 +27,10 @@ from flows.pipeline import COOKIE_KIND_SHIFT, cookie
 from model import Snapshot, Store, Unavailable
 from model.entities import EVERYTHING, Change
 from ovsdb.config import PHYSICAL_BRIDGE, cleanup_config, host_config
+from ovsdb.fence import Writer
 from ovsdb.session import HostSession
 
+from .leadership import Standalone
 from .metrics import FabricMetrics
 from .neighbours import NextHopResolver, Query, arp_reply_sender
 from .ofctl_waiters import OfctlWaiters
@@ -33,9 +40,17 @@ LOG = logging.getLogger(__name__)
 
 
 class Fabric:
-    def __init__(self, store: Store, advertise: str, reply_timeout: float = REPLY_TIMEOUT_S):
+    def __init__(self, store: Store, advertise: str, reply_timeout: float = REPLY_TIMEOUT_S,
+                 leadership=None):
         self.store = store
-        self.advertise = advertise
+        self.advertise = advertise  # this replica's own OpenFlow target
+        self.leadership = leadership if leadership is not None else \
+            Standalone(advertise=advertise)
+        self._controllers = tuple(self.leadership.controllers())  # what the hosts are told
+        self._leadership_changed = threading.Event()
+        self._stopped = threading.Event()
+        self._follower = threading.Thread(target=self._follow_leadership,
+                                          name="fabric-leadership", daemon=True)
         self.reply_timeout = reply_timeout  # how long a request waits for a switch's answer
         self.ovsdb_sessions: dict[str, HostSession] = {}  # by host name
         self.switches: dict[str, SwitchSession] = {}  # by host name
@@ -64,11 +79,18 @@ class Fabric:
         self.metrics.watch(self)
 
     def start(self) -> None:
+        self.leadership.subscribe(self._leadership_changed.set)
+        self.leadership.start()
+        self._controllers = tuple(self.leadership.controllers())
+        self._follower.start()
         self.store.subscribe(self._store_changed)
         self._store_changed(self.store.snapshot())
         self._resolver.start()
 
     def stop(self) -> None:
+        self._stopped.set()
+        self._leadership_changed.set()
+        self.leadership.stop()
         self._resolver.stop()
         with self._lock:
             switches = list(self.switches.values()) + list(self.physical_switches.values())
@@ -113,8 +135,52 @@ class Fabric:
     def _configure(self, name: str) -> None:
         snap = self._snapshot
         self.ovsdb_sessions[name].set_desired(host_config(
-            snap, snap.hosts[name], self.advertise, name in self._physical_ready,
+            snap, snap.hosts[name], self._controllers, name in self._physical_ready,
             self._next_hops.get(name)))
+
+    # ---- leadership ----------------------------------------------------------------------------
+
+    def leads(self) -> bool:
+        return self.leadership.leads()
+
+    def _writer(self) -> Writer:
+        """Who this replica is for the hosts' databases now (ovsdb.fence): it writes only
+        while it leads, under its term's generation when there are terms."""
+        lead = self.leadership
+        term = lead.term()
+        return Writer(lead.leads(), term.generation if term is not None else None)
+
+    def _follow_leadership(self) -> None:
+        """Wakes every session after a change of term, leadership or members (the
+        leadership's callback only sets an event), and tells the hosts of a change of
+        members' targets."""
+        while True:
+            self._leadership_changed.wait()
+            self._leadership_changed.clear()
+            if self._stopped.is_set():
+                return
+            try:
+                self._leadership_moved()
+            except Exception:
+                LOG.exception("following the leadership failed")
+
+    def _leadership_moved(self) -> None:
+        lead = self.leadership
+        controllers = tuple(lead.controllers())
+        LOG.info("leadership: term %s, %s, controllers %s", lead.term(),
+                 "leading" if lead.leads() else "following", ", ".join(controllers))
+        with self._lock:
+            if controllers != self._controllers:
+                self._controllers = controllers
+                for name in self.ovsdb_sessions:
+                    if name in self._snapshot.hosts:
+                        self._configure(name)
+            sessions = list(self.ovsdb_sessions.values())
+            switches = [*self.switches.values(), *self.physical_switches.values()]
+        for session in sessions:
+            session.kick()  # the fence: claim the new generation, or stop writing
+        for switch in switches:
+            switch.kick()  # the role: MASTER or SLAVE in the new term
 
     def _hosts_changed(self, snap: Snapshot) -> None:
         for name in list(self.ovsdb_sessions):
@@ -122,7 +188,8 @@ class Fabric:
                 self._forget_host(name)
         for host in snap.hosts.values():
             if host.name not in self.ovsdb_sessions:
-                session = HostSession(host.name, host.ovsdb, self._ports_changed)
+                session = HostSession(host.name, host.ovsdb, self._ports_changed,
+                                      self._writer)
                 self.ovsdb_sessions[host.name] = session
                 session.start()
             dp = self._datapaths.get(host.dpid)
@@ -137,9 +204,14 @@ class Fabric:
         session = self.ovsdb_sessions.pop(name)
         switch = self.switches.pop(name, None)
         if switch is not None:
+            programs = switch.programs()
             switch.stop()
-            clear_flows(switch.dp)
+            if programs:  # a follower leaves the switch to the leader
+                clear_flows(switch.dp)
         physical = self.physical_switches.pop(name, None)
+        if physical is not None and not physical.programs():
+            physical.stop()
+            physical = None
         if physical is not None:
             # Its session answers replies until its flows are given back (session_for).
             self._retiring[physical.dp] = physical
@@ -196,7 +268,7 @@ class Fabric:
             old.stop()
         session = SwitchSession(dp, host, lambda: self._take_work(host),
                                 lambda _session: self._wake_waiters(), self.metrics,
-                                self.reply_timeout)
+                                self.reply_timeout, leadership=self.leadership)
         self.switches[host] = session
         LOG.info("switch %016x of host %s connected", dp.id, host)
         self.metrics.switch_connects.labels(host).inc()
@@ -210,7 +282,8 @@ class Fabric:
         name = f"{host}/{PHYSICAL_BRIDGE}"
         session = SwitchSession(dp, host, lambda: self._take_work(host, whole=True),
                                 lambda s: self._physical_applied(host, s), self.metrics,
-                                self.reply_timeout, table=PhysicalFlows(), name=name)
+                                self.reply_timeout, table=PhysicalFlows(), name=name,
+                                leadership=self.leadership)
         self.physical_switches[host] = session
         LOG.info("switch %016x, the physical bridge of host %s, connected", dp.id, host)
         self.metrics.switch_connects.labels(name).inc()
@@ -234,6 +307,8 @@ class Fabric:
         queries = []
         with self._lock:
             for name, switch in self.physical_switches.items():
+                if not switch.programs():  # packet-outs are the leader's, as flow mods are
+                    continue
                 session, host = self.ovsdb_sessions.get(name), self._snapshot.hosts.get(name)
                 bridge = session.ports.physical if session is not None else None
                 if host is None or bridge is None or bridge.next_hop is None:
@@ -396,6 +471,10 @@ class Fabric:
     def _host_done(self, host: str, revision: int, bound: dict[str, str]) -> bool:
         session, switch = self.ovsdb_sessions.get(host), self.switches.get(host)
         if session is None or switch is None or not session.synced:
+            return True
+        if not self.leads():
+            # A follower's sessions send nothing: what the leader did is not seen from here
+            # (yet), so, like a host that is not connected, it is not waited for.
             return True
         if switch.applied_revision < revision:
             return False

@@ -6,6 +6,12 @@ table costs no flow mod. After that it keeps its own copy of the installed table
 only the units each change touched (flows.host_flows) and sends only their difference.
 An idle session probes its switch with a barrier and drops a connection that stopped answering,
 so that a switch cut off without a word is reported disconnected and is reconciled on return.
+
+With replicas (a leadership with terms, controller.leadership), the session first asks the
+switch for the role its replica has in the current term (MASTER or SLAVE with the term's
+generation as generation_id) and programs only as the leader, once the switch's ROLE_REPLY
+confirmed MASTER in that term; a follower keeps its connection to read flows. A leader that
+is deposed stops sending at once, even half-way through a table (docs/replicas.md).
 """
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ from openflow import wire
 from openflow.os_ken import add_message, delete_message, flow_from_stats
 
 from .heap import collection_paused
+from .leadership import Role, Standalone, may_program, wanted_role
 
 LOG = logging.getLogger(__name__)
 REPLY_TIMEOUT_S = 10
@@ -51,6 +58,10 @@ class NoReply(Unavailable):
 
 class SwitchError(Exception):
     pass
+
+
+class NotProgramming(Exception):
+    """This replica may not program the switch now (deposed half-way through a change)."""
 
 
 @dataclass
@@ -77,8 +88,15 @@ class SwitchSession:
 
     def __init__(self, datapath, host: str, take_work: Callable[[], Work | None],
                  on_applied: Callable[["SwitchSession"], None], metrics,
-                 reply_timeout: float = REPLY_TIMEOUT_S, table=None, name: str | None = None):
+                 reply_timeout: float = REPLY_TIMEOUT_S, table=None, name: str | None = None,
+                 leadership=None):
         self.dp = datapath
+        self.leadership = leadership if leadership is not None else Standalone()
+        # The role the switch confirmed to this replica (its ROLE_REPLY), None before any;
+        # the last role it refused (OFPRRFC_STALE: a later generation asked already), which
+        # is not asked again.
+        self.role: Role | None = None
+        self.role_refused: Role | None = None
         self.reply_timeout = reply_timeout
         self.metrics = metrics
         self.host = host
@@ -117,6 +135,38 @@ class SwitchSession:
     def kick(self) -> None:
         self._wake.set()
 
+    def programs(self) -> bool:
+        """Whether this session may send flow mods and packet-outs now (controller.leadership
+        .may_program): read live, so that a deposed leader stops at once."""
+        lead = self.leadership
+        return may_program(lead.term(), lead.leads(), self.role)
+
+    def _settle_role(self) -> None:
+        """Asks the switch for the role the current term gives this replica, unless it
+        confirmed that one already or refused it, and waits for the ROLE_REPLY."""
+        lead = self.leadership
+        wanted = wanted_role(lead.term(), lead.leads())
+        if wanted is None or wanted == self.role or wanted == self.role_refused:
+            return
+        request = parser.OFPRoleRequest(self.dp, wanted.role, wanted.generation)
+        started = time.monotonic()
+        try:
+            reply = self.request(request)[0]
+        except SwitchError as exc:  # OFPRRFC_STALE: a later generation asked already
+            self.role, self.role_refused = None, wanted
+            LOG.warning("switch %s: role %s refused: %s", self.name, wanted, exc)
+            return
+        self.role = Role(reply.role, reply.generation_id)
+        # A new term: another replica may have programmed the switch meanwhile, so the
+        # table is read again before anything is sent (an unchanged one costs no flow mod).
+        self.installed = None
+        if self.role != wanted:
+            LOG.warning("switch %s: asked for role %s, the switch says %s", self.name, wanted,
+                        self.role)
+        else:
+            LOG.info("switch %s: role %s in %.1f ms", self.name, self.role,
+                     (time.monotonic() - started) * 1000)
+
     # ---- replies, routed here by the os-ken app ----------------------------------------------
 
     def on_reply(self, msg) -> bool:
@@ -140,6 +190,16 @@ class SwitchSession:
         if not info[1]:
             pending.done.set()
         return True
+
+    def on_role_status(self, role: int, generation: int) -> None:
+        """The switch says, unasked, that this connection's role changed (ONF's role status,
+        OpenFlow 1.3's extension): another controller took MASTER. From now on this session
+        sends nothing, at once; its thread then asks again for the role its term gives it
+        (stale, and so refused, if that is an older MASTER)."""
+        LOG.warning("switch %s: the switch made this replica %s", self.name,
+                    Role(role, generation))
+        self.role = Role(role, generation)
+        self.kick()
 
     def on_error(self, msg) -> None:
         LOG.warning("switch %s (%016x): error type=%s code=%s", self.name, self.dpid,
@@ -173,6 +233,11 @@ class SwitchSession:
                     return
                 elif self.installed is None:  # not programmed yet (no OVSDB view): retry
                     self._converge()
+            except NotProgramming as exc:
+                # Deposed meanwhile: what was sent is unknown; the role goes to SLAVE next.
+                LOG.info("%s: stopped programming", exc)
+                self.installed = None
+                self._wake.set()
             except NoReply as exc:
                 if not self._alive:
                     return
@@ -213,6 +278,14 @@ class SwitchSession:
             LOG.warning("switch %s: closing failed: %s", self.name, exc)
 
     def _converge(self, rebuild: bool = False) -> None:
+        self._settle_role()
+        if not self.programs():
+            # A follower (or a leader whose MASTER is not confirmed): no flows sent. What the
+            # switch holds is another replica's business until this one leads; then it reads
+            # the table again. The work is taken all the same (it is redone whole then).
+            self._take_work()
+            self.installed = None
+            return
         work = self._take_work()
         if work is None:  # the host's OVSDB view is not ready: acting now could delete flows
             return
@@ -245,6 +318,11 @@ class SwitchSession:
             with collection_paused():
                 errors = self._send(changes, bundle=first)
             if errors:
+                if any(e.type == ofp.OFPET_BAD_REQUEST and e.code == ofp.OFPBRC_IS_SLAVE
+                       for e in errors):
+                    # Another controller is MASTER now: ask again (a later generation than
+                    # ours makes the switch refuse, and this replica stops).
+                    self.role = None
                 raise RuntimeError(f"switch rejected {len(errors)} message(s)")
             for flow in changes.add:
                 self.installed[flow.key] = flow
@@ -337,7 +415,7 @@ class SwitchSession:
         wait for all of it.
         """
         self._errors = []
-        out = _Batches(self.dp.send)
+        out = _Batches(self._send_programming)
         if bundle:
             with self._bundled(out) as into:
                 self._write(changes, out, into)
@@ -376,6 +454,13 @@ class SwitchSession:
             out.write(self._encode(add, add_message, wrap, flow, xid()))
         for flow in changes.delete:
             out.write(self._encode(delete, delete_message, wrap, flow, xid()))
+
+    def _send_programming(self, data: bytes) -> None:
+        """Writes flow mods, if this replica still may: a deposed leader stops between two
+        batches (what it still sends, OVS refuses once the new leader is MASTER)."""
+        if not self.programs():
+            raise NotProgramming(f"switch {self.name}: no longer the leader")
+        self.dp.send(data)
 
     def _next_xid(self) -> int:
         return next(self._xids) & 0xFFFFFFFF | XID_BASE  # count() is thread-safe

@@ -18,9 +18,10 @@ class ControllerProcess(ChildProcess):
                  openflow_port: int = 6653, log_path: str | None = None,
                  extra_args: tuple = (), env: dict | None = None, token: str | None = None,
                  scheme: str = "http", ca_cert: str | None = None, api_ip: str = "127.0.0.1",
-                 store: str | None = None):
+                 store: str | None = None, module: str = "cli.main"):
         self.state = state
         self.store = store  # etcd://...: the state is there, not in the file ``state``
+        self.module = module  # what `python -m` runs: the command, or a test's wrapper of it
         # api_ip: e.g. the lab's management address, where plugins in host namespaces reach it
         self.api_listen = f"{api_ip}:{api_port}"
         self.openflow_listen = f"{listen_ip}:{openflow_port}"
@@ -40,7 +41,7 @@ class ControllerProcess(ChildProcess):
             raise RuntimeError(f"something already answers on {self.url}: stop it first")
         except requests.ConnectionError:
             pass
-        command = [sys.executable, "-m", "cli.main", "serve", "--api-listen", self.api_listen,
+        command = [sys.executable, "-m", self.module, "serve", "--api-listen", self.api_listen,
                    "--openflow-listen", self.openflow_listen, "--state", self.state,
                    *(["--store", self.store] if self.store else []), *self.extra_args]
         log = open(self.log_path, "a")

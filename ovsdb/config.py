@@ -67,7 +67,9 @@ class HostConfig:
     bridge: str
     datapath_type: str
     dpid: int
-    controller: str  # the advertised OpenFlow target, e.g. tcp:198.18.1.1:6653
+    # Every replica's advertised OpenFlow target, sorted (e.g. ("tcp:198.18.1.1:6653",)); the
+    # same on both bridges. Empty: no controller (a host's cleanup).
+    controllers: tuple[str, ...]
     tunnels: tuple[TunnelPort, ...] = ()
     # port name -> (endpoint id, requested OpenFlow port number)
     endpoint_ports: dict[str, tuple[str, int]] = field(default_factory=dict)
@@ -78,19 +80,22 @@ class HostConfig:
         return f"{self.dpid:016x}"
 
 
-def host_config(snap: Snapshot, host: Host, controller: str, physical_secure: bool = False,
+def host_config(snap: Snapshot, host: Host, controllers, physical_secure: bool = False,
                 next_hop: tuple[str, str] | None = None) -> HostConfig:
+    """``controllers``: every replica's OpenFlow target, as leadership.controllers() says."""
+    if isinstance(controllers, str):  # one target's characters are no list of targets
+        raise TypeError("controllers is a list of OpenFlow targets, not one string")
     tunnels = tuple(
         TunnelPort(tunnel_port_name(peer.tunnel_ip), peer.name, peer.tunnel_ip)
         for peer in sorted(snap.hosts.values(), key=lambda h: h.name) if peer.name != host.name)
     ports = {ep.port: (ep.id, ep.ofport) for ep in snap.host_endpoints(host.name) if ep.port}
     physical = PhysicalConfig(PHYSICAL_BRIDGE, host.physical_dpid, physical_secure, next_hop)
-    return HostConfig(host.bridge, host.datapath_type, host.dpid, controller, tunnels, ports,
-                      physical)
+    return HostConfig(host.bridge, host.datapath_type, host.dpid,
+                      tuple(sorted(set(controllers))), tunnels, ports, physical)
 
 
 def cleanup_config(desired: HostConfig) -> HostConfig:
     """What removes the controller's own from the host: its ports, tunnels and controller,
     and on the physical bridge the patch, the controller and the settings it made."""
-    return HostConfig(desired.bridge, desired.datapath_type, desired.dpid, controller="",
+    return HostConfig(desired.bridge, desired.datapath_type, desired.dpid, controllers=(),
                       physical=desired.physical)

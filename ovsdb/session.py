@@ -21,6 +21,7 @@ from flows.compiler import HostPorts
 from flows.egress import PhysicalBridge
 
 from . import poll
+from .fence import GENERATION_KEY, STANDALONE, Fenced, Verdict, Writer, seen_generation, verdict
 from .config import (IFACE_ID_KEY, NEXT_HOP_BINDING_KEY, NEXT_HOP_KEY, OWNED_KEY, PATCH_KEY,
                      PATCH_TO_INTEGRATION, PATCH_TO_PHYSICAL, PEER_KEY, HostConfig,
                      next_hop_binding)
@@ -37,7 +38,7 @@ SAFETY_RECHECK_S = 30
 # columns every few seconds (Controller.status among them), and each update would make the
 # session re-read every port of the host.
 COLUMNS = {
-    "Open_vSwitch": ["bridges"],
+    "Open_vSwitch": ["bridges", "external_ids"],  # external_ids: the fence (ovsdb.fence)
     "Bridge": ["name", "ports", "controller", "datapath_type", "datapath_id", "fail_mode",
                "protocols", "other_config", "external_ids"],
     "Port": ["name", "interfaces"],
@@ -105,9 +106,18 @@ class _Transaction(transaction.Transaction):
 
 
 class HostSession:
-    def __init__(self, name: str, target: str, on_ports_changed: Callable[[str], None]):
+    """``writer()`` says whether this replica may write the host's database now, and under
+    which generation (ovsdb.fence); by default it always may, unfenced (a single controller).
+    A replica that does not lead keeps reading the database (its port view) and writes nothing."""
+
+    def __init__(self, name: str, target: str, on_ports_changed: Callable[[str], None],
+                 writer: Callable[[], Writer] = lambda: STANDALONE):
         self.name = name
         self.target = target
+        self._writer = writer
+        # The later generation the host's database held when this replica last tried to
+        # write under its own: it writes nothing until it has a term at least that recent.
+        self.fenced_by: int | None = None
         self._on_ports_changed = on_ports_changed  # called with the host's name
         self._desired: HostConfig | None = None
         self._api = None
@@ -154,6 +164,10 @@ class HostSession:
             self._desired = config
             self._wake.set()
 
+    def kick(self) -> None:
+        """Look again: the writer (leadership, term) changed."""
+        self._wake.set()
+
     @property
     def desired(self) -> HostConfig | None:
         return self._desired
@@ -197,17 +211,46 @@ class HostSession:
             self._wake.clear()
             if self._stopped.is_set() or self._desired is None or not self.synced:
                 continue
+            if not self._may_write():
+                continue  # nothing to plan: a follower's, or a fenced replica's
             try:
                 with self._apply_lock:
                     if self._retired:
                         return
                     self._apply(self._desired)
                 self.last_error = None
+            except Fenced as exc:
+                # Nothing was written (a transaction in flight when the later leader took the
+                # fence); a later term (a kick) or a change of the database wakes the session.
+                self.last_error = str(exc)
+                LOG.warning("host %s: %s: writing nothing", self.name, exc)
             except Exception as exc:
                 self.last_error = str(exc)
                 LOG.warning("host %s: OVSDB transaction failed: %s", self.name, exc)
                 self._wake.set()
                 self._stopped.wait(RETRY_S)
+
+    def _may_write(self) -> bool:
+        """Whether to plan a transaction at all, as far as the IDL's copy tells: not as a
+        follower, nor under a generation older than the host's. Only a shortcut: the plan
+        decides again inside the transaction (_plan_fence), which the server verifies."""
+        writer = self._writer()
+        if not writer.leads:
+            return False
+        if writer.generation is None:
+            return True
+        try:
+            row = next(iter(self._idl.tables["Open_vSwitch"].rows.values()), None)
+            seen = seen_generation(row.external_ids) if row is not None else None
+        except RuntimeError:  # the IDL's thread changed the table meanwhile: let the plan say
+            return True
+        if verdict(writer, seen) is Verdict.FENCED:
+            if self.fenced_by != seen:
+                self.last_error = str(Fenced(writer.generation, seen))
+                LOG.warning("host %s: %s: writing nothing", self.name, self.last_error)
+            self.fenced_by = seen
+            return False
+        return True
 
     def _connect(self) -> None:
         helper = idlutils.get_schema_helper(self.target, "Open_vSwitch")
@@ -345,8 +388,46 @@ class HostSession:
                 return
 
     def _plan(self, desired: HostConfig) -> tuple[list, bool]:
-        """The commands that make the database as desired, and whether they create rows that
-        a second pass must then adjust (a bridge, a controller)."""
+        """The fence first (ovsdb.fence): nothing at all unless this replica leads, and, under
+        a generation, a transaction that verifies the host still holds it (claiming it first
+        if the host holds an older one). Then the commands that make the database as
+        desired, and whether they create rows that a second pass must then adjust."""
+        fence, allowed = self._plan_fence()
+        if not allowed:
+            return [], False
+        commands, again = self._plan_config(desired)
+        # The claim goes out even when nothing else changes: it is what refuses a deposed
+        # leader's transactions from now on.
+        return fence + commands, again
+
+    def _plan_fence(self) -> tuple[list, bool]:
+        """The commands the fence adds (the claim of our generation, if any) and whether this
+        replica may write at all. Runs in the IDL's thread, inside the transaction: the
+        verify makes the server refuse the whole transaction if the fence changed since it
+        was read here (TRY_AGAIN: ovsdbapp plans again, and sees the change)."""
+        writer = self._writer()
+        row = next(iter(self._idl.tables["Open_vSwitch"].rows.values()), None)
+        seen = seen_generation(row.external_ids) if row is not None else None
+        decision = verdict(writer, seen)
+        if decision is Verdict.FOLLOWER:
+            return [], False
+        if decision is Verdict.UNFENCED:
+            return [], True
+        if row is None:  # an uninitialised database: nothing to fence on, nothing to write
+            return [], False
+        if decision is Verdict.FENCED:
+            self.fenced_by = seen
+            raise Fenced(writer.generation, seen)
+        self.fenced_by = None
+        row.verify("external_ids")
+        if decision is Verdict.CLAIM:
+            LOG.info("host %s: taking the OVSDB fence at generation %d (it held %s)",
+                     self.name, writer.generation, seen)
+            return [self._api.db_set("Open_vSwitch", row.uuid, (
+                "external_ids", {GENERATION_KEY: str(writer.generation)}))], True
+        return [], True
+
+    def _plan_config(self, desired: HostConfig) -> tuple[list, bool]:
         api = self._api
         bridge = self._bridge_row()
         if bridge is None:
@@ -383,7 +464,7 @@ class HostSession:
                                            ("external_ids", {**iface.external_ids, **ids}),
                                            ("ofport_request", ofport)))
         physical = self._physical_row()
-        if physical is not None and desired.controller:
+        if physical is not None and desired.controllers:
             wanted.add(PATCH_TO_PHYSICAL)
             commands += self._plan_patch(existing, desired.bridge, PATCH_TO_PHYSICAL,
                                          PATCH_TO_INTEGRATION)
@@ -419,7 +500,7 @@ class HostSession:
         all of that removed again. The bridge itself is the host's: never created here."""
         api, conf = self._api, desired.physical
         existing = {p.name: p for p in map(self._rows.port, bridge.ports)}
-        if not desired.controller:
+        if not desired.controllers:
             commands = []
             if PATCH_TO_INTEGRATION in existing:
                 commands.append(api.del_port(PATCH_TO_INTEGRATION, conf.bridge))
@@ -453,7 +534,7 @@ class HostSession:
                                                  NEXT_HOP_BINDING_KEY: binding}))
         if changes:
             commands.append(api.db_set("Bridge", bridge.uuid, *changes))
-        more, again = self._plan_controller(bridge, conf.bridge, desired.controller,
+        more, again = self._plan_controller(bridge, conf.bridge, desired.controllers,
                                             PHYSICAL_CONTROLLER_SETTINGS)
         return commands + more, again
 
@@ -472,19 +553,21 @@ class HostSession:
             changes.append(("other_config", {**bridge.other_config, **other}))
         if changes:
             commands.append(api.db_set("Bridge", bridge.uuid, *changes))
-        more, again = self._plan_controller(bridge, desired.bridge, desired.controller,
+        more, again = self._plan_controller(bridge, desired.bridge, desired.controllers,
                                             CONTROLLER_SETTINGS)
         return commands + more, again
 
-    def _plan_controller(self, bridge, name: str, target: str,
+    def _plan_controller(self, bridge, name: str, targets: tuple[str, ...],
                          settings: dict) -> tuple[list, bool]:
-        wanted = [target] if target else []
-        if [c.target for c in bridge.controller] != wanted:
-            # Its settings are made once it exists: a second pass.
+        """Every replica's target on the bridge (one Controller row each), each row with
+        ``settings``."""
+        wanted = sorted(targets)
+        if sorted(c.target for c in bridge.controller) != wanted:
+            # Their settings are made once they exist: a second pass.
             return [self._api.set_controller(name, wanted)], bool(wanted)
-        if wanted:
-            ctl = bridge.controller[0]
+        commands = []
+        for ctl in bridge.controller:
             stale = [(k, v) for k, v in settings.items() if getattr(ctl, k) != [v]]
             if stale:
-                return [self._api.db_set("Controller", ctl.uuid, *stale)], False
-        return [], False
+                commands.append(self._api.db_set("Controller", ctl.uuid, *stale))
+        return commands, False

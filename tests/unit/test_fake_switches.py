@@ -28,6 +28,7 @@ FEATURES_REQUEST, FEATURES_REPLY, GET_CONFIG_REQUEST, SET_CONFIG = 5, 6, 7, 9
 PACKET_OUT, FLOW_MOD, GROUP_MOD, PORT_MOD, TABLE_MOD = 13, 14, 15, 16, 17
 MULTIPART_REQUEST, MULTIPART_REPLY, BARRIER_REQUEST, BARRIER_REPLY = 18, 19, 20, 21
 MP_DESC, MP_AGGREGATE, MP_PORT_DESC = 0, 2, 13
+ROLE_REQUEST = 24
 # What changes a switch's state: none of it may reach a switch of no registered host.
 STATE_CHANGING = {FLOW_MOD, GROUP_MOD, PORT_MOD, TABLE_MOD, SET_CONFIG, PACKET_OUT,
                   EXPERIMENTER}  # EXPERIMENTER: the ONF bundles the flows are sent in
@@ -166,6 +167,13 @@ def test_unknown_datapath_gets_no_flows_and_is_logged(controller, known):
         assert known.dpid in switches and dpid not in switches, switches
     finally:
         switch.close()
+
+
+def test_a_single_controller_asks_for_no_role(controller, known):
+    """Standalone (controller.leadership): no ROLE_REQUEST, the switch keeps EQUAL, as it did
+    before replicas. A replica with a term asks before anything else it sends."""
+    time.sleep(0.5)
+    assert ROLE_REQUEST not in known.types(), known.types()
 
 
 def _short_length(data: bytes) -> bytes:

@@ -92,7 +92,7 @@ def fabric_with(next_hop, next_hop_mac=None):
     fabric = Fabric(s, "tcp:127.0.0.1:6653")
     fabric._snapshot = s.snapshot()
     dp = object()
-    fabric.physical_switches["h1"] = SimpleNamespace(dp=dp)
+    fabric.physical_switches["h1"] = SimpleNamespace(dp=dp, programs=lambda: True)
     fabric.ovsdb_sessions["h1"] = FakeOvsdb(physical_ports(next_hop, next_hop_mac)["h1"])
     return fabric, dp
 
