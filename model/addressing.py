@@ -102,6 +102,8 @@ def lowest_free_ofport(used: set, spread: int = 1) -> int:
     """The lowest free port number, or with ``spread`` one of the ``spread`` lowest at random
     (replicas allocating at once then seldom pick the same one)."""
     first = lowest_free(used, OFPORT_MIN, OFPORT_MAX, "OpenFlow port number on the host")
+    if spread == 1:
+        return first
     free = [n for n in range(first, min(first + spread + len(used), OFPORT_MAX + 1))
             if n not in used][:spread]
     return random.choice(free)
@@ -157,7 +159,7 @@ class AddressPool:
                     break
         if not found:
             raise Conflict("no address left in the subnet")
-        chosen = random.choice(found)
+        chosen = found[0] if spread == 1 else random.choice(found)
         if spread == 1:
             self.cursor = chosen + 1 if chosen < self.last else self.first
         else:
