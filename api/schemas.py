@@ -157,6 +157,9 @@ class HostView(BaseModel):
     last_reconcile: Optional[ReconcileView] = Field(
         None, description="the last full reconciliation of the switch's table (on connect)")
     error: Optional[str] = Field(description="the last OVSDB error, if any")
+    openflow_role: Optional[str] = Field(
+        None, description="the role the switch confirmed to this replica, with the term's "
+        "generation (master@7, slave@7); none: a single controller (OpenFlow's equal)")
     physical: Optional[PhysicalView] = Field(
         None, description="the host's physical bridge (br-phy) as a switch of the "
         "controller's; none: not connected")

@@ -47,6 +47,9 @@ class Fabric:
         self.leadership = leadership if leadership is not None else \
             Standalone(advertise=advertise)
         self._controllers = tuple(self.leadership.controllers())  # what the hosts are told
+        # wait_on_leader(hosts, revision, bound, timeout) -> bool: how a follower waits for
+        # what wait_programmed waits for (cluster.leader_wait); None: on its own switches
+        self.wait_on_leader = None
         self._leadership_changed = threading.Event()
         self._stopped = threading.Event()
         self._follower = threading.Thread(target=self._follow_leadership,
@@ -435,6 +438,7 @@ class Fabric:
             "flow_mods_sent": switch.flow_mods_sent if switch and switch.reconciles else None,
             "last_reconcile": switch.last_reconcile if switch else None,
             "error": session.last_error if session else None,
+            "openflow_role": str(switch.role) if switch and switch.role else None,
             "physical": self._physical_status(name),
         }
 
@@ -458,6 +462,9 @@ class Fabric:
         flows first. Hosts that are not connected are not waited for: they converge when
         they come back.
         """
+        if self.wait_on_leader is not None and not self.leadership.leads():
+            # A follower programs nothing: the leader says when its switches have it.
+            return self.wait_on_leader(hosts, revision, bound or {}, timeout)
         deadline = time.monotonic() + timeout
         with self._applied:
             while True:
