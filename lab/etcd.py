@@ -15,9 +15,9 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 log = logging.getLogger("lab")
 
@@ -89,7 +89,7 @@ class EtcdCluster:
 
     # ---- life -------------------------------------------------------------------------------
 
-    def start(self, timeout: float = START_TIMEOUT_S) -> "EtcdCluster":
+    def start(self, timeout: float = START_TIMEOUT_S) -> EtcdCluster:
         """Every member started; returns once each one answers healthy."""
         if shutil.which(ETCD) is None:
             raise RuntimeError(f"{ETCD} is missing: apt-get install etcd-server")
@@ -175,14 +175,14 @@ class EtcdCluster:
         for i in range(self.size):
             try:
                 self.stop(i)
-            except Exception:  # noqa: BLE001 - the others are stopped regardless
+            except Exception:
                 log.exception("stopping etcd member %d", i)
             if self._logs[i] is not None:
                 self._logs[i].close()
                 self._logs[i] = None
             shutil.rmtree(self.data_dir(i), ignore_errors=True)
 
-    def __enter__(self) -> "EtcdCluster":
+    def __enter__(self) -> EtcdCluster:
         try:
             return self.start()
         except BaseException:
