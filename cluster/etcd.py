@@ -34,7 +34,7 @@ class EtcdTarget:
 
     @classmethod
     def parse(cls, url: str, cert: str | None = None, key: str | None = None,
-              ca: str | None = None) -> EtcdTarget:
+              ca: str | None = None) -> "EtcdTarget":
         if not url.startswith(SCHEME):
             raise ValueError(f"an etcd store is {SCHEME}HOST:PORT[,HOST:PORT...], not {url!r}")
         members = []
