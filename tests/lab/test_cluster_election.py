@@ -1,0 +1,175 @@
+"""The leader election against a real etcd: 3 of Debian's etcd members on loopback (lab/etcd.py)
+and 3 election objects in this process, each with its own connection. No Open vSwitch needed.
+
+The times asserted are the contract: a crashed leader is replaced within the TTL and a second;
+a leader cut off from etcd steps down within the TTL, before anyone else leads.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from tests.slot import SLOT
+
+pytestmark = pytest.mark.skipif(not os.path.exists("/usr/bin/etcd"),
+                                reason="needs Debian's etcd-server (/usr/bin/etcd)")
+
+TTL = 2.0
+
+
+@pytest.fixture
+def etcd(tmp_path):
+    from lab.etcd import EtcdCluster
+    with EtcdCluster(tmp_path / "etcd", SLOT) as cluster:
+        yield cluster
+
+
+def election(url: str, i: int, ttl: float = TTL):
+    from cluster.election import Election
+    from cluster.etcd import EtcdClient, EtcdTarget
+    return Election(EtcdClient(EtcdTarget.parse(url)), f"http://127.0.0.1:{18000 + i}",
+                    f"tcp:198.18.0.{i + 1}:6653", name=f"r{i}", ttl=ttl)
+
+
+@pytest.fixture
+def replicas(etcd):
+    started = []
+
+    def make(n: int = 3, urls=None):
+        for i in range(n):
+            e = election(urls[i] if urls else etcd.url, len(started))
+            e.start()
+            started.append(e)
+        return started
+    yield make
+    for e in started:
+        e.stop()
+
+
+def wait_for(predicate, timeout: float, step: float = 0.01) -> float:
+    """Seconds until ``predicate()`` held; fails after ``timeout``."""
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > timeout:
+            pytest.fail(f"not within {timeout} s: {predicate.__doc__ or predicate}")
+        time.sleep(step)
+    return time.monotonic() - start
+
+
+def leaders(elections):
+    return [e for e in elections if e.leads()]
+
+
+def one_leader(elections):
+    found = leaders(elections)
+    return found[0] if len(found) == 1 else None
+
+
+def test_one_leader_among_three_and_every_member_listed(replicas):
+    rs = replicas()
+    wait_for(lambda: one_leader(rs) and all(e.term() and len(e.members()) == 3 for e in rs), 5)
+    leader = one_leader(rs)
+    time.sleep(0.5)  # still one, and everyone agrees
+    assert leaders(rs) == [leader]
+    assert {e.term() for e in rs} == {leader.term()}
+    assert leader.term().leader == leader.name and leader.term().generation > 0
+    for e in rs:
+        assert e.controllers() == ["tcp:198.18.0.1:6653", "tcp:198.18.0.2:6653",
+                                   "tcp:198.18.0.3:6653"]
+        assert e.members() == [{"name": f"r{i}", "api": f"http://127.0.0.1:{18000 + i}",
+                                "advertise": f"tcp:198.18.0.{i + 1}:6653",
+                                "leader": f"r{i}" == leader.name} for i in range(3)]
+        status = e.status()
+        assert status["leader"] == leader.name and status["revision"] >= leader.term().generation
+
+
+def test_a_crashed_leader_is_replaced_within_the_ttl_and_a_second(replicas):
+    rs = replicas()
+    wait_for(lambda: one_leader(rs) and all(e.term() for e in rs), 5)
+    old = one_leader(rs)
+    generation = old.term().generation
+    rest = [e for e in rs if e is not old]
+    old.stop(revoke=False)  # a crash: keepalives stop, the lease is left to expire
+    took = wait_for(lambda: one_leader(rest), TTL + 1)
+    new = one_leader(rest)
+    print(f"crashed leader replaced after {took:.2f} s")
+    assert new.term().generation > generation
+    wait_for(lambda: all(e.term() == new.term() for e in rest), 1)
+    wait_for(lambda: all(len(e.members()) == 2 for e in rest), 1)
+    assert old.name not in {m["name"] for m in new.members()}
+
+
+def test_stop_hands_over_at_once(replicas):
+    rs = replicas()
+    wait_for(lambda: one_leader(rs) and all(e.term() for e in rs), 5)
+    old = one_leader(rs)
+    generation = old.term().generation
+    rest = [e for e in rs if e is not old]
+    old.stop()
+    took = wait_for(lambda: one_leader(rest), 0.5)
+    print(f"handed over after {took:.3f} s")
+    assert one_leader(rest).term().generation > generation
+
+
+def test_a_leader_cut_off_from_etcd_steps_down_within_the_ttl_before_another_leads(etcd,
+                                                                                  replicas):
+    # The first replica reaches member 0 only, and leads; the others reach members 1 and 2.
+    isolated = replicas(1, [etcd.member_url(0)])[0]
+    wait_for(isolated.leads, 5)
+    generation = isolated.term().generation
+    others = replicas(2, [f"etcd://127.0.0.1:{etcd.client_port(1)},"
+                          f"127.0.0.1:{etcd.client_port(2)}"] * 2)[1:]
+    wait_for(lambda: all(e.term() == isolated.term() for e in others), 5)
+    changes = []
+    isolated.subscribe(lambda: changes.append(isolated.leads()))
+
+    timeline = {}
+
+    def observe():
+        start = time.monotonic()
+        while time.monotonic() - start < 3 * TTL and len(timeline) < 2:
+            now = time.monotonic()
+            if "down" not in timeline and not isolated.leads():
+                timeline["down"] = now
+            if "up" not in timeline and leaders(others):
+                timeline["up"] = now
+            time.sleep(0.002)
+    watcher = threading.Thread(target=observe)
+    cut = time.monotonic()
+    watcher.start()
+    etcd.stop(0)
+    watcher.join()
+    assert "down" in timeline and "up" in timeline, timeline
+    print(f"cut-off leader stepped down after {timeline['down'] - cut:.2f} s, "
+          f"the next led after {timeline['up'] - cut:.2f} s")
+    assert timeline["down"] - cut <= TTL
+    assert timeline["down"] < timeline["up"]  # never two leaders
+    assert False in changes  # its subscribers were told
+    assert one_leader(others).term().generation > generation
+    assert isolated.term() is None  # it cannot know who leads
+
+
+def test_quorum_lost_no_one_leads_and_back_a_leader_again(etcd, replicas):
+    rs = replicas()
+    wait_for(lambda: one_leader(rs), 5)
+    cut = time.monotonic()
+    etcd.kill(1)
+    etcd.kill(2)
+    took = wait_for(lambda: not leaders(rs), TTL)
+    print(f"quorum lost: the leader stepped down after {time.monotonic() - cut:.2f} s")
+    del took
+    deadline = time.monotonic() + 2 * TTL
+    while time.monotonic() < deadline:
+        assert leaders(rs) == []
+        time.sleep(0.05)
+    back = time.monotonic()
+    etcd.restart(1)
+    etcd.restart(2)
+    wait_for(lambda: one_leader(rs) and all(e.term() for e in rs), 15)
+    print(f"quorum back: a leader after {time.monotonic() - back:.2f} s")
+    time.sleep(0.5)
+    assert len(leaders(rs)) == 1
+    assert len({e.term() for e in rs}) == 1
