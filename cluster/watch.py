@@ -94,6 +94,8 @@ class RangeWatch:
 
     def _follow(self, start: int) -> None:
         """Applies the stream's events until it breaks, goes silent or is cancelled."""
+        if self._stopping.is_set():
+            return
         members = self.client.target.members
         # Start on the member the connection answered on last: the one known to be up.
         host, port = members[self.client._current % len(members)]
