@@ -24,13 +24,15 @@ log = logging.getLogger("lab")
 ETCD = "/usr/bin/etcd"
 CLIENT_PORT_BASE = 24000
 PEER_PORT_BASE = 24050
-# etcd's defaults (100 ms heartbeat, 1000 ms election timeout) are what we want: on loopback a
-# heartbeat is never late, and a member killed in a test should be replaced by a new raft
-# leader in about a second, not the many seconds a WAN-tuned cluster would take. They are
-# passed explicitly so that the lab's failover times do not depend on a package's defaults.
-# (Shorter would make the cluster flap when the 2 shared cores are busy with the tests.)
-HEARTBEAT_MS = 100
-ELECTION_MS = 1000
+# Half etcd's defaults (100 ms heartbeat, 1000 ms election timeout). etcd replaces a dead
+# raft leader after one to two election timeouts, and until then no lease is renewed: with the
+# defaults that is up to 2 s, longer than the 1.5 s an election lease (TTL 2 s) may go without
+# a keepalive before its leader steps down (docs/replicas.md), so killing etcd's raft leader
+# would make ours step down for a moment. 500 ms keeps it to about 1 s (a step-down of a few
+# ms remained in 1 of 5 such kills here). On loopback a heartbeat is never late: 50 ms has not
+# made the cluster flap here, with the 2 cores shared.
+HEARTBEAT_MS = 50
+ELECTION_MS = 500
 START_TIMEOUT_S = 30.0
 
 
@@ -124,6 +126,25 @@ class EtcdCluster:
                 return json.loads(response.read()).get("health") == "true"
         except (OSError, ValueError):
             return False
+
+    def raft_leader(self, timeout: float = 1.0) -> int | None:
+        """The member that is etcd's raft leader (None: none of the running ones knows one)."""
+        ids = {}
+        leader = None
+        for i in range(self.size):
+            if not self.running(i):
+                continue
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{self.client_port(i)}/v3/maintenance/status", data=b"{}",
+                method="POST", headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=timeout) as response:
+                    status = json.loads(response.read())
+            except (OSError, ValueError):
+                continue
+            ids[status["header"]["member_id"]] = i
+            leader = status.get("leader") or leader
+        return ids.get(leader)
 
     def wait_healthy(self, members, timeout: float = START_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout

@@ -152,6 +152,31 @@ def test_a_leader_cut_off_from_etcd_steps_down_within_the_ttl_before_another_lea
     assert isolated.term() is None  # it cannot know who leads
 
 
+def test_one_etcd_member_killed_changes_no_term(etcd, replicas):
+    """Even etcd's raft leader: the connection moves to another member, and etcd replaces its
+    raft leader before the election's lease is due (the lab's etcd timing, lab/etcd.py)."""
+    rs = replicas()
+    wait_for(lambda: one_leader(rs) and all(e.term() for e in rs), 5)
+    term = one_leader(rs).term()
+    raft = etcd.raft_leader()
+    assert raft is not None
+    without, since = 0.0, None
+    cut = time.monotonic()
+    etcd.kill(raft)
+    while time.monotonic() - cut < 2 * TTL:
+        now = time.monotonic()
+        if leaders(rs):
+            if since is not None:
+                without, since = max(without, now - since), None
+        elif since is None:
+            since = now
+        time.sleep(0.005)
+    print(f"etcd's raft leader killed: longest time without a leader {without:.3f} s")
+    assert since is None and one_leader(rs).term() == term
+    assert {e.term() for e in rs} == {term}
+    assert without < 0.2  # at most a moment's step-down, in the same term
+
+
 def test_quorum_lost_no_one_leads_and_back_a_leader_again(etcd, replicas):
     rs = replicas()
     wait_for(lambda: one_leader(rs) and all(e.term() for e in rs), 5)
