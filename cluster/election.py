@@ -160,6 +160,8 @@ class Election:
             return sorted(m.advertise for m in self._live_members().values())
 
     def subscribe(self, callback: Callable[[], None]) -> None:
+        """``callback()`` after each change of term, leadership or members: called on one of
+        the election's threads, one call at a time; it must be quick."""
         self._callbacks.append(callback)
 
     def status(self) -> dict:
