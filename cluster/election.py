@@ -10,8 +10,9 @@ the key, the others' watches see the DELETE and campaign at once.
 
 A leader that cannot renew its lease does not know whether etcd still holds it: it steps down
 once its last successful keepalive (counted from when it was sent) is older than the TTL less
-a margin, before etcd can expire the lease and let another replica win. A keepalive answered
-with TTL 0 means the lease is gone: step down at once, grant a new lease, campaign again.
+a margin (TTL/8), before etcd can expire the lease and let another replica win. A keepalive
+answered with TTL 0 means the lease is gone: step down at once, grant a new lease, campaign
+again.
 """
 from __future__ import annotations
 
@@ -72,10 +73,13 @@ class Election:
         self.name = name or default_name(api)
         self.me = Member(self.name, api, advertise)
         self.ttl = ttl
-        # The step-down margin: it covers the time our step-down takes to act (the controller
-        # demoting itself) and the two clocks' rates. With it equal to the keepalive interval,
-        # one lost keepalive is tolerated, two in a row are not.
-        self.margin = ttl / 4 if margin is None else margin
+        # The step-down margin (TTL/8: 0.25 s): the time our step-down has to act (the
+        # controller demoting itself, a local matter of milliseconds) before etcd can expire
+        # the lease, and the two clocks' rates. Keepalives go every TTL/4, so a leader stays
+        # through 3 lost in a row (1.75 s), which covers etcd replacing its own raft leader
+        # (no lease is renewed meanwhile) when etcd's election timeout is 500 ms; TTL/4 did
+        # not, in 4 of 10 kills of etcd's raft leader (docs/replicas.md).
+        self.margin = ttl / 8 if margin is None else margin
         self.interval = ttl / 4
         self.prefix = prefix
         self._leader_key = leader_key(prefix)

@@ -26,11 +26,10 @@ CLIENT_PORT_BASE = 24000
 PEER_PORT_BASE = 24050
 # Half etcd's defaults (100 ms heartbeat, 1000 ms election timeout). etcd replaces a dead
 # raft leader after one to two election timeouts, and until then no lease is renewed: with the
-# defaults that is up to 2 s, longer than the 1.5 s an election lease (TTL 2 s) may go without
-# a keepalive before its leader steps down (docs/replicas.md), so killing etcd's raft leader
-# would make ours step down for a moment. 500 ms keeps it to about 1 s (a step-down of a few
-# ms remained in 1 of 5 such kills here). On loopback a heartbeat is never late: 50 ms has not
-# made the cluster flap here, with the 2 cores shared.
+# defaults that can take longer than the 1.75 s an election lease (TTL 2 s) may go without a
+# keepalive before its leader steps down, so killing etcd's raft leader made ours step down for
+# a moment in 4 of 10 tries; with 500 ms, in none (docs/replicas.md). On loopback a heartbeat
+# is never late: 50 ms has not made the cluster flap here, with the 2 cores shared.
 HEARTBEAT_MS = 50
 ELECTION_MS = 500
 START_TIMEOUT_S = 30.0
@@ -40,7 +39,10 @@ class EtcdCluster:
     """``size`` members on 127.0.0.1; ``url`` is the etcd:// target of them all."""
 
     def __init__(self, workdir: str | os.PathLike, slot: int, size: int = 3,
-                 token: str | None = None):
+                 token: str | None = None, heartbeat_ms: int = HEARTBEAT_MS,
+                 election_ms: int = ELECTION_MS):
+        self.heartbeat_ms = heartbeat_ms
+        self.election_ms = election_ms
         self.workdir = Path(workdir)
         self.slot = slot
         self.size = size
@@ -85,8 +87,8 @@ class EtcdCluster:
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                 "--initial-cluster", initial, "--initial-cluster-token", self.token,
                 "--initial-cluster-state", "new",
-                "--heartbeat-interval", str(HEARTBEAT_MS),
-                "--election-timeout", str(ELECTION_MS),
+                "--heartbeat-interval", str(self.heartbeat_ms),
+                "--election-timeout", str(self.election_ms),
                 "--logger", "zap", "--log-outputs", "stderr"]
 
     # ---- life -------------------------------------------------------------------------------
