@@ -88,6 +88,7 @@ class Election:
         self._lease_ttl = ttl
         self._last_ok = 0.0  # monotonic time a successful grant or keepalive was sent
         self._registered = False
+        self._registered_revision = 0
         self._lapsed = False  # the lease may have expired: not renewed for TTL - margin
         self._leading: int | None = None  # our generation while we hold the leader key
         self._leader: _Known | None = None
@@ -226,12 +227,22 @@ class Election:
             self._wake.set()  # campaign now
 
     def _on_members(self, watch: RangeWatch) -> None:
+        lost = False
         with self._lock:
             if watch.synced:
                 members = (Member.from_kv(kv) for kv in watch.kvs.values())
                 self._members = {m.name: m for m in members if m is not None}
                 self._seen(watch.revision)
+                # Our record gone from etcd after we wrote it (deleted by hand, or written over
+                # by a namesake): write it again.
+                if (self._registered and self.name not in self._members
+                        and watch.revision > self._registered_revision):
+                    self._registered = False
+                    lost = True
         self._notify()
+        if lost:
+            LOG.warning("%s: its member record is gone: writing it again", self.name)
+            self._wake.set()
 
     def _notify(self) -> None:
         """The callbacks, once per change of term, leadership or members."""
@@ -305,7 +316,8 @@ class Election:
                                           self._lease)], timeout=self._timeout())
         with self._lock:
             self._registered = True
-            self._seen(int(answer["header"]["revision"]))
+            self._registered_revision = int(answer["header"]["revision"])
+            self._seen(self._registered_revision)
 
     def _keepalive(self) -> None:
         lease = self._lease

@@ -169,6 +169,8 @@ class EtcdCluster:
         if proc is None or proc.poll() is not None:
             return
         os.kill(proc.pid, sig)  # by its PID, never by name
+        if sig != signal.SIGKILL:
+            os.kill(proc.pid, signal.SIGCONT)  # a paused member handles its SIGTERM too
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -184,6 +186,16 @@ class EtcdCluster:
     def stop(self, i: int) -> None:
         """Member ``i`` stopped cleanly (SIGTERM)."""
         self._signal(i, signal.SIGTERM)
+
+    def pause(self, i: int) -> None:
+        """Member ``i`` frozen (SIGSTOP): its connections stay open and nothing answers, as
+        when its traffic is dropped."""
+        if self.running(i):
+            os.kill(self.procs[i].pid, signal.SIGSTOP)
+
+    def resume(self, i: int) -> None:
+        if self.running(i):
+            os.kill(self.procs[i].pid, signal.SIGCONT)
 
     def restart(self, i: int, wait: bool = False, timeout: float = START_TIMEOUT_S) -> None:
         """Member ``i`` started again on its data dir (stopped first if it runs); ``wait``:
