@@ -284,6 +284,8 @@ class Election:
                 failed = True
                 LOG.warning("%s: unexpected answer from etcd: %r", self.name, exc)
             self._notify()
+            for watch in (self._leader_watch, self._members_watch):
+                watch.follow_the_connection()
             if self._lease is None:  # a new lease at once, unless etcd just refused one
                 timeout = self.interval if failed else 0.0
             elif failed and not self._lapsed and self._leading is None and self._leader is None:

@@ -45,7 +45,7 @@ class RangeWatch:
         self.synced = False  # the copy has been read at least once and no stream broke since
         self._stopping = threading.Event()
         self._response: requests.Response | None = None
-        self._member = 0
+        self.member: tuple[str, int] | None = None  # the member the stream is on
         self._session = requests.Session()
         target = client.target
         if target.ca:
@@ -60,6 +60,14 @@ class RangeWatch:
     def stop(self) -> None:
         self._stopping.set()
         _shut(self._response)
+
+    def follow_the_connection(self) -> None:
+        """Moves the stream to the member the connection answers on now, if it is on another:
+        the connection left that member because it did not answer, and a stream on a member
+        that answers nothing stays silent (until ``idle``) instead of breaking."""
+        current = self.client.current
+        if self.member is not None and self.member != (current.host, current.port):
+            _shut(self._response)
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
@@ -96,9 +104,10 @@ class RangeWatch:
         """Applies the stream's events until it breaks, goes silent or is cancelled."""
         if self._stopping.is_set():
             return
-        members = self.client.target.members
-        # Start on the member the connection answered on last: the one known to be up.
-        host, port = members[self.client._current % len(members)]
+        # On the member the connection answered on last: the one known to be up.
+        current = self.client.current
+        host, port = current.host, current.port
+        self.member = (host, port)
         url = f"{self.client.target.protocol}://{host}:{port}/v3/watch"
         create = {"key": encode(self.key), "start_revision": start}
         if self.range_end:
@@ -118,6 +127,7 @@ class RangeWatch:
                     if line.strip() and not self._apply(json.loads(line)):
                         return
         finally:
+            self.member = None
             self._response.close()
 
     def _apply(self, message: dict) -> bool:

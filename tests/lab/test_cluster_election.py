@@ -102,6 +102,24 @@ def test_a_crashed_leader_is_replaced_within_the_ttl_and_a_second(replicas):
     assert old.name not in {m["name"] for m in new.members()}
 
 
+def test_a_crash_is_seen_in_time_with_the_watched_member_frozen(etcd, replicas):
+    """Every connection starts on member 0, so every watch is there. Frozen, it answers
+    nothing and breaks no stream: the watches must move with the connection to another member,
+    or the followers would miss the leader key's DELETE."""
+    rs = replicas()
+    wait_for(lambda: one_leader(rs) and all(e.term() for e in rs), 5)
+    old = one_leader(rs)
+    generation = old.term().generation
+    rest = [e for e in rs if e is not old]
+    etcd.pause(0)
+    time.sleep(TTL)  # the connections have moved on; the term is the same
+    assert [e.term() for e in rs] == [old.term()] * 3 and leaders(rs) == [old]
+    old.stop(revoke=False)
+    took = wait_for(lambda: one_leader(rest), TTL + 1)
+    print(f"with member 0 frozen, a crashed leader replaced after {took:.2f} s")
+    assert one_leader(rest).term().generation > generation
+
+
 def test_stop_hands_over_at_once(replicas):
     rs = replicas()
     wait_for(lambda: one_leader(rs) and all(e.term() for e in rs), 5)
