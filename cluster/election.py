@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .etcd import EtcdClient, EtcdUnavailable, encode, prefix_end
+from .etcd import EtcdClient, EtcdTarget, EtcdUnavailable, encode, prefix_end
 from .members import (
     PREFIX,
     Member,
@@ -109,6 +109,12 @@ class Election:
                                         daemon=True)
         self._monitor = threading.Thread(target=self._watch_deadline,
                                          name=f"election-{self.name}-deadline", daemon=True)
+
+    @classmethod
+    def connect(cls, url: str, api: str, advertise: str, *, cert: str | None = None,
+                key: str | None = None, ca: str | None = None, **options) -> Election:
+        """The election on the etcd at ``etcd://HOST:PORT[,...]`` (with its TLS files)."""
+        return cls(EtcdClient(EtcdTarget.parse(url, cert, key, ca)), api, advertise, **options)
 
     # ---- the interface ----------------------------------------------------------------------
 
@@ -283,6 +289,9 @@ class Election:
             except (ValueError, KeyError) as exc:  # an answer not as documented
                 failed = True
                 LOG.warning("%s: unexpected answer from etcd: %r", self.name, exc)
+            except Exception:  # noqa: BLE001 - the keeper must go on: the deadline still holds
+                failed = True
+                LOG.exception("%s: unexpected failure in the election", self.name)
             self._notify()
             for watch in (self._leader_watch, self._members_watch):
                 watch.follow_the_connection()

@@ -95,6 +95,8 @@ class RangeWatch:
                 self._follow(self.revision + 1)
             except (EtcdUnavailable, OSError, ValueError, KeyError) as exc:
                 LOG.debug("%s: %s", self.name, exc)
+            except Exception:  # noqa: BLE001 - a watch that dies would leave its copy stale
+                LOG.exception("%s: unexpected failure, reading again", self.name)
             if self.synced:
                 self.synced = False
                 self._notify()

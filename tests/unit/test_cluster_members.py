@@ -41,3 +41,12 @@ def test_the_default_name_is_the_host_and_the_api_port():
 
 def test_a_term_is_a_value():
     assert Term("a", 5) == Term("a", 5) and len({Term("a", 5), Term("a", 5)}) == 1
+
+
+def test_an_election_connects_to_an_etcd_url():
+    from cluster.election import Election
+    e = Election.connect("etcd://127.0.0.1:2379,127.0.0.1:2380", "http://127.0.0.1:8686",
+                         "tcp:192.0.2.1:6653", ttl=3.0)
+    assert e.client.target.members == (("127.0.0.1", 2379), ("127.0.0.1", 2380))
+    assert e.name == default_name("http://127.0.0.1:8686") and e.ttl == 3.0
+    assert not e.leads() and e.term() is None and e.members() == []
