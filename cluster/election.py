@@ -295,10 +295,11 @@ class Election:
             self._notify()
             for watch in (self._leader_watch, self._members_watch):
                 watch.follow_the_connection()
-            if self._lease is None:  # a new lease at once, unless etcd just refused one
+            # Until the next keepalive, or a wake-up (the leader key deleted: campaign now); a
+            # new lease at once, unless etcd just refused one. The state decides what is done,
+            # so a wake-up lost between two turns delays nothing beyond the next one.
+            if self._lease is None:
                 timeout = self.interval if failed else 0.0
-            elif failed and not self._lapsed and self._leading is None and self._leader is None:
-                timeout = min(self.interval, max(0.0, next_keepalive - time.monotonic()))
             else:
                 timeout = max(0.0, next_keepalive - time.monotonic())
             self._wake.wait(timeout)
