@@ -12,8 +12,8 @@ from controller.service import FabricService
 from model import FabricError
 from security import tokens
 
-from . import (browsers, docs, health, inspection, inventory, policies, publishing, routing,
-               scopes)
+from . import (browsers, cluster as cluster_views, docs, health, inspection, inventory,
+               policies, publishing, routing, scopes)
 from .browsers import Audience
 from .spec import Api
 
@@ -28,8 +28,10 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 
 
 def create_app(fabric: Fabric, token: str | None = None,
-               audience: Audience = Audience()) -> Flask:
-    """``token`` is the admin token; host tokens derived from it are accepted too."""
+               audience: Audience = Audience(), cluster=None) -> Flask:
+    """``token`` is the admin token; host tokens derived from it are accepted too.
+    ``cluster``: the replicas' election (an object with ``status()``, see api/cluster.py);
+    None for a single process."""
     app = Flask("ovsfabric", static_folder=None)  # no /static: nothing is served from disk
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     api = Api(app)
@@ -81,6 +83,7 @@ def create_app(fabric: Fabric, token: str | None = None,
         views.register(api, service)
     inspection.register(api, fabric)
     health.register(api, fabric.store)
+    cluster_views.register(api, fabric, cluster)
     docs.register(app, api)
     from . import ryu_compat
     ryu_compat.register(app, fabric)

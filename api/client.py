@@ -187,6 +187,11 @@ class FabricClient:
         """The endpoint's flows on every host."""
         return self.request("GET", f"/v1/endpoints/{_seg(endpoint_id)}/flows")
 
+    def cluster(self) -> dict:
+        """The replicas, the leader and the revision the answering replica has seen
+        (ClusterView)."""
+        return self.request("GET", "/v1/cluster")
+
     def audit(self, host: str) -> dict:
         """The host's installed table compared with the desired one (AuditView); 503 while
         the host is not connected."""

@@ -124,6 +124,22 @@ class ReadyView(BaseModel):
     revision: int = Field(description="the store's revision the served state is at")
 
 
+class ClusterMemberView(BaseModel):
+    name: str = Field(description="the replica's name (its host name and API port by default)")
+    api: str = Field(description="the URL of its REST API")
+    advertise: str = Field(description="the controller target the switches are told to "
+                           "connect to, tcp:IP:PORT or ssl:IP:PORT")
+    leader: bool = Field(description="it is the leader: it programs the switches and hosts")
+
+
+class ClusterView(BaseModel):
+    members: list[ClusterMemberView] = Field(description="the live replicas, sorted by name")
+    leader: Optional[str] = Field(description="the leader's name; null while none is known "
+                                  "(an election under way, or etcd out of reach)")
+    revision: int = Field(description="the store's revision as this replica last saw it (etcd's "
+                          "revision with replicas, the state file's without)")
+
+
 class ReconcileView(BaseModel):
     flows_read: int = Field(description="flows read from the switch")
     added: int = Field(description="flows added or rewritten")

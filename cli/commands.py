@@ -14,7 +14,7 @@ import requests
 from api.client import ApiError, FabricClient
 from security import tokens
 
-from . import inspection, inventory, policies, publishing, routing
+from . import inspection, inventory, policies, publishing, replicas, routing
 from .lookup import CommandError
 from .render import error
 
@@ -50,7 +50,7 @@ def global_options(with_defaults: bool) -> argparse.ArgumentParser:
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     common = global_options(with_defaults=False)
-    for module in (inventory, routing, publishing, policies, inspection):
+    for module in (inventory, routing, publishing, policies, inspection, replicas):
         module.add_parsers(commands, common)
 
 

@@ -24,13 +24,14 @@ log = logging.getLogger("lab")
 ETCD = "/usr/bin/etcd"
 CLIENT_PORT_BASE = 24000
 PEER_PORT_BASE = 24050
-# etcd's defaults (100 ms heartbeat, 1000 ms election timeout) are what we want: on loopback a
-# heartbeat is never late, and a member killed in a test should be replaced by a new raft
-# leader in about a second, not the many seconds a WAN-tuned cluster would take. They are
-# passed explicitly so that the lab's failover times do not depend on a package's defaults.
-# (Shorter would make the cluster flap when the 2 shared cores are busy with the tests.)
-HEARTBEAT_MS = 100
-ELECTION_MS = 1000
+# Half etcd's defaults (100 ms heartbeat, 1000 ms election timeout). etcd replaces a dead
+# raft leader after one to two election timeouts, and until then no lease is renewed: with the
+# defaults that can take longer than the 1.75 s an election lease (TTL 2 s) may go without a
+# keepalive before its leader steps down, so killing etcd's raft leader made ours step down for
+# a moment in 4 of 10 tries; with 500 ms, in none (docs/replicas.md). On loopback a heartbeat
+# is never late: 50 ms has not made the cluster flap here, with the 2 cores shared.
+HEARTBEAT_MS = 50
+ELECTION_MS = 500
 START_TIMEOUT_S = 30.0
 
 
@@ -38,7 +39,10 @@ class EtcdCluster:
     """``size`` members on 127.0.0.1; ``url`` is the etcd:// target of them all."""
 
     def __init__(self, workdir: str | os.PathLike, slot: int, size: int = 3,
-                 token: str | None = None):
+                 token: str | None = None, heartbeat_ms: int = HEARTBEAT_MS,
+                 election_ms: int = ELECTION_MS):
+        self.heartbeat_ms = heartbeat_ms
+        self.election_ms = election_ms
         self.workdir = Path(workdir)
         self.slot = slot
         self.size = size
@@ -83,8 +87,8 @@ class EtcdCluster:
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                 "--initial-cluster", initial, "--initial-cluster-token", self.token,
                 "--initial-cluster-state", "new",
-                "--heartbeat-interval", str(HEARTBEAT_MS),
-                "--election-timeout", str(ELECTION_MS),
+                "--heartbeat-interval", str(self.heartbeat_ms),
+                "--election-timeout", str(self.election_ms),
                 "--logger", "zap", "--log-outputs", "stderr"]
 
     # ---- life -------------------------------------------------------------------------------
@@ -125,6 +129,25 @@ class EtcdCluster:
         except (OSError, ValueError):
             return False
 
+    def raft_leader(self, timeout: float = 1.0) -> int | None:
+        """The member that is etcd's raft leader (None: none of the running ones knows one)."""
+        ids = {}
+        leader = None
+        for i in range(self.size):
+            if not self.running(i):
+                continue
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{self.client_port(i)}/v3/maintenance/status", data=b"{}",
+                method="POST", headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=timeout) as response:
+                    status = json.loads(response.read())
+            except (OSError, ValueError):
+                continue
+            ids[status["header"]["member_id"]] = i
+            leader = status.get("leader") or leader
+        return ids.get(leader)
+
     def wait_healthy(self, members, timeout: float = START_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout
         waiting = set(members)
@@ -146,6 +169,8 @@ class EtcdCluster:
         if proc is None or proc.poll() is not None:
             return
         os.kill(proc.pid, sig)  # by its PID, never by name
+        if sig != signal.SIGKILL:
+            os.kill(proc.pid, signal.SIGCONT)  # a paused member handles its SIGTERM too
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -161,6 +186,16 @@ class EtcdCluster:
     def stop(self, i: int) -> None:
         """Member ``i`` stopped cleanly (SIGTERM)."""
         self._signal(i, signal.SIGTERM)
+
+    def pause(self, i: int) -> None:
+        """Member ``i`` frozen (SIGSTOP): its connections stay open and nothing answers, as
+        when its traffic is dropped."""
+        if self.running(i):
+            os.kill(self.procs[i].pid, signal.SIGSTOP)
+
+    def resume(self, i: int) -> None:
+        if self.running(i):
+            os.kill(self.procs[i].pid, signal.SIGCONT)
 
     def restart(self, i: int, wait: bool = False, timeout: float = START_TIMEOUT_S) -> None:
         """Member ``i`` started again on its data dir (stopped first if it runs); ``wait``:
