@@ -13,7 +13,7 @@ from flask import request
 
 from controller.fabric import Fabric
 
-from .schemas import ClusterView
+from .schemas import ClusterView, ProgrammedView, ProgrammedWait
 from .spec import Api
 
 
@@ -28,11 +28,19 @@ def standalone(fabric: Fabric) -> dict[str, Any]:
     name = f"{socket.gethostname()}:{port}" if port else socket.gethostname()
     member = {"name": name, "api": request.host_url.rstrip("/"),
               "advertise": fabric.advertise, "leader": True}
-    return {"members": [member], "leader": name, "revision": fabric.store.snapshot().revision}
+    return {"members": [member], "leader": name}
 
 
 def register(api: Api, fabric: Fabric, cluster: ClusterStatus | None = None) -> None:
     @api.route("GET", "/v1/cluster", summary="The replicas, the leader among them and the "
                "revision this replica has seen", tag="cluster", response=ClusterView)
     def get_cluster():
-        return cluster.status() if cluster is not None else standalone(fabric)
+        status = cluster.status() if cluster is not None else standalone(fabric)
+        return {**status, "revision": fabric.store.served_revision()}
+
+    @api.route("POST", "/v1/cluster/programmed", summary="Wait until the leader's switches "
+               "have a revision: how a follower answers a write once its flows are in",
+               tag="cluster", body=ProgrammedWait, response=ProgrammedView)
+    def wait_programmed(body: ProgrammedWait):
+        return {"programmed": fabric.wait_programmed(set(body.hosts), body.revision,
+                                                     body.bound, body.timeout)}

@@ -140,6 +140,19 @@ class ClusterView(BaseModel):
                           "revision with replicas, the state file's without)")
 
 
+class ProgrammedWait(Strict):
+    hosts: list[str] = Field(max_length=4096, description="the hosts whose switches must have it")
+    revision: int = Field(ge=0, description="the store revision their tables must be at")
+    bound: dict[str, str] = Field(default_factory=dict, max_length=64,
+                                  description="endpoint id -> host: ports that must be attached")
+    timeout: float = Field(gt=0, le=30, description="how long to wait, in seconds")
+
+
+class ProgrammedView(BaseModel):
+    programmed: bool = Field(description="every connected one of the hosts has it (false: "
+                             "not within the timeout)")
+
+
 class ReconcileView(BaseModel):
     flows_read: int = Field(description="flows read from the switch")
     added: int = Field(description="flows added or rewritten")

@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="etcd://HOST:PORT[,HOST:PORT...]",
                         help="keep the state in etcd, shared by every replica (env "
                              "OVSFABRIC_STORE); without it, in the SQLite file --state")
+    parser.add_argument("--replica-name", default=env("OVSFABRIC_REPLICA_NAME"),
+                        help="this replica's name among those on --store (env "
+                             "OVSFABRIC_REPLICA_NAME; default: the host name and API port)")
     parser.add_argument("--etcd-cert", default=env("OVSFABRIC_ETCD_CERT"),
                         help="client certificate for TLS to etcd (PEM)")
     parser.add_argument("--etcd-key", default=env("OVSFABRIC_ETCD_KEY"),
@@ -126,8 +129,12 @@ def open_store(args: argparse.Namespace):
 
 def make_leadership(args: argparse.Namespace, advertise: str, api_url: str):
     """Who leads (controller.leadership). One process on its SQLite file leads alone, with no
-    OpenFlow roles (EQUAL, as ever); replicas give the fabric their election instead
-    (cluster/, docs/replicas.md)."""
+    OpenFlow roles (EQUAL, as ever); replicas on etcd take part in its election
+    (cluster/election.py, docs/replicas.md)."""
+    if args.store:
+        from cluster.election import Election
+        return Election.connect(args.store, api_url, advertise, cert=args.etcd_cert,
+                                key=args.etcd_key, ca=args.etcd_ca, name=args.replica_name)
     from controller.leadership import Standalone
     return Standalone(name=platform.node() or "standalone", api=api_url, advertise=advertise)
 
@@ -180,11 +187,18 @@ def run(args: argparse.Namespace) -> int:
     if identity:
         use_for_ovsdb(identity)
     store = open_store(args)
+    # Where the other replicas reach this one's API: the advertised address when it listens
+    # everywhere.
+    api_at = advertise.split(":")[1] if api_host in ("0.0.0.0", "::") else api_host
     leadership = make_leadership(
-        args, advertise, f"{'https' if args.api_cert else 'http'}://{args.api_listen}")
+        args, advertise, f"{'https' if args.api_cert else 'http'}://{api_at}:{api_port}")
     fabric = Fabric(store, advertise, args.switch_reply_timeout, leadership=leadership)
+    if args.store:
+        from cluster.leader_wait import LeaderWait
+        fabric.wait_on_leader = LeaderWait(leadership, token)
     try:  # before any thread starts, so that a refusal ends the process
-        server = WebServer.tcp(create_app(fabric, token, audience), api_host, api_port,
+        app = create_app(fabric, token, audience, cluster=leadership if args.store else None)
+        server = WebServer.tcp(app, api_host, api_port,
                                threads=API_THREADS, max_body_bytes=MAX_BODY_BYTES,
                                certfile=args.api_cert, keyfile=args.api_key, name="api")
     except OSError as exc:

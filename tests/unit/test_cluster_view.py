@@ -57,16 +57,28 @@ def test_a_single_process_is_its_own_leader(fabric):
     assert body["revision"] == fabric.store.snapshot().revision > 0
 
 
-def test_with_replicas_the_election_answers(fabric):
+def test_with_replicas_the_election_answers_with_the_store_revision_served(fabric):
     client = create_app(fabric, cluster=FakeCluster(THREE)).test_client()
+    client.post("/v1/networks", json={"name": "red", "subnet": "10.0.0.0/24"})
     answer = client.get("/v1/cluster")
-    assert answer.status_code == 200 and answer.json == THREE
+    assert answer.status_code == 200
+    assert answer.json == {**THREE, "revision": fabric.store.served_revision()} != THREE
 
 
 def test_no_leader_known_is_null(fabric):
     status = {"members": [THREE["members"][0]], "leader": None, "revision": 12}
     client = create_app(fabric, cluster=FakeCluster(status)).test_client()
-    assert client.get("/v1/cluster").json == status
+    assert client.get("/v1/cluster").json == {**status, "revision": 0}
+
+
+def test_the_leader_waits_for_its_switches_for_a_follower(fabric):
+    client = create_app(fabric).test_client()
+    client.post("/v1/hosts", json={"name": "h1", "ovsdb": "unix:/x", "tunnel_ip": "192.0.2.1"})
+    wait = {"hosts": ["h1"], "revision": fabric.store.snapshot().revision, "timeout": 0.2}
+    # No switch of h1 is connected: nothing to wait for.
+    assert client.post("/v1/cluster/programmed", json=wait).json == {"programmed": True}
+    refused = client.post("/v1/cluster/programmed", json={**wait, "timeout": 60})
+    assert refused.status_code == 400 and "timeout" in refused.json["error"]
 
 
 def test_any_token_reads_it_and_none_is_refused(fabric):
