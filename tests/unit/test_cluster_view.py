@@ -134,7 +134,7 @@ def test_cluster_command_without_a_leader(fabric, cli):
     with serving(create_app(fabric, cluster=FakeCluster(status))) as url:
         code, out, _ = cli("--api", url, "cluster")
     assert code == 0
-    assert out.splitlines()[0] == "leader: none known, revision 4711"
+    assert out.splitlines()[0] == "leader: none known, revision 0"
     assert {r["LEADER"] for r in rows(out.split("\n", 1)[1])} == {"no"}
 
 
