@@ -14,7 +14,7 @@ from lab.outside import Capture
 from lab.proc import alive
 from lab.traffic import Server, TcpStream, UdpStream, tcp_connects, udp_ask, udp_sender
 from tests.helpers import eventually
-from tests.lab.test_e2e_faults import report
+from tests.lab.fabric_checks import report
 from tests.slot import needs_lab
 
 pytestmark = [pytest.mark.lab, needs_lab]

@@ -13,7 +13,7 @@ import pytest
 from lab import netns
 from lab.proc import run, stop_pid
 from tests.helpers import eventually, flow_table
-from tests.lab.test_e2e_faults import TimedPing, report
+from tests.lab.fabric_checks import TimedPing, report
 from tests.lab.ofproto_trace import both_traces
 from flows.pipeline import NAT_ZONE
 from tests.slot import needs_lab
