@@ -43,6 +43,8 @@ SEQ_BLOCK = 64
 ALLOCATION_SPREAD = 16
 # Operations per transaction of a copy: etcd takes at most 128 by default (--max-txn-ops).
 COPY_BATCH = 100
+# What one member is given to say the store's revision (GET /readyz).
+PROBE_TIMEOUT_S = 1.0
 # After a broken watch stream, how long to wait before asking another member.
 WATCH_RETRY_S = 0.2
 
@@ -140,8 +142,8 @@ class EtcdBackend:
         return records, revision, guards_at
 
     def stored_revision(self) -> int:
-        try:
-            guard = self.client.get(REVISION)
+        try:  # quickly: readiness probes ask
+            guard = self.client.get(REVISION, timeout=PROBE_TIMEOUT_S)
         except EtcdUnavailable as exc:
             raise Unavailable(f"the state store {self} cannot be read: {exc}") from None
         return int(guard["mod_revision"]) if guard else 0
@@ -167,8 +169,10 @@ class EtcdBackend:
                     "range_end": encode(prefix_end(claim_key(prefix)))}
                    for prefix in sorted(conditions.empty)]
         try:
+            # Not sent again to another member: the first may have committed it unseen.
             response = self.client.txn(checks, requests + [_put(REVISION, "")],
-                                       [{"request_range": {"key": encode(REVISION)}}])
+                                       [{"request_range": {"key": encode(REVISION)}}],
+                                       retry=False)
         except EtcdUnavailable as exc:
             raise Unavailable(f"the state store {self} takes no writes now: {exc}; reads are "
                               f"still served, from this replica's copy") from None
