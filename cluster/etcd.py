@@ -28,6 +28,10 @@ class EtcdUnavailable(Exception):
     """No member could serve the request (down, cut off, or without quorum)."""
 
 
+class EtcdMaybeApplied(EtcdUnavailable):
+    """A member took the request and failed to answer: it may have been carried out."""
+
+
 @dataclass(frozen=True)
 class EtcdTarget:
     """Where etcd is: ``etcd://HOST:PORT[,HOST:PORT...]``, and the TLS files to reach it."""
@@ -108,7 +112,7 @@ class EtcdClient:
                 if retry or _never_sent(exc):
                     continue
                 self._current = (index + 1) % len(self._clients)
-                break
+                raise EtcdMaybeApplied(_failed(failures))
             if response.status_code == 200:
                 self._current = index
                 return response.json()
@@ -117,8 +121,8 @@ class EtcdClient:
                 break
             if not retry:
                 self._current = (index + 1) % len(self._clients)
-                break
-        raise EtcdUnavailable("etcd did not answer (" + "; ".join(failures) + ")")
+                raise EtcdMaybeApplied(_failed(failures))
+        raise EtcdUnavailable(_failed(failures))
 
     def rotate(self) -> None:
         """Ask another member first from now on (this one seems cut off)."""
@@ -155,6 +159,10 @@ class EtcdClient:
 def prefix_end(prefix: str) -> str:
     """The end of the key range holding every key that starts with ``prefix``."""
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def _failed(failures: list[str]) -> str:
+    return "etcd did not answer (" + "; ".join(failures) + ")"
 
 
 def _never_sent(exc: requests.RequestException) -> bool:

@@ -54,11 +54,14 @@ RESYNC_AFTER_S = 1.0
 
 
 class Stale(Exception):
-    """The backend holds a later revision than the write was planned on."""
+    """The write did not commit: another one came first, up to ``revision``. ``undecided``:
+    whether it committed is not known, but it is in the state at ``revision``, or never
+    will be."""
 
-    def __init__(self, revision: int):
+    def __init__(self, revision: int, undecided: bool = False):
         super().__init__(f"the store is at revision {revision}")
         self.revision = revision
+        self.undecided = undecided
 
 
 class _NeedSeqs(Exception):
@@ -476,8 +479,9 @@ class Store:
             snap = self._snapshot
             ep = self.get_endpoint(endpoint_id)
             published = publishing.new_published(snap, ep, protocol, port, host_port)
-            ports = snap.published.get(ep.id, ()) + (published,)
-            return [Put(Published(ep.id, ep.host, ports))], published
+            ports = sorted(snap.published.get(ep.id, ()) + (published,),
+                           key=lambda p: (p.protocol, p.host_port))  # as the snapshot has them
+            return [Put(Published(ep.id, ep.host, tuple(ports)))], published
         return self._commit(plan)
 
     def unpublish_port(self, endpoint_id: str, protocol: str, host_port: int) -> PublishedPort:
@@ -625,12 +629,15 @@ class Store:
             try:
                 revision = self.backend.commit(ops, planned_on, compare, wanted)
             except Stale as stale:
-                if stale.revision <= planned_on:  # nobody wrote since: it can never hold
+                if stale.revision <= planned_on and not stale.undecided:
+                    # Nobody wrote since: its conditions can never hold.
                     raise Unavailable(f"the state store {self.backend} refuses a write "
                                       f"whose conditions this replica's state says "
                                       f"hold: its claims and records disagree") from None
                 with self._lock:
                     self._wait_until(stale.revision)
+                    if stale.undecided and self._state.holds(ops):
+                        return result  # it did commit
                 continue
             with self._lock:
                 if self.backend.follows_own_writes:

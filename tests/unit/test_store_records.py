@@ -139,3 +139,36 @@ def test_a_write_the_backend_refuses_changes_nothing():
         store.create_host("h1", "unix:/x", "192.0.2.1")
     assert store.snapshot().hosts == {} and store.served_revision() == 0
     assert store._state.counters == {}
+
+
+class UnansweredBackend(RacingBackend):
+    """Its first commit goes unanswered: carried out (``made``) or lost, which the store
+    learns only by reading what the backend holds."""
+
+    follows_own_writes = True
+
+    def __init__(self, made: bool):
+        super().__init__(None)
+        self.made = made
+        self.unanswered = True
+
+    def commit(self, ops, revision, compare, writes):
+        self.revision += 1
+        self.commits.append(ops)
+        if self.unanswered:
+            self.unanswered = False
+            if self.made:
+                self.apply(ops, self.revision, ())
+            raise Stale(self.revision if self.made else revision, undecided=True)
+        self.apply(ops, self.revision, ())
+        return self.revision
+
+
+@pytest.mark.parametrize("made", [True, False])
+def test_a_write_whose_commit_went_unanswered_is_made_once(made):
+    store = Store(UnansweredBackend(made))
+    store._seq_blocks["host"] = (1, 10)
+    host = store.create_host("h1", "unix:/x", "192.0.2.1")
+    assert store.snapshot().hosts == {"h1": host}
+    # Carried out: not made again; lost: planned again and made.
+    assert len(store.backend.commits) == (1 if made else 2)
