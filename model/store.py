@@ -64,6 +64,9 @@ class Stale(Exception):
         self.undecided = undecided
 
 
+NOT_FOUND = object()  # a plan found something missing
+
+
 class _NeedSeqs(Exception):
     """The write needs a seq of ``kind`` and this replica holds none left."""
 
@@ -609,10 +612,15 @@ class Store:
             return self._commit_planned(plan)
 
     def _commit_planned(self, plan: Callable[[], tuple]) -> Any:
+        caught_up = not self.backend.follows_own_writes  # the only writer is never behind
         while True:
             with self._lock:
                 try:
                     ops, result, *extra = plan()
+                except NotFound:
+                    if caught_up:
+                        raise
+                    kind = NOT_FOUND
                 except _NeedSeqs as needed:
                     kind = needed.kind
                 else:
@@ -623,6 +631,13 @@ class Store:
                     known = self._state.guards
                     compare = {g: known.get(g, 0) for g in wanted.guards}
                     planned_on = self._revision
+            if kind is NOT_FOUND:
+                # Perhaps made through another replica a moment ago: not found once this one
+                # has what the store held when the request came, it does not exist.
+                latest, caught_up = self.backend.stored_revision(), True
+                with self._lock:
+                    self._wait_until(latest)
+                continue
             if kind is not None:
                 self._take_seqs(kind)
                 continue

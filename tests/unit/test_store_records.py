@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from model import Store
+from model import NotFound, Store
 from model.records import KINDS, Put, from_json, kind_of, to_json
 from model.state import State
 from model.store import Stale
@@ -172,3 +172,34 @@ def test_a_write_whose_commit_went_unanswered_is_made_once(made):
     assert store.snapshot().hosts == {"h1": host}
     # Carried out: not made again; lost: planned again and made.
     assert len(store.backend.commits) == (1 if made else 2)
+
+
+class BehindBackend(RacingBackend):
+    """Another replica's write is in the store but not yet in this replica's copy: it arrives
+    once the replica asks for the store's revision."""
+
+    follows_own_writes = True
+
+    def stored_revision(self):
+        if self.theirs is not None:
+            ops, self.theirs = self.theirs, None
+            self.revision += 1
+            self.apply(ops, self.revision, ())
+        return self.revision
+
+    def commit(self, ops, revision, compare, writes):
+        self.revision += 1
+        self.apply(ops, self.revision, ())
+        return self.revision
+
+
+def test_what_another_replica_just_made_is_found_by_a_write():
+    other = Store(":memory:")
+    other.create_host("h1", "unix:/x", "192.0.2.1")
+    net = other.create_network("red", "10.0.0.0/24")
+    store = Store(BehindBackend([Put(r) for r in other.records()]))
+    store._seq_blocks["endpoint"] = (1, 10)
+    ep = store.create_endpoint("red", "h1")
+    assert ep.network_id == net.id
+    with pytest.raises(NotFound):  # and what does not exist is not found, once caught up
+        store.create_endpoint("blue", "h1")
