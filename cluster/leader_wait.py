@@ -22,14 +22,19 @@ class LeaderWait:
         self.session = requests.Session()
 
     def __call__(self, hosts: set[str], revision: int, bound: dict[str, str],
-                 timeout: float) -> bool:
+                 timeout: float) -> bool | None:
         """Whether the leader's connected switches among ``hosts`` applied ``revision``
         within ``timeout`` (and ``bound``'s ports are attached): False when they did not, or
-        no leader answered."""
+        no leader answered; None as soon as this replica leads (it programs them now, and
+        waits for its own switches with the time left)."""
         deadline = time.monotonic() + timeout
         body = {"hosts": sorted(hosts), "revision": revision, "bound": bound}
         while (left := deadline - time.monotonic()) > 0:
+            if self.election.leads():
+                return None
             leader = next((m for m in self.election.members() if m["leader"]), None)
+            # Our own name on the leader key while we do not lead: the lease of a process of
+            # ours that died (restarted under the same name), until etcd expires it.
             if leader is None or leader["name"] == self.election.name:
                 time.sleep(min(RETRY_S, left))
                 continue

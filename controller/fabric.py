@@ -47,8 +47,9 @@ class Fabric:
         self.leadership = leadership if leadership is not None else \
             Standalone(advertise=advertise)
         self._controllers = tuple(self.leadership.controllers())  # what the hosts are told
-        # wait_on_leader(hosts, revision, bound, timeout) -> bool: how a follower waits for
-        # what wait_programmed waits for (cluster.leader_wait); None: on its own switches
+        # wait_on_leader(hosts, revision, bound, timeout) -> bool | None: how a follower waits
+        # for what wait_programmed waits for (cluster.leader_wait); it answers None when this
+        # replica has been elected meanwhile. None here: on its own switches
         self.wait_on_leader = None
         self._leadership_changed = threading.Event()
         self._stopped = threading.Event()
@@ -462,10 +463,13 @@ class Fabric:
         flows first. Hosts that are not connected are not waited for: they converge when
         they come back.
         """
-        if self.wait_on_leader is not None and not self.leadership.leads():
-            # A follower programs nothing: the leader says when its switches have it.
-            return self.wait_on_leader(hosts, revision, bound or {}, timeout)
         deadline = time.monotonic() + timeout
+        if self.wait_on_leader is not None and not self.leadership.leads():
+            # A follower programs nothing: the leader says when its switches have it. Elected
+            # meanwhile (None), this replica programs them itself: it waits for its own.
+            done = self.wait_on_leader(hosts, revision, bound or {}, timeout)
+            if done is not None:
+                return done
         with self._applied:
             while True:
                 if all(self._host_done(h, revision, bound or {}) for h in hosts):

@@ -1,8 +1,10 @@
 """An etcd cluster on loopback for the lab: Debian's etcd-server, one process per member, each
 with its own data dir and log file, started, killed, stopped and restarted by its PID.
 
-Member ``i`` (0-based) of slot ``s`` listens for clients on 24000+100*s+i and for its peers on
-24050+100*s+i, so that test runs in different slots never share an etcd.
+Member ``i`` (0-based) of slot ``s`` listens for clients on 24000+100*s+first+i and for its
+peers on 24050+100*s+first+i, so that test runs in different slots never share an etcd;
+``first`` (0 unless given; the slot has 50 ports of each kind) lets two clusters of one slot
+run side by side.
 """
 from __future__ import annotations
 
@@ -40,23 +42,27 @@ class EtcdCluster:
 
     def __init__(self, workdir: str | os.PathLike, slot: int, size: int = 3,
                  token: str | None = None, heartbeat_ms: int = HEARTBEAT_MS,
-                 election_ms: int = ELECTION_MS):
+                 election_ms: int = ELECTION_MS, first: int = 0):
+        if not 0 <= first <= 50 - size:
+            raise ValueError(f"first={first}: the slot has 50 client ports, members 0 to "
+                             f"{size - 1} must fit")
+        self.first = first
         self.heartbeat_ms = heartbeat_ms
         self.election_ms = election_ms
         self.workdir = Path(workdir)
         self.slot = slot
         self.size = size
-        self.token = token or f"ovsfabric-lab-{slot}-{os.getpid()}"
+        self.token = token or f"ovsfabric-lab-{slot}-{first}-{os.getpid()}"
         self.procs: list[subprocess.Popen | None] = [None] * size
         self._logs: list = [None] * size
 
     # ---- addresses --------------------------------------------------------------------------
 
     def client_port(self, i: int) -> int:
-        return CLIENT_PORT_BASE + 100 * self.slot + i
+        return CLIENT_PORT_BASE + 100 * self.slot + self.first + i
 
     def peer_port(self, i: int) -> int:
-        return PEER_PORT_BASE + 100 * self.slot + i
+        return PEER_PORT_BASE + 100 * self.slot + self.first + i
 
     def name(self, i: int) -> str:
         return f"m{i}"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.slot import API_PORT, LAB_PREFIX, MGMT, OPENFLOW_PORT, UNDERLAY
+from tests.slot import API_PORT, LAB_PREFIX, MGMT, OPENFLOW_PORT, SLOT, UNDERLAY
 
 
 HERE = Path(__file__).parent
@@ -26,6 +26,46 @@ def lab():
     lab.up()
     yield lab
     lab.down()
+
+
+# The session's etcd, for controllers that keep their state there (`serve --store`). Its
+# members take the slot's etcd ports from this one on, so that the modules that run an etcd of
+# their own (test_etcd_store.py, test_cluster_election.py: they kill its members) can do so
+# while it runs.
+SHARED_ETCD_FIRST = 10
+
+
+@pytest.fixture(scope="session")
+def shared_etcd(tmp_path_factory):
+    """A 3-member etcd (lab/etcd.py), started the first time a module asks for it and stopped
+    at the end of the session; each user wipes what it needs wiped (wipe_etcd_state)."""
+    from lab.etcd import EtcdCluster
+    with EtcdCluster(tmp_path_factory.mktemp("shared-etcd"), SLOT,
+                     first=SHARED_ETCD_FIRST) as cluster:
+        yield cluster
+
+
+def wipe_etcd_state(url: str) -> None:
+    """Everything ovsfabric keeps on the etcd at ``url`` deleted: the state, the schema
+    version, the members and the leader key (the prefix /ovsfabric/). Leases stay until they
+    expire, with nothing attached."""
+    from cluster.etcd import EtcdClient, EtcdTarget, encode, prefix_end
+    from cluster.etcd_store import ROOT
+    EtcdClient(EtcdTarget.parse(url)).post(
+        "kv/deleterange", {"key": encode(ROOT), "range_end": encode(prefix_end(ROOT))})
+
+
+def forget_generations(lab) -> None:
+    """What a controller with a term leaves in the lab's hosts, removed: the OVSDB fence
+    (ovsdb/fence.py), and the highest generation_id each switch was asked a role with, which
+    OVS keeps until ovs-vswitchd restarts and holds against every later role request
+    (docs/replicas.md). A later module's terms start low again (tests/lab/replica.py: 5)."""
+    from ovsdb.fence import GENERATION_KEY
+    for host in lab.hosts:
+        host.vsctl("--if-exists", "remove", "Open_vSwitch", ".", "external_ids",
+                   GENERATION_KEY)
+        host.stop_vswitchd()
+        host.start_vswitchd()
 
 
 class Fabric:
@@ -87,12 +127,14 @@ def cni_runtimes(fabric, tmp_path_factory, network: str, subnet: str, token: str
         remove_sandboxes(fabric.lab.prefix)
 
 
-@pytest.fixture(scope="module")
-def fabric(lab, tmp_path_factory):
-    """A fresh controller and state per module, on the session's lab, hosts registered."""
+@contextmanager
+def controller_fabric(lab, state: str, store: str | None = None):
+    """A controller on the lab, hosts registered: its state in the SQLite file ``state``, or
+    on the etcd ``store`` (etcd://...; then ``state`` only names its log). What its endpoints
+    and networks were, removed after, unless the controller is down then."""
     from lab.controller import ControllerProcess
-    state = str(tmp_path_factory.mktemp("state") / "ovsfabric.db")
-    controller = ControllerProcess(state, lab.controller_ip, API_PORT, OPENFLOW_PORT)
+    controller = ControllerProcess(state, lab.controller_ip, API_PORT, OPENFLOW_PORT,
+                                   store=store)
     controller.start()
     try:
         controller.register(lab.hosts)
@@ -104,19 +146,8 @@ def fabric(lab, tmp_path_factory):
         controller.stop()
 
 
-@pytest.fixture(scope="session")
-def etcd_cluster(tmp_path_factory):
-    """Three etcd members on loopback (Debian's etcd-server) for the session's tests of the
-    etcd store and replicas; each test wipes what it uses."""
-    from lab.etcd import EtcdCluster
-    from tests.slot import SLOT
-    with EtcdCluster(tmp_path_factory.mktemp("etcd"), SLOT) as cluster:
-        yield cluster
-
-
-def wipe_etcd(cluster) -> None:
-    """Everything ovsfabric keeps in etcd (state, claims, members, leader) deleted."""
-    from cluster.etcd import EtcdClient, EtcdTarget, encode, prefix_end
-    client = EtcdClient(EtcdTarget.parse(cluster.url))
-    client.post("kv/deleterange", {"key": encode("/ovsfabric/"),
-                                   "range_end": encode(prefix_end("/ovsfabric/"))})
+@pytest.fixture(scope="module")
+def fabric(lab, tmp_path_factory):
+    """A fresh controller and state per module, on the session's lab, hosts registered."""
+    with controller_fabric(lab, str(tmp_path_factory.mktemp("state") / "ovsfabric.db")) as fab:
+        yield fab

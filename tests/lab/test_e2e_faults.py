@@ -1,6 +1,9 @@
 """Faults injected on the lab, outcomes measured: what survives, what is lost, how long it takes.
 
-Each test prints its figures (run with -s); docs/reliability.md cites them.
+Every test runs twice, once on each store (test_x[sqlite], test_x[etcd]): the controller on its
+SQLite file, and a single replica on the session's etcd (`serve --store`), which leads through
+the election (cluster/election.py). Each test prints its figures, the store in brackets (run
+with -s); docs/reliability.md cites them.
 """
 from __future__ import annotations
 
@@ -19,17 +22,43 @@ import pytest
 import requests
 
 from api.client import ApiError, FabricClient
+from cluster.election import TTL_S
 from lab.proc import alive
 from ovsdb.config import tunnel_port_name
 from tests.helpers import flow_table
+from tests.lab.conftest import controller_fabric, forget_generations, wipe_etcd_state
 from tests.lab.fabric_checks import (TimedPing, bridge_ports, controller_target, eventually,
-                                     never_sent, our_interfaces, report, wait_clean)
+                                     never_sent, our_interfaces, wait_clean)
+from tests.lab.fabric_checks import report as report_line
 from tests.slot import needs_lab
 
 pytestmark = [pytest.mark.lab, needs_lab]
 
 NETWORK = "faults"
 SUBNET = "10.30.0.0/16"  # room for the burst and the mixed load
+STORES = ["sqlite", "etcd"]
+
+
+@pytest.fixture(scope="module", params=STORES)
+def fabric(request, lab, tmp_path_factory):
+    """The module's controller, once per store: on its own SQLite file, as in every module;
+    or on the session's etcd, wiped before it starts. ``fabric.store`` says which."""
+    state = str(tmp_path_factory.mktemp(f"state-{request.param}") / "ovsfabric.db")
+    store = None
+    if request.param == "etcd":
+        store = request.getfixturevalue("shared_etcd").url
+        wipe_etcd_state(store)
+    try:
+        with controller_fabric(lab, state, store) as fab:
+            fab.store = request.param
+            yield fab
+    finally:
+        if store:
+            forget_generations(lab)
+
+
+def report(fabric, name: str, **figures) -> None:
+    report_line(f"{name} [{fabric.store}]", **figures)
 
 
 # ---- the module's network: one container per host -------------------------------------------
@@ -75,7 +104,7 @@ def test_graceful_restart_loses_no_packet(fabric, net):
     assert eventually(lambda: all(h["flow_mods_sent"] is not None
                                   for h in fabric.client.hosts()))
     result = ping.result()
-    report("controller SIGTERM + restart", ping_sent=result.sent, lost=result.lost,
+    report(fabric, "controller SIGTERM + restart", ping_sent=result.sent, lost=result.lost,
            stop_s=f"{stopped:.2f}", all_reconnected_s=f"{reconnected:.2f}",
            flow_mods=[h["flow_mods_sent"] for h in fabric.client.hosts()])
     assert result.sent == 500 and result.lost == 0
@@ -105,7 +134,7 @@ def test_vswitchd_restart_is_reprogrammed_within_2s(fabric, net, signal_):
     started = time.time() - t0
     result = ping.result()
     back = result.back_after(t0)
-    report(f"ovs-vswitchd {signal_.name} and start on h2", ping_sent=result.sent,
+    report(fabric, f"ovs-vswitchd {signal_.name} and start on h2", ping_sent=result.sent,
            lost=result.lost,
            restart_cmd_s=f"{started:.2f}",
            traffic_back_after_s=f"{back:.3f}" if back is not None else None,
@@ -165,7 +194,7 @@ def test_ovsdb_server_restart(fabric, net):
     mods = _flow_mods(fabric, "h3") - mods_before
     # What h3 had to be sent: the difference between its table before and after.
     needed = _changes(table_before, flow_table(h3))
-    report("ovsdb-server stopped 2 s on h3", ping_sent=result.sent, lost=result.lost,
+    report(fabric, "ovsdb-server stopped 2 s on h3", ping_sent=result.sent, lost=result.lost,
            noticed_down_s=f"{noticed_s:.2f}", delete_answered_s=f"{delete_s:.2f}",
            restarted_at_s=f"{started_at:.2f}", session_back_s=f"{back_s:.2f}",
            clean_after_s=f"{clean_s:.2f}", ping_pauses=result.gaps(wall0),
@@ -208,7 +237,7 @@ def test_management_link_cut_for_10s(fabric, net):
     assert eventually(lambda: c2.ping(doomed_ep["ip"], count=1, timeout=1), 10)
     ping = TimedPing(c1, ep2["ip"], interval=0.01, count=1400)  # 14 s: across the whole cut
     time.sleep(0.5)
-    t0 = time.monotonic()
+    t0, wall0 = time.monotonic(), time.time()
     subprocess.run(["ip", "link", "set", link, "down"], check=True)
     try:
         noticed = eventually(lambda: not fabric.client.host("h2")["connected"], 9.5)
@@ -220,22 +249,30 @@ def test_management_link_cut_for_10s(fabric, net):
         time.sleep(max(0.0, 10.0 - (time.monotonic() - t0)))
     finally:
         subprocess.run(["ip", "link", "set", link, "up"], check=True)
-    t1 = time.monotonic()
+    t1, wall1 = time.monotonic(), time.time()
     clean_s = wait_clean(fabric, timeout=30)
     c2.neigh(new_ep["ip"], new_ep["mac"])
     reach_s = time.monotonic() - t1 if eventually(
         lambda: c2.ping(new_ep["ip"], count=1, timeout=0.5), 10) else None
     result = ping.result()
-    report("management link of h2 cut 10 s", ping_sent=result.sent, lost=result.lost,
+    report(fabric, "management link of h2 cut 10 s", ping_sent=result.sent, lost=result.lost,
            noticed_after_s=f"{noticed_s:.2f}" if noticed else None,
            two_requests_during_cut_s=f"{requests_s:.2f}",
            clean_after_restore_s=f"{clean_s:.2f}",
-           new_endpoint_reachable_from_h2_s=f"{reach_s:.2f}" if reach_s else None)
+           new_endpoint_reachable_from_h2_s=f"{reach_s:.2f}" if reach_s else None,
+           link_up_at_s=f"{wall1 - wall0:.2f}", lost_after_cut_s=_lost_at(result, wall0))
     assert result.lost == 0, "traffic stopped while only the controller was unreachable"
     assert noticed, "h2 still reported connected while unreachable"
     assert requests_s < 2.0, "requests waited for a switch known to be unreachable"
     assert reach_s is not None, "h2 never learnt the endpoint created during the cut"
     assert doomed_ep["mac"] not in h2.ofctl("dump-flows"), "stale flow of a deleted endpoint"
+
+
+def _lost_at(result, t0: float) -> list[str]:
+    """When each lost ping was sent, in seconds from ``t0``: after the reply before it."""
+    times = dict(result.replies)
+    return [f"{times[seq - 1] - t0:+.2f}" if seq - 1 in times else f"#{seq}"
+            for seq in range(1, result.sent + 1) if seq not in times]
 
 
 def test_host_deleted_and_registered_again(fabric, net):
@@ -265,7 +302,7 @@ def test_host_deleted_and_registered_again(fabric, net):
             back_s = time.monotonic() - t1
             clean_s = wait_clean(fabric)
             reach = eventually(lambda: c1.ping(ep3["ip"], count=1, timeout=0.5), 10)
-            report("host h3 deleted and registered again" + ("" if settle else " at once"),
+            report(fabric, "host h3 deleted and registered again" + ("" if settle else " at once"),
                    deletion_clean_s=f"{gone_s:.2f}" if settle else "-",
                    reconnected_s=f"{back_s:.2f}", clean_s=f"{clean_s:.2f}",
                    total_s=f"{time.monotonic() - t0:.2f}")
@@ -321,12 +358,26 @@ def test_kill9_during_a_burst_of_creations(fabric, net):
         t.start()
     time.sleep(1.0)
     fabric.controller.kill()  # SIGKILL, in the middle of the burst
+    killed = time.monotonic()
     for t in threads:
         t.join(timeout=60)
     t0 = time.monotonic()
     fabric.controller.start()
     fabric.controller.wait_connected([h.name for h in fabric.lab.hosts])
     restart_s = time.monotonic() - t0
+    # A write at once is answered only once its flows are in: on etcd also while the
+    # restarted replica, a new one, follows the killed one's lease until etcd expires it, and
+    # only then leads and programs.
+    t_early = time.monotonic()
+    early = fabric.client.create_endpoint(NETWORK, "h1", name="early-0")
+    early_s = time.monotonic() - t_early
+    # It has no port: its flows are the other hosts' (into the tunnel to h1).
+    early_in = all(early["mac"] in fabric.lab.host(h).ofctl("dump-flows") for h in ("h2", "h3"))
+    masters_s = None
+    if fabric.store == "etcd":
+        assert eventually(lambda: all((h["openflow_role"] or "").startswith("master")
+                                      for h in fabric.client.hosts()), 10)
+        masters_s = time.monotonic() - killed
     clean_s = wait_clean(fabric, timeout=30)
 
     by_kind: dict[str, list[str]] = {}
@@ -334,12 +385,20 @@ def test_kill9_during_a_burst_of_creations(fabric, net):
         by_kind.setdefault(kind, []).append(name)
     stored = {e["name"]: e for e in fabric.client.endpoints() if e["name"].startswith("burst-")}
     unknown = by_kind.get("unknown", [])
-    report("controller SIGKILL during 500 creations by 8 clients",
+    report(fabric, "controller SIGKILL during 500 creations by 8 clients",
            created_201=len(by_kind.get("created", [])), outcome_unknown=len(unknown),
            of_which_stored=len(set(unknown) & stored.keys()),
            never_sent=len(by_kind.get("never sent", [])),
            rejected=len(by_kind.get("rejected", [])), restart_s=f"{restart_s:.2f}",
+           write_at_once_answered_s=f"{early_s:.2f}",
+           leader_master_everywhere_after_kill_s=f"{masters_s:.2f}" if masters_s else "-",
            tables_in_sync_s=f"{clean_s:.2f}")
+    assert early_in, "a write was answered before its flows were in"
+    # SQLite: the restarted controller programs at once. etcd: it leads only once the killed
+    # replica's lease has expired, up to the TTL (2 s) after its last keepalive, which etcd
+    # notices within 0.5 s; then a campaign, the role requests and the reconciliation. Below
+    # the 5 s a write waits at most, so a wait that ran out fails here.
+    assert early_s < (TTL_S + 2.0 if fabric.store == "etcd" else 2.0), early_s
     assert len(outcomes) == total
     assert by_kind.get("created"), "the kill came before any creation: nothing was tested"
     assert not by_kind.get("rejected"), [outcomes[n] for n in by_kind["rejected"]]
@@ -353,7 +412,8 @@ def test_kill9_during_a_burst_of_creations(fabric, net):
     everything = fabric.client.endpoints()
     _check_unique(everything)
     # The restarted controller allocates around what survived.
-    fresh = [fabric.client.create_endpoint(NETWORK, "h1", name=f"after-{i}") for i in range(20)]
+    fresh = [early, *(fabric.client.create_endpoint(NETWORK, "h1", name=f"after-{i}")
+                      for i in range(20))]
     _check_unique(fabric.client.endpoints())
     for ep in [*fresh, *stored.values()]:
         fabric.client.delete_endpoint(ep["id"])
@@ -475,7 +535,7 @@ def test_32_clients_2000_mixed_requests(fabric, net):
 
     endpoints = fabric.client.endpoints()
     networks = fabric.client.networks()
-    report("32 clients, 2000 mixed requests", seconds=f"{elapsed:.1f}",
+    report(fabric, "32 clients, 2000 mixed requests", seconds=f"{elapsed:.1f}",
            per_s=f"{total / elapsed:.0f}", statuses=dict(sorted(statuses.items())),
            endpoints_now=len(endpoints), networks_now=len(networks))
     assert not failures, failures[:5]
@@ -493,8 +553,8 @@ def test_32_clients_2000_mixed_requests(fabric, net):
     mix_a = fabric.client.network(MIX_NETWORKS[0])["id"]
     assert not {r["ip"] for r in reserved} & {e["ip"] for e in endpoints
                                               if e["network"] == mix_a}
-    # The file on disk holds exactly what the API serves.
-    assert _on_disk(fabric.controller.state) == _served(fabric)
+    # The store itself (the file on disk, or etcd) holds exactly what the API serves.
+    assert _stored(fabric) == _served(fabric)
     served = _served(fabric)
     fabric.controller.kill()
     fabric.controller.start()
@@ -514,6 +574,30 @@ def _served(fabric) -> dict:
     }
 
 
+def _stored(fabric) -> dict:
+    """What the store holds, read past the controller: its SQLite file, or etcd."""
+    return _in_etcd(fabric.controller.store) if fabric.store == "etcd" else \
+        _on_disk(fabric.controller.state)
+
+
+def _in_etcd(url: str) -> dict:
+    from cluster.etcd_store import open_store
+    from model.entities import Endpoint, Network, Reservation
+    store = open_store(url)
+    try:
+        records = store.records()
+    finally:
+        store.close()
+
+    def of(kind):
+        return [r for r in records if isinstance(r, kind)]
+    return {
+        "endpoints": sorted((e.id, e.network_id, e.host, e.ip, e.mac) for e in of(Endpoint)),
+        "networks": sorted((n.id, n.name, n.vni) for n in of(Network)),
+        "reservations": sorted((r.network_id, r.ip, r.owner) for r in of(Reservation)),
+    }
+
+
 def _on_disk(path: str) -> dict:
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
@@ -529,13 +613,17 @@ def _on_disk(path: str) -> dict:
 
 
 def test_switches_that_connect_before_their_hosts_are_registered(fabric, net, tmp_path):
-    """The controller's state file lost: a controller started on an empty state while the
-    switches still point at it. They connect at once and belong to no host; registering the
-    hosts again (in the same order, hence with the same datapath ids) changes nothing OVS
-    sees, so no new connection comes: the controller must take over the ones it has.
+    """The controller's state lost (its file, or what etcd held): a controller started on an
+    empty state while the switches still point at it. They connect at once and belong to no
+    host; registering the hosts again (in the same order, hence with the same datapath ids)
+    changes nothing OVS sees, so no new connection comes: the controller must take over the
+    ones it has.
     (Last in this module: it leaves the fabric empty.)"""
     fabric.controller.kill()
-    fabric.controller.state = str(tmp_path / "empty.db")
+    if fabric.store == "etcd":
+        wipe_etcd_state(fabric.controller.store)  # while no replica runs
+    else:
+        fabric.controller.state = str(tmp_path / "empty.db")
     log = fabric.controller.log_path
     offset = os.path.getsize(log)
     fabric.controller.start()
@@ -552,7 +640,7 @@ def test_switches_that_connect_before_their_hosts_are_registered(fabric, net, tm
     for host in fabric.lab.hosts:
         fabric.client.create_host(host.name, host.ovsdb, host.tunnel_ip, datapath_type="netdev")
     fabric.controller.wait_connected([h.name for h in fabric.lab.hosts], timeout=10)
-    report("hosts registered after their switches connected",
+    report(fabric, "hosts registered after their switches connected",
            all_connected_s=f"{time.monotonic() - t0:.2f}")
     wait_clean(fabric)
 

@@ -14,7 +14,7 @@ import requests
 
 from api.client import ApiError, FabricClient
 from lab.replicas import Replicas
-from tests.lab.conftest import wipe_etcd
+from tests.lab.conftest import forget_generations, wipe_etcd_state
 from tests.lab.fabric_checks import (TimedPing, eventually, fabric_problems, never_sent,
                                      report)
 from tests.slot import API_PORT, OPENFLOW_PORT, needs_lab
@@ -33,10 +33,10 @@ class View:
 
 
 @pytest.fixture(scope="module")
-def replicas(lab, etcd_cluster, tmp_path_factory):
-    wipe_etcd(etcd_cluster)
+def replicas(lab, shared_etcd, tmp_path_factory):
+    wipe_etcd_state(shared_etcd.url)
     # Replica 0 reaches etcd through member 0 only: cut off when that member is.
-    urls = [etcd_cluster.member_url(0)] + [etcd_cluster.url] * 2
+    urls = [shared_etcd.member_url(0)] + [shared_etcd.url] * 2
     group = Replicas(str(tmp_path_factory.mktemp("replicas")), urls, lab.controller_ip,
                      API_PORT, OPENFLOW_PORT)
     group.start()
@@ -45,6 +45,7 @@ def replicas(lab, etcd_cluster, tmp_path_factory):
         yield group
     finally:
         group.stop()
+        forget_generations(lab)
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +198,7 @@ def test_a_new_leader_with_nothing_changed_sends_no_flow_mod(lab, replicas, net)
     assert not fabric_problems(View(lab, successor.client))
 
 
-def test_the_leader_cut_off_from_etcd_steps_down(lab, replicas, etcd_cluster, net):
+def test_the_leader_cut_off_from_etcd_steps_down(lab, replicas, shared_etcd, net):
     """Replica 0 reaches etcd through member 0 alone: with that member frozen (its traffic
     dropped), replica 0 must stop leading within the lease's TTL, and another takes over."""
     first = replicas[0]
@@ -206,7 +207,7 @@ def test_the_leader_cut_off_from_etcd_steps_down(lab, replicas, etcd_cluster, ne
             current.stop()
             current.start()
     wait_masters(replicas, lab, first)
-    etcd_cluster.pause(0)
+    shared_etcd.pause(0)
     cut_at = time.monotonic()
     try:
         assert eventually(lambda: first.client.request("GET", "/v1/cluster")["leader"]
@@ -224,8 +225,8 @@ def test_the_leader_cut_off_from_etcd_steps_down(lab, replicas, etcd_cluster, ne
         assert stepped_down_s <= 2.0
         assert not any((role or "").startswith("master") for role in roles), roles
     finally:
-        etcd_cluster.resume(0)
-        etcd_cluster.wait_healthy(range(3))
+        shared_etcd.resume(0)
+        shared_etcd.wait_healthy(range(3))
 
 
 def _leader_among(replicas, candidates, timeout: float = 15):
@@ -238,17 +239,17 @@ def _leader_among(replicas, candidates, timeout: float = 15):
     raise AssertionError("replicas 1 and 2 agreed on no leader")
 
 
-def test_etcd_members_lost_one_then_two(lab, replicas, etcd_cluster, net):
+def test_etcd_members_lost_one_then_two(lab, replicas, shared_etcd, net):
     running_leader(replicas)
     before = replicas.cluster()["leader"]
     (a, _), (_, b_ep), _ = net.values()
     # One member gone: nothing visible changes.
-    etcd_cluster.kill(2)
+    shared_etcd.kill(2)
     try:
         made = replicas[1].client.create_endpoint(NETWORK, lab.hosts[0].name, name="one-down")
         assert replicas.cluster()["leader"] == before
         # Two gone: writes refused with a clear 503, reads and the dataplane go on.
-        etcd_cluster.kill(1)
+        shared_etcd.kill(1)
         ping = TimedPing(a, b_ep["ip"], interval=0.01, count=300)
         started = time.monotonic()
         with pytest.raises(ApiError) as refused:
@@ -260,9 +261,9 @@ def test_etcd_members_lost_one_then_two(lab, replicas, etcd_cluster, net):
         assert ping.result().lost == 0
         report("etcd quorum lost", write_refused_after_s=f"{refused_s:.1f}")
     finally:
-        etcd_cluster.restart(1)
-        etcd_cluster.restart(2)
-        etcd_cluster.wait_healthy(range(3))
+        shared_etcd.restart(1)
+        shared_etcd.restart(2)
+        shared_etcd.wait_healthy(range(3))
     # Back: writes resume, nothing lost, a leader programs the switches again.
     leader = running_leader(replicas)
     wait_masters(replicas, lab, leader, timeout=15)
