@@ -44,7 +44,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
-from common import (SUBNET, add_internal_ports, ip_for, mac_for, on_each_host,  # noqa: E402
+from common import (SUBNET, CpuWindow, add_internal_ports, ip_for, mac_for, on_each_host,  # noqa: E402
                     percentile, progress, wait_ports_programmed, write_results)
 from lab import Lab  # noqa: E402
 from lab.controller import ControllerProcess  # noqa: E402
@@ -78,6 +78,7 @@ def convergence(lab, clients: list, kinds: list[str], prober, count: int, offset
     samples: dict[str, list[float]] = {k: [] for k in set(kinds)}
     posts: dict[str, list[float]] = {k: [] for k in set(kinds)}
     containers = []
+    timeline: list[dict] = []
     for n in range(count):
         i = offset + n
         c = lab.add_container("h1", f"c{i}")
@@ -90,22 +91,91 @@ def convergence(lab, clients: list, kinds: list[str], prober, count: int, offset
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(settle)
         which = n % len(clients)
+        wall = time.time()
         started = time.perf_counter()
-        clients[which].create_endpoint("bench", "h1", port=c.port, ip=ip_for(i), mac=mac_for(i))
+        ep = clients[which].create_endpoint("bench", "h1", port=c.port, ip=ip_for(i),
+                                            mac=mac_for(i))
         posted = time.perf_counter()
         if ping.wait() != 0:
             raise RuntimeError(f"endpoint {i} never answered")
         samples[kinds[which]].append((time.perf_counter() - started) * 1000)
         posts[kinds[which]].append((posted - started) * 1000)
+        timeline.append({"endpoint": ep["id"], "through": which, "kind": kinds[which],
+                         "posted_at": wall, "post_ms": round((posted - started) * 1000, 2),
+                         "reply_ms": round(samples[kinds[which]][-1], 2)})
         if (n + 1) % 10 == 0:
             progress(f"convergence: {n + 1}/{count}")
     everything = [v for k in samples for v in samples[k]]
-    result = {"all": dist(everything)}
+    result = {"all": dist(everything), "timeline": timeline}
     for kind in sorted(samples):
         result[kind] = {**dist(samples[kind]), "post_p50_ms": round(
             statistics.median(posts[kind]), 2) if posts[kind] else None}
     return result, containers
 
+
+
+def read_log(path: str) -> list[tuple[float, str]]:
+    lines = []
+    with open(path, errors="replace") as f:
+        for line in f:
+            t = stamp(line)
+            if t is not None:
+                lines.append((t, line))
+    return lines
+
+
+def first_after(lines, t: float, needle: str, until: float, also: str = "") -> float | None:
+    for when, line in lines:
+        if when >= t - 0.001 and needle in line and also in line:
+            return when if when <= until + 0.002 else None
+    return None
+
+
+def breakdown(timeline: list[dict], handler_logs: list[str], leader_log: str) -> dict:
+    """Where each sample's time went, from the controllers' logs (DEBUG: the service's
+    "endpoint X committed", written once the store write is applied on the replica that took
+    the POST; INFO: the leader's "switch h1: +N flows in" and "host h1: ... OVSDB change(s)"
+    once h1's flow mods are confirmed by the barrier and once OVS has the port; 1 ms
+    timestamps), in ms after the POST was sent. p50 per kind."""
+    logs = {path: read_log(path) for path in set(handler_logs) | {leader_log}}
+    parts: dict[str, dict[str, list[float]]] = {}
+    for t in timeline:
+        start, end = t["posted_at"], t["posted_at"] + t["post_ms"] / 1000
+        handler = logs[handler_logs[t["through"]]]
+        committed = first_after(handler, start, f"endpoint {t['endpoint']} committed", end)
+        if committed is None:
+            continue
+        txn = first_after(handler, start, '"POST /v3/kv/txn', committed)
+        flows = first_after(logs[leader_log], committed, "switch h1: +", end)
+        ovsdb = first_after(logs[leader_log], start, "host h1: ", end, "OVSDB change")
+        kind = parts.setdefault(t["kind"], {k: [] for k in (
+            "txn_returned_ms", "committed_ms", "h1_flows_ms", "h1_port_ms", "answered_ms", "first_reply_ms")})
+        kind["committed_ms"].append((committed - start) * 1000)
+        if txn:
+            kind["txn_returned_ms"].append((txn - start) * 1000)
+        if flows:
+            kind["h1_flows_ms"].append((flows - start) * 1000)
+        if ovsdb:
+            kind["h1_port_ms"].append((ovsdb - start) * 1000)
+        kind["answered_ms"].append(t["post_ms"])
+        kind["first_reply_ms"].append(t["reply_ms"])
+    return {kind: {k: (round(statistics.median(v), 1) if v else None) for k, v in ps.items()}
+            | {"samples": len(ps["committed_ms"])} for kind, ps in parts.items()}
+
+
+def etcd_txn_probe(url: str, count: int = 40) -> dict:
+    """A bare transaction of one ~1.5 KB put (an endpoint write's size) on the same etcd,
+    one after the other: etcd's own round trip, its WAL fsync on a quorum included."""
+    from cluster.etcd import EtcdClient, EtcdTarget, encode
+    client = EtcdClient(EtcdTarget.parse(url))
+    value = encode("x" * 1500)
+    times = []
+    for k in range(count):
+        started = time.perf_counter()
+        client.txn([], [{"request_put": {"key": encode(f"/bench/probe/{k}"), "value": value}}])
+        times.append((time.perf_counter() - started) * 1000)
+    client.post("kv/deleterange", {"key": encode("/bench/"), "range_end": encode("/bench0")})
+    return dist(times)
 
 # --- bulk --------------------------------------------------------------------------------------
 
@@ -319,12 +389,18 @@ def sqlite_phase(lab, workdir: str, args) -> dict:
         wait_hosts(controller.client, [h.name for h in lab.hosts], master=False)
         prober = add_prober(lab, controller.client)
         containers.append(prober)
+        window = CpuWindow({"controller": [controller.proc.pid]})
         conv, made = convergence(lab, [controller.client], ["single"], prober,
                                  args.convergence, 0, args.settle)
+        conv["cpu"] = window.stop()
         containers += made
+        conv["breakdown"] = breakdown(conv["timeline"], [controller.log_path],
+                                      controller.log_path)
         result = {"convergence": conv}
         if args.bulk:
+            window = CpuWindow({"controller": [controller.proc.pid]})
             result["bulk"], host_of = bulk(lab, [controller.client], args.bulk, 10000)
+            result["bulk"]["cpu"] = window.stop()
     finally:
         controller.stop()
         remove_bulk_ports(lab, host_of)
@@ -351,12 +427,23 @@ def replicas_phase(lab, workdir: str, args) -> dict:
         containers.append(prober)
         kinds = ["leader" if p is leader else "follower" for p in replicas]
         result = {"leader": f"replica{replicas.processes.index(leader)}"}
+        groups = {"leader": [leader.proc.pid],
+                  "followers": [p.proc.pid for p in replicas if p is not leader],
+                  "etcd": [etcd.pid(i) for i in range(etcd.size)]}
+        window = CpuWindow(groups)
         conv, made = convergence(lab, [p.client for p in replicas], kinds, prober,
                                  args.convergence, 0, args.settle)
+        conv["cpu"] = window.stop()
         containers += made
+        conv["breakdown"] = breakdown(conv["timeline"], [p.log_path for p in replicas],
+                                      leader.log_path)
         result["convergence"] = conv
+        progress("etcd: bare transactions")
+        result["etcd_txn"] = etcd_txn_probe(etcd.url)
         if args.bulk:
+            window = CpuWindow(groups)
             result["bulk"], host_of = bulk(lab, [p.client for p in replicas], args.bulk, 10000)
+            result["bulk"]["cpu"] = window.stop()
             result["bulk"]["posts_through"] = {
                 k: sum(1 for n in range(CLIENTS) if kinds[n % 3] == k) for k in set(kinds)}
         if args.kills:
@@ -391,6 +478,8 @@ def main() -> int:
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--keep-logs", action="store_true")
     args = parser.parse_args()
+    # The service's "endpoint X committed" lines (DEBUG) time the store write in breakdown()
+    os.environ.setdefault("OVSFABRIC_LOG_LEVEL", "debug")
     lab = Lab(args.hosts, prefix=PREFIX, underlay_subnet=UNDERLAY, mgmt_subnet=MGMT)
     workdir = tempfile.mkdtemp(prefix=f"ovsfabric-bench-replicas-{SLOT}-")
     results: dict = {"slot": SLOT, "hosts": args.hosts, "started": time.strftime(
@@ -426,6 +515,22 @@ def report(results: dict) -> None:
             print(f"  {name:<18} n={d['samples']:<3} p50 {d['p50_ms']:>7}  p90 {d['p90_ms']:>7}"
                   f"  p99 {d['p99_ms']:>7}  max {d['max_ms']:>7}"
                   + (f"  (POST p50 {d['post_p50_ms']})" if d.get("post_p50_ms") else ""))
+    print("  where it goes (p50, ms after the POST; from the logs):")
+    for name, side in (("SQLite", s), ("etcd", e)):
+        for kind, b in (side.get("convergence", {}).get("breakdown") or {}).items():
+            print(f"    {name} {kind:<8}: etcd txn returned {b['txn_returned_ms']}, "
+                  f"store write applied {b['committed_ms']}, h1 flows "
+                  f"confirmed {b['h1_flows_ms']}, h1 port in OVS {b['h1_port_ms']}, answered "
+                  f"{b['answered_ms']}, first reply {b['first_reply_ms']} (n={b['samples']})")
+    for name, side in (("SQLite", s), ("etcd", e)):
+        for step in ("convergence", "bulk"):
+            cpu = side.get(step, {}).get("cpu")
+            if cpu:
+                print(f"  CPU s during {name} {step}: " + ", ".join(
+                    f"{role} {v['cpu_s']}" for role, v in cpu.items()))
+    if e.get("etcd_txn"):
+        t = e["etcd_txn"]
+        print(f"  bare etcd transaction (one 1.5 KB put): p50 {t['p50_ms']} p90 {t['p90_ms']} ms")
     if s.get("convergence"):
         print(f"  ratio etcd/SQLite p50: "
               f"{ratio(e['convergence']['all']['p50_ms'], s['convergence']['all']['p50_ms'])}")
