@@ -113,6 +113,7 @@ def test_one_member_down_changes_nothing_two_stop_writes_not_reads(etcd, replica
     a, b = replicas(), replicas()
     a.create_host("h1", "unix:/x", "198.18.0.1")
     a.create_network("red", "10.0.0.0/24")
+    converged([a, b])  # b plans on its own copy: it must hold the network first
     etcd.kill(0)
     made = [b.create_endpoint("red", "h1"), a.create_endpoint("red", "h1")]
     converged([a, b])
