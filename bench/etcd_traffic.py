@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -234,9 +235,12 @@ def main() -> int:
     workdir = tempfile.mkdtemp(prefix="ovsfabric-etcd-traffic-")
     results = {"slot": SLOT, "sizes": []}
     Counted.install()
-    for size in (int(s) for s in args.sizes.split(",")):
-        results["sizes"].append(measure(size, args, workdir))
-        write_results("etcd_traffic", results)
+    try:
+        for size in (int(s) for s in args.sizes.split(",")):
+            results["sizes"].append(measure(size, args, workdir))
+            write_results("etcd_traffic", results)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)  # the etcd members' logs
     print(f"\netcd bytes per endpoint change (HTTP bodies; {args.replicas} replicas watching):")
     print(f"{'endpoints':>10} {'kind':>7} {'txn req':>8} {'txn resp':>9} {'watch/replica':>14} "
           f"{'all incl.':>10} {'write ms':>9} {'applied ms':>11} {'initial load':>13}")
