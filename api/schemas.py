@@ -145,7 +145,7 @@ class ProgrammedWait(Strict):
     revision: int = Field(ge=0, description="the store revision their tables must be at")
     bound: dict[str, str] = Field(default_factory=dict, max_length=64,
                                   description="endpoint id -> host: ports that must be attached")
-    timeout: float = Field(gt=0, le=30, description="how long to wait, in seconds")
+    timeout: float = Field(ge=0.001, le=30, description="how long to wait, in seconds")
 
 
 class ProgrammedView(BaseModel):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import os
-import time
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -17,15 +16,21 @@ from typing import Any
 # deprecated: nothing here uses it.
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 import etcd3gw  # noqa: E402
+import requests  # noqa: E402
 
 SCHEME = "etcd://"
-# A member that answers at all answers fast on a LAN; with its quorum gone, etcd itself gives
-# up on a write after several seconds, so that is where the limit of a request is.
-REQUEST_TIMEOUT_S = 10.0
+# What one member is given to answer: one that answers at all answers fast on a LAN, but a
+# write right after etcd got its quorum back may wait for its raft, and one without quorum
+# gives up after several seconds by itself (its answer then says why).
+REQUEST_TIMEOUT_S = 8.0
 
 
 class EtcdUnavailable(Exception):
     """No member could serve the request (down, cut off, or without quorum)."""
+
+
+class EtcdMaybeApplied(EtcdUnavailable):
+    """A member took the request and failed to answer: it may have been carried out."""
 
 
 @dataclass(frozen=True)
@@ -96,32 +101,38 @@ class EtcdClient:
         """The member client that answered last (for a watch stream of one's own)."""
         return self._clients[self._current]
 
-    def post(self, path: str, body: dict[str, Any], timeout: float | None = None) -> dict:
-        """``POST /v3/<path>`` on a member that answers, within ``timeout`` in all;
-        EtcdUnavailable if none does."""
-        deadline = time.monotonic() + (timeout or self.timeout)
+    def post(self, path: str, body: dict[str, Any], timeout: float | None = None,
+             retry: bool = True) -> dict:
+        """``POST /v3/<path>`` on a member that answers, each member given ``timeout``;
+        EtcdUnavailable if none does. A request a member may have carried out without saying
+        so (it took it, then timed out or failed) goes to the next one only with ``retry``:
+        reads and requests that change nothing twice, not a write that must not be made
+        twice (the next request goes to the next member all the same)."""
         start = self._current
         failures = []
         for offset in range(len(self._clients)):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
             index = (start + offset) % len(self._clients)
             client = self._clients[index]
+            where = f"{client.host}:{client.port}"
             try:
-                response = client.session.post(client.get_url(path), json=body, timeout=left)
-            except OSError as exc:  # requests' connection errors and timeouts are OSErrors
-                failures.append(f"{client.host}:{client.port}: {type(exc).__name__}")
-                continue
+                response = client.session.post(client.get_url(path), json=body,
+                                               timeout=timeout or self.timeout)
+            except requests.RequestException as exc:
+                failures.append(f"{where}: {type(exc).__name__}")
+                if retry or _never_sent(exc):
+                    continue
+                self._current = (index + 1) % len(self._clients)
+                raise EtcdMaybeApplied(_failed(failures))
             if response.status_code == 200:
                 self._current = index
                 return response.json()
-            failures.append(f"{client.host}:{client.port}: {response.status_code} "
-                            f"{_message(response)}")
+            failures.append(f"{where}: {response.status_code} {_message(response)}")
             if response.status_code < 500:  # the request itself is wrong: no member takes it
                 break
-        raise EtcdUnavailable("etcd did not answer (" + "; ".join(failures or ["timed out"])
-                              + ")")
+            if not retry:
+                self._current = (index + 1) % len(self._clients)
+                raise EtcdMaybeApplied(_failed(failures))
+        raise EtcdUnavailable(_failed(failures))
 
     def rotate(self) -> None:
         """Ask another member first from now on (this one seems cut off)."""
@@ -130,9 +141,9 @@ class EtcdClient:
     # ---- the few calls everything is made of ------------------------------------------------
 
     def txn(self, compare: list[dict], success: list[dict], failure: list[dict] | None = None,
-            timeout: float | None = None) -> dict:
+            timeout: float | None = None, retry: bool = True) -> dict:
         return self.post("kv/txn", {"compare": compare, "success": success,
-                                    "failure": failure or []}, timeout)
+                                    "failure": failure or []}, timeout, retry)
 
     def get_prefix(self, prefix: str, revision: int | None = None,
                    keys_only: bool = False) -> dict:
@@ -144,9 +155,9 @@ class EtcdClient:
             body["keys_only"] = True
         return self.post("kv/range", body)
 
-    def get(self, key: str) -> dict | None:
+    def get(self, key: str, timeout: float | None = None) -> dict | None:
         """The key-value of ``key`` (with its revisions), or None."""
-        kvs = self.post("kv/range", {"key": encode(key)}).get("kvs") or []
+        kvs = self.post("kv/range", {"key": encode(key)}, timeout).get("kvs") or []
         return kvs[0] if kvs else None
 
     def revision(self, timeout: float | None = None) -> int:
@@ -158,6 +169,18 @@ class EtcdClient:
 def prefix_end(prefix: str) -> str:
     """The end of the key range holding every key that starts with ``prefix``."""
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def _failed(failures: list[str]) -> str:
+    return "etcd did not answer (" + "; ".join(failures) + ")"
+
+
+def _never_sent(exc: requests.RequestException) -> bool:
+    """The connection was never made (refused, or not within the timeout): the member never
+    saw the request."""
+    return isinstance(exc, requests.ConnectTimeout) or (
+        isinstance(exc, requests.ConnectionError)
+        and "NewConnectionError" in repr(exc.args[0] if exc.args else exc))
 
 
 def _message(response) -> str:

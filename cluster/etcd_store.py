@@ -12,9 +12,7 @@ Each replica applies every write, its own too, from one watch, in revision order
 """
 from __future__ import annotations
 
-import json
 import logging
-import socket
 import threading
 from urllib.parse import quote, unquote
 
@@ -24,7 +22,9 @@ from model.guards import Conditions
 from model.records import Delete, Put, from_json, to_json
 from model.store import Stale
 
-from .etcd import EtcdClient, EtcdTarget, EtcdUnavailable, decode, encode, prefix_end
+from .etcd import (EtcdClient, EtcdMaybeApplied, EtcdTarget, EtcdUnavailable, decode, encode,
+                   prefix_end)
+from .watch import follow, shut, watch_session
 
 LOG = logging.getLogger(__name__)
 
@@ -45,8 +45,13 @@ ALLOCATION_SPREAD = 16
 # (--max-txn-ops), the records' claims and guards included.
 COPY_BATCH = 100
 MAX_TXN_OPS = 128
+# What one member is given to say the store's revision (GET /readyz).
+PROBE_TIMEOUT_S = 1.0
 # After a broken watch stream, how long to wait before asking another member.
 WATCH_RETRY_S = 0.2
+# A stream silent this long is opened again, from where it was: a member cut off from its
+# peers keeps it open and says nothing.
+WATCH_IDLE_S = 5.0
 
 
 def open_store(url: str, cert: str | None = None, key: str | None = None,
@@ -115,6 +120,7 @@ class EtcdBackend:
         self._stop = threading.Event()
         self._stream = None  # the watch's open response, closed to restart it
         self._thread: threading.Thread | None = None
+        self._session = watch_session(client.target)
         self._check_schema()
 
     def __str__(self) -> str:
@@ -160,11 +166,15 @@ class EtcdBackend:
         return records, revision, guards_at
 
     def stored_revision(self) -> int:
-        try:
-            guard = self.client.get(REVISION)
+        try:  # quickly: readiness probes ask
+            return self._latest(PROBE_TIMEOUT_S)
         except EtcdUnavailable as exc:
             raise Unavailable(f"the state store {self} cannot be read: {exc}") from None
-        return int(guard["mod_revision"]) if guard else 0
+
+    def _latest(self, timeout: float | None = None) -> int:
+        """The revision of the last write, read through etcd's quorum."""
+        written = self.client.get(REVISION, timeout)
+        return int(written["mod_revision"]) if written else 0
 
     # ---- writing ---------------------------------------------------------------------------
 
@@ -187,8 +197,20 @@ class EtcdBackend:
                     "range_end": encode(prefix_end(claim_key(prefix)))}
                    for prefix in sorted(conditions.empty)]
         try:
+            # Not sent again to another member: the first may have committed it unseen.
             response = self.client.txn(checks, requests + [_put(REVISION, "")],
-                                       [{"request_range": {"key": encode(REVISION)}}])
+                                       [{"request_range": {"key": encode(REVISION)}}],
+                                       retry=False)
+        except EtcdMaybeApplied as exc:
+            # Once a read through etcd's quorum answers, the write is in what it read or lost
+            # for good (raft commits what a new leader holds before it serves such a read).
+            try:
+                latest = self._latest()
+            except EtcdUnavailable:
+                raise Unavailable(f"the state store {self} takes no writes now: {exc}; this "
+                                  f"write may or may not have been made; reads are still "
+                                  f"served, from this replica's copy") from None
+            raise Stale(latest, undecided=True) from None
         except EtcdUnavailable as exc:
             raise Unavailable(f"the state store {self} takes no writes now: {exc}; reads are "
                               f"still served, from this replica's copy") from None
@@ -208,34 +230,29 @@ class EtcdBackend:
     def resync(self) -> None:
         """The watch seems stuck (its member cut off): open it again on another member."""
         self.client.rotate()
-        self._close_stream()
+        shut(self._stream)
 
     def _watch(self) -> None:
         while not self._stop.is_set():
             try:
-                self._stream_events()
-            except Exception as exc:  # noqa: BLE001 - a broken stream is opened again
+                follow(self.client, self._session, STATE, prefix_end(STATE), self._followed + 1,
+                       WATCH_IDLE_S, self._message, self._opened)
+            except Exception as exc:  # noqa: BLE001 - a broken or silent stream is opened again
                 if not self._stop.is_set():
-                    LOG.info("etcd watch interrupted (%s); opening it again", exc)
+                    LOG.debug("etcd watch interrupted (%s); opening it again", exc)
                     self.client.rotate()
             self._stop.wait(WATCH_RETRY_S)
 
-    def _stream_events(self) -> None:
-        member = self.client.current
-        body = {"create_request": {"key": encode(STATE), "range_end": encode(prefix_end(STATE)),
-                                   "start_revision": str(self._followed + 1)}}
-        with member.session.post(member.get_url("watch"), json=body, stream=True,
-                                 timeout=(self.client.timeout, None)) as response:
-            self._stream = response
-            if self._stop.is_set():
-                return
-            for line in response.iter_lines():
-                if not line:
-                    continue
-                message = json.loads(line)
-                if "error" in message:
-                    raise RuntimeError(message["error"])
-                self._received(message["result"])
+    def _opened(self, response) -> None:
+        self._stream = response
+        if response is not None and self._stop.is_set():
+            shut(response)
+
+    def _message(self, message: dict) -> bool:
+        if "error" in message:
+            raise EtcdUnavailable(str(message["error"]))
+        self._received(message["result"])
+        return not self._stop.is_set()
 
     def _received(self, result: dict) -> None:
         if int(result.get("compact_revision") or 0):
@@ -263,19 +280,9 @@ class EtcdBackend:
             self._apply(ops, revision, written)
             self._followed = revision
 
-    def _close_stream(self) -> None:
-        stream = self._stream
-        if stream is not None:
-            try:  # wakes the thread blocked reading it
-                socket.fromfd(stream.raw._fp.fileno(), socket.AF_INET,
-                              socket.SOCK_STREAM).shutdown(socket.SHUT_RDWR)
-            except (AttributeError, OSError, ValueError):
-                pass
-            stream.close()
-
     def close(self) -> None:
         self._stop.set()
-        self._close_stream()
+        shut(self._stream)
         if self._thread is not None:
             self._thread.join(timeout=2)
 

@@ -27,6 +27,60 @@ RETRY_S = 0.2
 CONNECT_TIMEOUT_S = 1.0
 
 
+def watch_session(target) -> requests.Session:
+    """A session of its own for a watch stream (it holds its connection), with etcd's TLS."""
+    session = requests.Session()
+    if target.ca:
+        session.verify = target.ca
+    if target.cert and target.key:
+        session.cert = (target.cert, target.key)
+    return session
+
+
+def follow(client: EtcdClient, session: requests.Session, key: str, range_end: str | None,
+           start: int, idle: float, on_message: Callable[[dict], bool],
+           opened: Callable[[requests.Response | None], None]) -> None:
+    """Follows ``[key, range_end)`` from revision ``start`` on a stream to the member the
+    connection answered on last (the one known to be up), giving each message of the stream
+    to ``on_message`` until it returns False, the stream breaks, or it says nothing for
+    ``idle`` seconds (requests raises then). ``opened(response)`` is told of the stream while
+    it is open (to shut it from another thread), and of None once it is over."""
+    current = client.current
+    create = {"key": encode(key), "start_revision": start}
+    if range_end:
+        create["range_end"] = encode(range_end)
+    response = session.post(f"{client.target.protocol}://{current.host}:{current.port}/v3/watch",
+                            json={"create_request": create}, stream=True,
+                            timeout=(CONNECT_TIMEOUT_S, idle))
+    opened(response)
+    try:
+        if response.status_code != 200:
+            raise EtcdUnavailable(f"watch on {current.host}:{current.port}: "
+                                  f"{response.status_code}")
+        pending = b""
+        for chunk in response.iter_content(chunk_size=None):
+            pending += chunk
+            while b"\n" in pending:
+                line, pending = pending.split(b"\n", 1)
+                if line.strip() and not on_message(json.loads(line)):
+                    return
+    finally:
+        opened(None)
+        response.close()
+
+
+def shut(response: requests.Response | None) -> None:
+    """Unblocks a thread reading a stream (closing the response alone does not)."""
+    if response is None:
+        return
+    try:
+        sock = socket.fromfd(response.raw._fp.fileno(), socket.AF_INET, socket.SOCK_STREAM)
+        sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+    except Exception:  # noqa: BLE001, S110 - already closed, or never opened
+        pass
+
+
 class RangeWatch:
     """``kvs`` (key -> the gateway's kv, value base64) of ``[key, range_end)``, and
     ``revision`` the etcd revision it is at; ``on_update(watch)`` after each change."""
@@ -46,12 +100,7 @@ class RangeWatch:
         self._stopping = threading.Event()
         self._response: requests.Response | None = None
         self.member: tuple[str, int] | None = None  # the member the stream is on
-        self._session = requests.Session()
-        target = client.target
-        if target.ca:
-            self._session.verify = target.ca
-        if target.cert and target.key:
-            self._session.cert = (target.cert, target.key)
+        self._session = watch_session(client.target)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
@@ -59,7 +108,7 @@ class RangeWatch:
 
     def stop(self) -> None:
         self._stopping.set()
-        _shut(self._response)
+        shut(self._response)
 
     def follow_the_connection(self) -> None:
         """Moves the stream to the member the connection answers on now, if it is on another:
@@ -67,7 +116,7 @@ class RangeWatch:
         that answers nothing stays silent (until ``idle``) instead of breaking."""
         current = self.client.current
         if self.member is not None and self.member != (current.host, current.port):
-            _shut(self._response)
+            shut(self._response)
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
@@ -106,31 +155,15 @@ class RangeWatch:
         """Applies the stream's events until it breaks, goes silent or is cancelled."""
         if self._stopping.is_set():
             return
-        # On the member the connection answered on last: the one known to be up.
         current = self.client.current
-        host, port = current.host, current.port
-        self.member = (host, port)
-        url = f"{self.client.target.protocol}://{host}:{port}/v3/watch"
-        create = {"key": encode(self.key), "start_revision": start}
-        if self.range_end:
-            create["range_end"] = encode(self.range_end)
-        self._response = self._session.post(url, json={"create_request": create}, stream=True,
-                                             timeout=(CONNECT_TIMEOUT_S, self.idle))
-        try:
-            if self._response.status_code != 200:
-                raise EtcdUnavailable(f"watch on {host}:{port}: {self._response.status_code}")
-            pending = b""
-            for chunk in self._response.iter_content(chunk_size=None):
-                if self._stopping.is_set():
-                    return
-                pending += chunk
-                while b"\n" in pending:
-                    line, pending = pending.split(b"\n", 1)
-                    if line.strip() and not self._apply(json.loads(line)):
-                        return
-        finally:
-            self.member = None
-            self._response.close()
+        self.member = (current.host, current.port)
+
+        def opened(response):
+            self._response = response
+            if response is None:
+                self.member = None
+        follow(self.client, self._session, self.key, self.range_end, start, self.idle,
+               lambda message: not self._stopping.is_set() and self._apply(message), opened)
 
     def _apply(self, message: dict) -> bool:
         """False: the stream is over (cancelled, compacted, or an error)."""
@@ -159,15 +192,3 @@ class RangeWatch:
             self.on_update(self)
         except Exception:
             LOG.exception("%s: update callback failed", self.name)
-
-
-def _shut(response: requests.Response | None) -> None:
-    """Unblocks a thread reading a stream (closing the response alone does not)."""
-    if response is None:
-        return
-    try:
-        sock = socket.fromfd(response.raw._fp.fileno(), socket.AF_INET, socket.SOCK_STREAM)
-        sock.shutdown(socket.SHUT_RDWR)
-        sock.close()
-    except Exception:  # noqa: BLE001, S110 - already closed, or never opened
-        pass

@@ -6,7 +6,8 @@ then lets containers out to an "outside" namespace on the underlay and publishes
 then labels containers and lets a security policy decide who reaches a database; then, where
 Debian's docker.io is installed, two real dockerds use the Docker plugin for a
 network across two hosts; then, where Debian's podman is installed, two Podmans use the CNI
-plugin. Shows what the API refuses on the way. Removes all of it.
+plugin; then moves the state to etcd and runs three controller replicas on it, killing the
+leader while traffic flows. Shows what the API refuses on the way. Removes all of it.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import json
 import os
 import re
 import secrets
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,12 +32,14 @@ from security import tokens
 from .controller import ControllerProcess
 from .dockerd import DOCKERD
 from .dockerhost import DockerHost
+from .etcd import EtcdCluster
 from .lab import Lab
 from .messages import tcp_message, udp_message
 from .netns import ip
 from .outside import WHO_PORT, Outside, next_hop_outside, start_servers
 from .podman import PODMAN, LabPodman
 from .proc import stop_pid
+from .replicas import Replicas
 from .traffic import Server, tcp_connects
 
 NETWORKS = [("red", "10.20.0.0/24"), ("blue", "10.20.0.0/24")]  # the same subnet on purpose
@@ -78,8 +82,10 @@ def main() -> int:
         else:
             print("\nPodman: install Debian's podman (make setup does) to see two Podmans use "
                   "the CNI plugin here")
+        controller.stop()
+        run_replicas_demo(lab, controller, token, workdir, args.api_port)
         if args.keep:
-            print(f"\nkept: API {controller.url}, token {token}")
+            print(f"\nkept: the lab, token {token}")
     finally:
         if not args.keep:
             progress("cleaning up")
@@ -446,6 +452,66 @@ def run_podman_demo(lab: Lab, controller: ControllerProcess, token: str) -> None
     finally:
         for pm in podmans:
             pm.stop()
+
+
+# The demo's etcd members listen on 24000 + 100 * this + i (lab/etcd.py): clear of the tests'.
+DEMO_ETCD_SLOT = 9
+
+
+def run_replicas_demo(lab: Lab, controller: ControllerProcess, token: str, workdir: str,
+                      api_port: int) -> None:
+    """The state file copied into a 3-member etcd, three replicas served from it, the leader
+    killed during a ping: another one leads, the ping loses nothing."""
+    print("\nReplicas on etcd: the state file moved, three controllers serve it")
+    with EtcdCluster(os.path.join(workdir, "etcd"), DEMO_ETCD_SLOT) as etcd:
+        progress(f"3 etcd members on loopback: {etcd.url}")
+        copied = subprocess.run(
+            [sys.executable, "-m", "cli.main", "store", "copy", "--from", controller.state,
+             "--to", etcd.url, "--json"], capture_output=True, text=True, check=True,
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        print(f"  ovsfabric store copy --from {os.path.basename(controller.state)} --to "
+              f"{etcd.url}: {json.loads(copied.stdout)['records']} records")
+        group = Replicas(workdir, etcd.url, lab.controller_ip, api_port + 10, 6653 + 10,
+                         token=token)
+        try:
+            progress("starting three replicas")
+            group.start()
+            leader = group.leader()
+            client = leader.client
+            hosts = [h.name for h in lab.hosts]
+            wait_until(lambda: group.masters(leader, hosts), 15)
+            cluster = group.cluster()
+            print(f"  GET /v1/cluster: leader {cluster['leader']}, members "
+                  f"{', '.join(m['name'] for m in cluster['members'])}; every switch knows "
+                  f"{len(lab.hosts[0].vsctl('get-controller', 'br-int').split())} controllers")
+            follower = next(p for p in group if p is not leader)
+            by_name = {ep["name"]: ep for ep in client.endpoints()}
+            source = next(c for c in lab.containers if c.port == by_name["red-h1"]["port"])
+            made = follower.client.create_endpoint("red", hosts[0], name="via-a-follower")
+            print(f"  a follower takes writes too: endpoint {made['name']} {made['ip']}")
+            follower.client.delete_endpoint(made["id"])
+            _replica_failover(group, leader, hosts, source, by_name["red-h3"]["ip"])
+        finally:
+            group.stop()
+
+
+def _replica_failover(group: Replicas, leader, hosts: list[str], source,
+                      target_ip: str) -> None:
+    ping = source.start_ping(target_ip, interval=0.01, count=400)
+    time.sleep(1)
+    killed = f"replica{group.processes.index(leader)}"
+    leader.kill()
+    killed_at = time.monotonic()
+    successor = group.leader(other_than=killed, timeout=15)
+    wait_until(lambda: group.masters(successor, hosts), 15)
+    took = time.monotonic() - killed_at
+    print(f"  kill -9 of the leader ({killed}): "
+          f"replica{group.processes.index(successor)} is MASTER on every switch "
+          f"{took:.2f} s later")
+    ping.wait(timeout=30)
+    sent, received = source.stop_ping(ping)
+    print(f"  a 10 ms ping from red-h1 to red-h3 meanwhile: {sent} sent, {sent - received} "
+          f"lost")
 
 
 if __name__ == "__main__":

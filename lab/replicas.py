@@ -10,13 +10,15 @@ from .controller import ControllerProcess
 
 
 class Replicas:
-    def __init__(self, workdir: str, store: str, listen_ip: str, api_port: int,
+    def __init__(self, workdir: str, store: str | list[str], listen_ip: str, api_port: int,
                  openflow_port: int, count: int = 3, token: str | None = None):
         """Replica ``i`` serves its API on ``api_port + i`` and OpenFlow on
-        ``openflow_port + i``; ``store`` is the etcd:// they share."""
+        ``openflow_port + i``; ``store`` is the etcd:// they share (or one per replica: the
+        members each may reach)."""
+        stores = store if isinstance(store, list) else [store] * count
         self.processes = [
             ControllerProcess(os.path.join(workdir, f"replica{i}.db"), listen_ip,
-                              api_port + i, openflow_port + i, store=store, token=token,
+                              api_port + i, openflow_port + i, store=stores[i], token=token,
                               log_path=os.path.join(workdir, f"replica{i}.log"),
                               extra_args=("--replica-name", f"replica{i}"))
             for i in range(count)]

@@ -60,6 +60,34 @@ class State:
                 *published, *snap.policies.values(),
                 *(Counter(n, v) for n, v in self.counters.items())]
 
+    def holds(self, ops: list[Op]) -> bool:
+        """Whether the state is as ``ops`` leave it (a write whose commit went unanswered)."""
+        return all(self._find(op.kind, op.key) == (op.record if isinstance(op, Put) else None)
+                   for op in ops)
+
+    def _find(self, kind: str, key: tuple[str, ...]):
+        snap = self.snapshot
+        if kind == HOST:
+            return snap.hosts.get(key[0])
+        if kind == NETWORK:
+            return snap.networks.get(key[0])
+        if kind == ALIAS:
+            network_id = self.aliases.get(key[0])
+            return Alias(key[0], network_id) if network_id else None
+        if kind == RESERVATION:
+            return snap.reservations.get(key)
+        if kind == ENDPOINT:
+            return snap.endpoints.get(key[0])
+        if kind == ROUTER:
+            return snap.routers.get(key[0])
+        if kind == PUBLISHED:
+            ports = snap.published.get(key[0])
+            return Published(key[0], snap.endpoints[key[0]].host, ports) if ports else None
+        if kind == POLICY:
+            return snap.policies.get(key[0])
+        value = self.counters.get(key[0])
+        return Counter(key[0], value) if value is not None else None
+
     def apply(self, ops: list[Op], revision: int,
               guards: Iterable[str] = ()) -> Change | None:
         """Applies one write's operations at ``revision`` (and the guards it wrote); what it

@@ -54,11 +54,17 @@ RESYNC_AFTER_S = 1.0
 
 
 class Stale(Exception):
-    """The backend holds a later revision than the write was planned on."""
+    """The write did not commit: another one came first, up to ``revision``. ``undecided``:
+    whether it committed is not known, but it is in the state at ``revision``, or never
+    will be."""
 
-    def __init__(self, revision: int):
+    def __init__(self, revision: int, undecided: bool = False):
         super().__init__(f"the store is at revision {revision}")
         self.revision = revision
+        self.undecided = undecided
+
+
+NOT_FOUND = object()  # a plan found something missing
 
 
 class _NeedSeqs(Exception):
@@ -476,8 +482,9 @@ class Store:
             snap = self._snapshot
             ep = self.get_endpoint(endpoint_id)
             published = publishing.new_published(snap, ep, protocol, port, host_port)
-            ports = snap.published.get(ep.id, ()) + (published,)
-            return [Put(Published(ep.id, ep.host, ports))], published
+            ports = sorted(snap.published.get(ep.id, ()) + (published,),
+                           key=lambda p: (p.protocol, p.host_port))  # as the snapshot has them
+            return [Put(Published(ep.id, ep.host, tuple(ports)))], published
         return self._commit(plan)
 
     def unpublish_port(self, endpoint_id: str, protocol: str, host_port: int) -> PublishedPort:
@@ -605,10 +612,15 @@ class Store:
             return self._commit_planned(plan)
 
     def _commit_planned(self, plan: Callable[[], tuple]) -> Any:
+        caught_up = not self.backend.follows_own_writes  # the only writer is never behind
         while True:
             with self._lock:
                 try:
                     ops, result, *extra = plan()
+                except NotFound:
+                    if caught_up:
+                        raise
+                    kind = NOT_FOUND
                 except _NeedSeqs as needed:
                     kind = needed.kind
                 else:
@@ -619,18 +631,28 @@ class Store:
                     known = self._state.guards
                     compare = {g: known.get(g, 0) for g in wanted.guards}
                     planned_on = self._revision
+            if kind is NOT_FOUND:
+                # Perhaps made through another replica a moment ago: not found once this one
+                # has what the store held when the request came, it does not exist.
+                latest, caught_up = self.backend.stored_revision(), True
+                with self._lock:
+                    self._wait_until(latest)
+                continue
             if kind is not None:
                 self._take_seqs(kind)
                 continue
             try:
                 revision = self.backend.commit(ops, planned_on, compare, wanted)
             except Stale as stale:
-                if stale.revision <= planned_on:  # nobody wrote since: it can never hold
+                if stale.revision <= planned_on and not stale.undecided:
+                    # Nobody wrote since: its conditions can never hold.
                     raise Unavailable(f"the state store {self.backend} refuses a write "
                                       f"whose conditions this replica's state says "
                                       f"hold: its claims and records disagree") from None
                 with self._lock:
                     self._wait_until(stale.revision)
+                    if stale.undecided and self._state.holds(ops):
+                        return result  # it did commit
                 continue
             with self._lock:
                 if self.backend.follows_own_writes:

@@ -102,3 +102,21 @@ def fabric(lab, tmp_path_factory):
             fab.detach_all()
     finally:
         controller.stop()
+
+
+@pytest.fixture(scope="session")
+def etcd_cluster(tmp_path_factory):
+    """Three etcd members on loopback (Debian's etcd-server) for the session's tests of the
+    etcd store and replicas; each test wipes what it uses."""
+    from lab.etcd import EtcdCluster
+    from tests.slot import SLOT
+    with EtcdCluster(tmp_path_factory.mktemp("etcd"), SLOT) as cluster:
+        yield cluster
+
+
+def wipe_etcd(cluster) -> None:
+    """Everything ovsfabric keeps in etcd (state, claims, members, leader) deleted."""
+    from cluster.etcd import EtcdClient, EtcdTarget, encode, prefix_end
+    client = EtcdClient(EtcdTarget.parse(cluster.url))
+    client.post("kv/deleterange", {"key": encode("/ovsfabric/"),
+                                   "range_end": encode(prefix_end("/ovsfabric/"))})

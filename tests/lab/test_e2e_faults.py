@@ -17,14 +17,13 @@ import uuid
 
 import pytest
 import requests
-import urllib3
 
 from api.client import ApiError, FabricClient
 from lab.proc import alive
 from ovsdb.config import tunnel_port_name
 from tests.helpers import flow_table
 from tests.lab.fabric_checks import (TimedPing, bridge_ports, controller_target, eventually,
-                                     our_interfaces, report, wait_clean)
+                                     never_sent, our_interfaces, report, wait_clean)
 from tests.slot import needs_lab
 
 pytestmark = [pytest.mark.lab, needs_lab]
@@ -283,14 +282,6 @@ def test_host_deleted_and_registered_again(fabric, net):
 
 # ---- requests under faults and under load ----------------------------------------------------
 
-def _never_sent(exc: requests.RequestException) -> bool:
-    """True when the connection was refused: the request never reached the controller.
-    Any other failure (reset, timeout) leaves its outcome unknown."""
-    cause = exc.args[0] if exc.args else None
-    return isinstance(cause, urllib3.exceptions.MaxRetryError) and \
-        isinstance(cause.reason, urllib3.exceptions.NewConnectionError)
-
-
 def _check_unique(endpoints: list[dict]) -> None:
     ips = [(e["network"], e["ip"]) for e in endpoints]
     macs = [e["mac"] for e in endpoints]
@@ -322,7 +313,7 @@ def test_kill9_during_a_burst_of_creations(fabric, net):
             except ApiError as exc:
                 result = ("rejected", exc.status)
             except requests.RequestException as exc:
-                result = ("never sent" if _never_sent(exc) else "unknown", repr(exc))
+                result = ("never sent" if never_sent(exc) else "unknown", repr(exc))
             outcomes[names[i]] = result
 
     threads = [threading.Thread(target=client_loop) for _ in range(clients)]

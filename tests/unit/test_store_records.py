@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from model import Store
+from model import NotFound, Store
 from model.records import KINDS, Put, from_json, kind_of, to_json
 from model.state import State
 from model.store import Stale
@@ -139,3 +139,67 @@ def test_a_write_the_backend_refuses_changes_nothing():
         store.create_host("h1", "unix:/x", "192.0.2.1")
     assert store.snapshot().hosts == {} and store.served_revision() == 0
     assert store._state.counters == {}
+
+
+class UnansweredBackend(RacingBackend):
+    """Its first commit goes unanswered: carried out (``made``) or lost, which the store
+    learns only by reading what the backend holds."""
+
+    follows_own_writes = True
+
+    def __init__(self, made: bool):
+        super().__init__(None)
+        self.made = made
+        self.unanswered = True
+
+    def commit(self, ops, revision, compare, writes):
+        self.revision += 1
+        self.commits.append(ops)
+        if self.unanswered:
+            self.unanswered = False
+            if self.made:
+                self.apply(ops, self.revision, ())
+            raise Stale(self.revision if self.made else revision, undecided=True)
+        self.apply(ops, self.revision, ())
+        return self.revision
+
+
+@pytest.mark.parametrize("made", [True, False])
+def test_a_write_whose_commit_went_unanswered_is_made_once(made):
+    store = Store(UnansweredBackend(made))
+    store._seq_blocks["host"] = (1, 10)
+    host = store.create_host("h1", "unix:/x", "192.0.2.1")
+    assert store.snapshot().hosts == {"h1": host}
+    # Carried out: not made again; lost: planned again and made.
+    assert len(store.backend.commits) == (1 if made else 2)
+
+
+class BehindBackend(RacingBackend):
+    """Another replica's write is in the store but not yet in this replica's copy: it arrives
+    once the replica asks for the store's revision."""
+
+    follows_own_writes = True
+
+    def stored_revision(self):
+        if self.theirs is not None:
+            ops, self.theirs = self.theirs, None
+            self.revision += 1
+            self.apply(ops, self.revision, ())
+        return self.revision
+
+    def commit(self, ops, revision, compare, writes):
+        self.revision += 1
+        self.apply(ops, self.revision, ())
+        return self.revision
+
+
+def test_what_another_replica_just_made_is_found_by_a_write():
+    other = Store(":memory:")
+    other.create_host("h1", "unix:/x", "192.0.2.1")
+    net = other.create_network("red", "10.0.0.0/24")
+    store = Store(BehindBackend([Put(r) for r in other.records()]))
+    store._seq_blocks["endpoint"] = (1, 10)
+    ep = store.create_endpoint("red", "h1")
+    assert ep.network_id == net.id
+    with pytest.raises(NotFound):  # and what does not exist is not found, once caught up
+        store.create_endpoint("blue", "h1")
