@@ -8,9 +8,10 @@ copied in (cluster/etcd_store.copy_records); then --replicas Stores opened on it
 the script waits until every replica has applied it.
 
 Bytes are counted on each Store's HTTP sessions (the requests.Session of every member client
-of its EtcdClient): a request's JSON body as requests serializes it, a response's body
-(len(response.content)), and a watch stream's lines as they arrive (iter_lines, plus one byte
-per newline). HTTP headers and chunked framing are not counted (about 150 to 250 bytes a
+of its EtcdClient, and its watch stream's session): a request's JSON body as requests
+serializes it, a response's body (len(response.content)), and a watch stream's bytes as they
+arrive (iter_content's chunks, which iter_lines reads through too). HTTP headers and chunked
+framing are not counted (about 150 to 250 bytes a
 request on the gateway). The writer's figure is every request it made for the change (the
 transaction, and its share of any other request: a seq block, a retry); each watcher's, the
 bytes its watch stream delivered.
@@ -54,8 +55,11 @@ class Counted:
         self.sent: dict[str, int] = defaultdict(int)
         self.received: dict[str, int] = defaultdict(int)
         self.requests: dict[str, int] = defaultdict(int)
-        for member in store.backend.client._clients:
-            key = id(member.session)
+        # the member clients' sessions, and the watch stream's own where it has one
+        sessions = [m.session for m in store.backend.client._clients]
+        sessions += [s for s in [getattr(store.backend, "_session", None)] if s is not None]
+        for session in sessions:
+            key = id(session)
             pending = Counted.by_session.get(key)
             if pending is not None:  # what it sent while opening, before this existed
                 for side in ("sent", "received", "requests"):
@@ -85,14 +89,14 @@ class Counted:
             if not kwargs.get("stream"):
                 counted.received[path] += len(response.content)
                 return response
-            lines = response.iter_lines
+            chunks = response.iter_content  # iter_lines reads through it too
 
-            def iter_lines(*a, **k):
-                for line in lines(*a, **k):
+            def iter_content(*a, **k):
+                for chunk in chunks(*a, **k):
                     # the Counted of now: the Store's, once it exists
-                    Counted.pending(session).received[path] += len(line) + 1
-                    yield line
-            response.iter_lines = iter_lines
+                    Counted.pending(session).received[path] += len(chunk)
+                    yield chunk
+            response.iter_content = iter_content
             return response
         requests.Session.post = post
 
