@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PINS := constraints.txt
 
 .PHONY: setup system-deps pins demo test test-unit test-lab bench bench-compare bench-scale \
-        clean-lab
+        bench-replicas bench-etcd-traffic clean-lab
 
 system-deps:
 	@bash scripts/install-system-deps.sh
@@ -48,6 +48,15 @@ bench-compare: setup
 # the flow computation at 100 hosts and 10,000 endpoints, simulated (no lab, no root)
 bench-scale: $(STAMP)
 	$(PY) bench/scale.py
+
+# 3 replicas on etcd beside the single controller on SQLite, one lab (root, etcd-server;
+# about 5 minutes); OVSFABRIC_TEST_SLOT picks the lab's prefix, subnets and ports (default 5)
+bench-replicas: setup
+	$(PY) bench/replicas.py
+
+# etcd bytes per endpoint change at 1,000 and 10,000 endpoints (etcd-server, no OVS)
+bench-etcd-traffic: setup
+	$(PY) bench/etcd_traffic.py
 
 clean-lab: $(STAMP)
 	$(PY) -m lab down

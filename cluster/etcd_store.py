@@ -16,7 +16,7 @@ import logging
 import threading
 from urllib.parse import quote, unquote
 
-from model import migrations
+from model import guards, migrations
 from model.errors import Conflict, StoreTooNew, Unavailable
 from model.guards import Conditions
 from model.records import Delete, Put, from_json, to_json
@@ -41,8 +41,10 @@ SCHEMA = ROOT + "schema"  # the schema version of the records (model/migrations.
 SEQ_BLOCK = 64
 # Replicas choose an address or port number among so many free ones: seldom the same.
 ALLOCATION_SPREAD = 16
-# Operations per transaction of a copy: etcd takes at most 128 by default (--max-txn-ops).
+# Records per transaction of a copy, at most: etcd takes at most 128 operations by default
+# (--max-txn-ops), the records' claims and guards included.
 COPY_BATCH = 100
+MAX_TXN_OPS = 128
 # What one member is given to say the store's revision (GET /readyz).
 PROBE_TIMEOUT_S = 1.0
 # After a broken watch stream, how long to wait before asking another member.
@@ -65,10 +67,28 @@ def copy_records(store, records: list, progress=None) -> None:
     if store.records():
         raise Conflict(f"{store.backend} holds a state already: copy into an empty one")
     ops = [Put(record) for record in records]
-    for start in range(0, len(ops), COPY_BATCH):
-        store.apply_copied(ops[start:start + COPY_BATCH])
+    start = 0
+    while start < len(ops):
+        # The records' claims and guards are operations of the transaction too (an endpoint
+        # takes up to 5 claims): fewer records per transaction when they would not fit.
+        size = min(COPY_BATCH, len(ops) - start)
+        while size > 1 and not _fits(guards.conditions(ops[start:start + size],
+                                                       store.snapshot()), size):
+            size = size * 2 // 3
+        store.apply_copied(ops[start:start + size])
+        start += size
         if progress:
-            progress(min(start + COPY_BATCH, len(ops)), len(ops))
+            progress(start, len(ops))
+
+
+def _fits(conditions: Conditions, records: int) -> bool:
+    """Whether a write of ``records`` records with these conditions stays within etcd's
+    operations per transaction (its success list and its compare list each)."""
+    success = records + len(conditions.writes) + len(conditions.take) + \
+        len(conditions.release) + 1  # the revision key
+    compare = len(conditions.guards) + len(conditions.take) + \
+        len(conditions.keep | conditions.release) + len(conditions.empty)
+    return max(success, compare) <= MAX_TXN_OPS
 
 
 def record_key(kind: str, key: tuple[str, ...]) -> str:

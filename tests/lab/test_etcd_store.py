@@ -113,6 +113,7 @@ def test_one_member_down_changes_nothing_two_stop_writes_not_reads(etcd, replica
     a, b = replicas(), replicas()
     a.create_host("h1", "unix:/x", "198.18.0.1")
     a.create_network("red", "10.0.0.0/24")
+    converged([a, b])  # b plans on its own copy: it must hold the network first
     etcd.kill(0)
     made = [b.create_endpoint("red", "h1"), a.create_endpoint("red", "h1")]
     converged([a, b])
@@ -177,3 +178,17 @@ def test_a_state_file_copied_into_etcd_is_served_whole(etcd, replicas, tmp_path)
     assert host.seq == max(h.seq for h in store.snapshot().hosts.values())
     again = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     assert again.returncode == 1 and "holds a state already" in again.stdout
+
+
+def test_a_copy_of_many_endpoints_fits_etcds_transactions(replicas):
+    # 100 endpoints with ports take 500 claims: more than etcd's 128 operations a transaction
+    # (it answered 400 "too many operations in txn request" before the copy counted them).
+    from cluster.etcd_store import copy_records
+    source = Store(":memory:")
+    source.create_host("h1", "unix:/x", "198.18.0.1")
+    net = source.create_network("red", "10.0.0.0/22").id
+    for i in range(300):
+        source.create_endpoint(net, "h1", port=f"p{i}")
+    expected = records(source)
+    copy_records(replicas(), source.records())
+    assert records(replicas()) == expected
