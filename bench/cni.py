@@ -30,7 +30,6 @@ on stderr; writes bench/results/cni.json.
 """
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import json
 import os
