@@ -198,9 +198,10 @@ class EtcdBackend:
                    for prefix in sorted(conditions.empty)]
         try:
             # Not sent again to another member: the first may have committed it unseen.
-            response = self.client.txn(checks, requests + [_put(REVISION, "")],
-                                       [{"request_range": {"key": encode(REVISION)}}],
-                                       retry=False)
+            # The revision key read first: the write just before this one.
+            response = self.client.txn(checks, [_range(REVISION), *requests,
+                                                _put(REVISION, "")],
+                                       [_range(REVISION)], retry=False)
         except EtcdMaybeApplied as exc:
             # Once a read through etcd's quorum answers, the write is in what it read or lost
             # for good (raft commits what a new leader holds before it serves such a read).
@@ -214,11 +215,12 @@ class EtcdBackend:
         except EtcdUnavailable as exc:
             raise Unavailable(f"the state store {self} takes no writes now: {exc}; reads are "
                               f"still served, from this replica's copy") from None
+        before = _ranged(response, 0)
+        after = int(before[0]["mod_revision"]) if before else 0
         if not response.get("succeeded"):
             # Another replica wrote first: planned again once this one has seen that write.
-            latest = _ranged(response, 0)
-            raise Stale(int(latest[0]["mod_revision"]) if latest else 0)
-        return int(response["header"]["revision"])
+            raise Stale(after)
+        return int(response["header"]["revision"]), after
 
     # ---- following the other replicas ------------------------------------------------------
 
@@ -289,6 +291,10 @@ class EtcdBackend:
 
 def _put(key: str, value: str) -> dict:
     return {"request_put": {"key": encode(key), "value": encode(value)}}
+
+
+def _range(key: str) -> dict:
+    return {"request_range": {"key": encode(key)}}
 
 
 def _delete(key: str) -> dict:

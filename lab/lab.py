@@ -127,14 +127,15 @@ class Lab:
         for i, h in enumerate(self.hosts, 1):
             log.info("building %s (netns %s, tunnel %s)", h.name, h.netns, h.tunnel_ip)
             self._build_host(i, h)
-        self._seed_tunnel_neighbours()
+        self.seed_tunnel_neighbours()
 
-    def _seed_tunnel_neighbours(self) -> None:
+    def seed_tunnel_neighbours(self) -> None:
         """Static underlay neighbours in each userspace datapath's tunnel cache.
 
         A userspace tunnel drops the packets it has to send to a peer whose MAC it has not
         learnt yet (it sends an ARP instead): the first pings across hosts vanished. A real
-        host's NIC has its neighbours resolved long before; static entries give the lab that.
+        host's NIC has its neighbours resolved long before; static entries give the lab that
+        (again after an ovs-vswitchd restart: the cache is its memory).
         """
         macs = {h.name: netns.ip("-br", "link", "show", "br-phy", netns=h.netns).stdout.split()[2]
                 for h in self.hosts}

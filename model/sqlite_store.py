@@ -201,9 +201,10 @@ class SqliteBackend:
 
     # ---- writing ---------------------------------------------------------------------------
 
-    def commit(self, ops: list[Op], revision: int, compare=None, writes=None) -> int:
+    def commit(self, ops: list[Op], revision: int, compare=None,
+               conditions=None) -> tuple[int, int]:
         """The operations in one transaction; the revision they make (the same one if they
-        change nothing published). ``revision`` is the one they were planned at; the only
+        change nothing published), after ``revision``, the one they were planned at: the only
         writer needs no guards."""
         bump = any(op.kind not in UNPUBLISHED for op in ops)
         with self._transaction() as cur:
@@ -212,7 +213,7 @@ class SqliteBackend:
                     cur.execute(*statement)
             if bump:
                 cur.execute("UPDATE meta SET value = value + 1 WHERE key = 'revision'")
-        return revision + 1 if bump else revision
+        return (revision + 1 if bump else revision), revision
 
     def follow(self, apply, reload) -> None:
         """Nobody else writes the file: there is nothing to follow."""

@@ -88,9 +88,10 @@ class Backend(Protocol):
 
     def load(self) -> tuple[list, int, dict[str, int]]: ...  # records, revision, guards
     # Commits the ops if no guard in ``compare`` moved from the revision given there and the
-    # other conditions hold (model/guards.py); the revision they make. Stale if not.
+    # other conditions hold (model/guards.py): the revision they make, and that of the write
+    # just before them (None: not known). Stale if not.
     def commit(self, ops: list[Op], revision: int, compare: dict[str, int],
-               conditions: guards.Conditions) -> int: ...
+               conditions: guards.Conditions) -> tuple[int, int | None]: ...
     def stored_revision(self) -> int: ...
     # apply(ops, revision, guards) for every write as it comes; reload(records, revision,
     # guards) when they cannot be followed one by one.
@@ -642,7 +643,7 @@ class Store:
                 self._take_seqs(kind)
                 continue
             try:
-                revision = self.backend.commit(ops, planned_on, compare, wanted)
+                revision, after = self.backend.commit(ops, planned_on, compare, wanted)
             except Stale as stale:
                 if stale.revision <= planned_on and not stale.undecided:
                     # Nobody wrote since: its conditions can never hold.
@@ -655,10 +656,12 @@ class Store:
                         return result  # it did commit
                 continue
             with self._lock:
-                if self.backend.follows_own_writes:
-                    self._wait_until(revision)
-                else:
+                if not self.backend.follows_own_writes or after == self._revision:
+                    # Every write before it is applied already: so is this one, now (the
+                    # backend's delivery of it is then passed over).
                     self._applied(ops, revision, wanted.writes)
+                else:
+                    self._wait_until(revision)
             return result
 
     def _wait_until(self, revision: int) -> None:

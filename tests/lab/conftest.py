@@ -66,6 +66,7 @@ def forget_generations(lab) -> None:
                    GENERATION_KEY)
         host.stop_vswitchd()
         host.start_vswitchd()
+    lab.seed_tunnel_neighbours()
 
 
 class Fabric:

@@ -110,7 +110,7 @@ class RacingBackend:
         assert revision == self.revision, "planned on a stale revision"
         self.commits.append(ops)
         self.revision += 1
-        return self.revision
+        return self.revision, self.revision - 1
 
     def close(self):
         pass
@@ -161,7 +161,7 @@ class UnansweredBackend(RacingBackend):
                 self.apply(ops, self.revision, ())
             raise Stale(self.revision if self.made else revision, undecided=True)
         self.apply(ops, self.revision, ())
-        return self.revision
+        return self.revision, None
 
 
 @pytest.mark.parametrize("made", [True, False])
@@ -190,7 +190,7 @@ class BehindBackend(RacingBackend):
     def commit(self, ops, revision, compare, writes):
         self.revision += 1
         self.apply(ops, self.revision, ())
-        return self.revision
+        return self.revision, None
 
 
 def test_what_another_replica_just_made_is_found_by_a_write():
@@ -203,3 +203,25 @@ def test_what_another_replica_just_made_is_found_by_a_write():
     assert ep.network_id == net.id
     with pytest.raises(NotFound):  # and what does not exist is not found, once caught up
         store.create_endpoint("blue", "h1")
+
+
+class SilentBackend(RacingBackend):
+    """A shared backend whose watch is slow: it never delivers a write itself."""
+
+    follows_own_writes = True
+
+    def commit(self, ops, revision, compare, writes):
+        self.revision += 1
+        return self.revision, self.revision - 1
+
+
+def test_a_write_right_after_the_last_one_applied_is_applied_as_it_commits(monkeypatch):
+    import model.store
+    monkeypatch.setattr(model.store, "CATCH_UP_S", 0.2)
+    store = Store(SilentBackend(None))
+    store._seq_blocks["host"] = (1, 10)
+    host = store.create_host("h1", "unix:/x", "192.0.2.1")  # no wait for the watch
+    assert store.snapshot().hosts == {"h1": host} and store.served_revision() == 1
+    store.backend.revision += 1  # another replica's write came between: this one waits
+    with pytest.raises(Exception, match="not caught up"):
+        store.create_host("h2", "unix:/y", "192.0.2.2")
