@@ -145,25 +145,16 @@ class EtcdClient:
         return self.post("kv/txn", {"compare": compare, "success": success,
                                     "failure": failure or []}, timeout, retry)
 
-    def get_prefix(self, prefix: str, revision: int | None = None,
-                   keys_only: bool = False) -> dict:
+    def get_prefix(self, prefix: str) -> dict:
         """The range response (header, kvs) of every key under ``prefix``."""
-        body: dict[str, Any] = {"key": encode(prefix), "range_end": encode(prefix_end(prefix))}
-        if revision:
-            body["revision"] = revision
-        if keys_only:
-            body["keys_only"] = True
-        return self.post("kv/range", body)
+        return self.post("kv/range", {"key": encode(prefix),
+                                      "range_end": encode(prefix_end(prefix))})
 
     def get(self, key: str, timeout: float | None = None) -> dict | None:
         """The key-value of ``key`` (with its revisions), or None."""
         kvs = self.post("kv/range", {"key": encode(key)}, timeout).get("kvs") or []
         return kvs[0] if kvs else None
 
-    def revision(self, timeout: float | None = None) -> int:
-        """The cluster's current revision, read through its quorum."""
-        return int(self.post("kv/range", {"key": encode("\0"), "count_only": True},
-                             timeout)["header"]["revision"])
 
 
 def prefix_end(prefix: str) -> str:
