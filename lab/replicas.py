@@ -50,13 +50,15 @@ class Replicas:
                 continue
         raise RuntimeError("no replica answers")
 
-    def leader(self, timeout: float = 10.0, other_than: str | None = None) -> ControllerProcess:
-        """The replica that leads (and is not ``other_than``), once every running one agrees."""
+    def leader(self, timeout: float = 10.0, other_than: str | None = None,
+               among: list[ControllerProcess] | None = None) -> ControllerProcess:
+        """The replica that leads (and is not ``other_than``), once every running one (or
+        every one of ``among``) agrees."""
         deadline = time.monotonic() + timeout
         names = {f"replica{i}": p for i, p in enumerate(self.processes)}
         while time.monotonic() < deadline:
             seen = set()
-            for process in self.running():
+            for process in among or self.running():
                 try:
                     seen.add(process.client.request("GET", "/v1/cluster")["leader"])
                 except Exception:  # noqa: BLE001 - not answering yet

@@ -213,7 +213,8 @@ def test_the_leader_cut_off_from_etcd_steps_down(lab, replicas, shared_etcd, net
         assert eventually(lambda: first.client.request("GET", "/v1/cluster")["leader"]
                           != "replica0", 5, 0.02)
         stepped_down_s = time.monotonic() - cut_at
-        successor = _leader_among(replicas, [replicas[1], replicas[2]])
+        successor = replicas.leader(timeout=15, other_than="replica0",
+                                    among=[replicas[1], replicas[2]])
         masters_s = time.monotonic() - cut_at + wait_masters(replicas, lab, successor)
         (a, _), (_, b_ep), _ = net.values()
         assert a.ping(b_ep["ip"], count=2, timeout=2)
@@ -227,16 +228,6 @@ def test_the_leader_cut_off_from_etcd_steps_down(lab, replicas, shared_etcd, net
     finally:
         shared_etcd.resume(0)
         shared_etcd.wait_healthy(range(3))
-
-
-def _leader_among(replicas, candidates, timeout: float = 15):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        seen = {p.client.request("GET", "/v1/cluster")["leader"] for p in candidates}
-        if len(seen) == 1 and (name := seen.pop()) in ("replica1", "replica2"):
-            return replicas[int(name[-1])]
-        time.sleep(0.05)
-    raise AssertionError("replicas 1 and 2 agreed on no leader")
 
 
 def test_etcd_members_lost_one_then_two(lab, replicas, shared_etcd, net):

@@ -9,12 +9,11 @@ import pytest
 
 from api.app import create_app
 from api.schemas import ClusterView
-from cli.main import main
 from controller.fabric import Fabric
 from model import Store
 from security import tokens
 from tests.helpers import serving
-from tests.unit.test_cli import rows
+from tests.unit.test_cli import cli, rows  # noqa: F401 (fixtures)
 
 TOKEN = "an-admin-token-long-enough-for-the-tests-0123456789"
 THREE = {"members": [
@@ -100,15 +99,6 @@ def test_documented_in_the_openapi_document(fabric):
 
 
 # ---- the command ---------------------------------------------------------------------------
-
-@pytest.fixture
-def cli(capsys):
-    def run(*argv):
-        code = main(list(argv))
-        out, err = capsys.readouterr()
-        return code, out, err
-    return run
-
 
 def test_cluster_command_prints_the_members_and_the_leader(fabric, cli):
     with serving(create_app(fabric, cluster=FakeCluster(THREE))) as url:
