@@ -24,6 +24,9 @@ LOG = logging.getLogger(__name__)
 # long a stream to a member cut off from its peers can hide a change.
 IDLE_S = 5.0
 RETRY_S = 0.2
+# For connecting, and for the stream's first answer (etcd sends it at once): a member frozen
+# after it accepted the connection would otherwise hold a stream that is not open yet, and so
+# cannot be shut from another thread, for the whole idle time.
 CONNECT_TIMEOUT_S = 1.0
 
 
@@ -51,12 +54,13 @@ def follow(client: EtcdClient, session: requests.Session, key: str, range_end: s
         create["range_end"] = encode(range_end)
     response = session.post(f"{client.target.protocol}://{current.host}:{current.port}/v3/watch",
                             json={"create_request": create}, stream=True,
-                            timeout=(CONNECT_TIMEOUT_S, idle))
+                            timeout=(CONNECT_TIMEOUT_S, CONNECT_TIMEOUT_S))
     opened(response)
     try:
         if response.status_code != 200:
             raise EtcdUnavailable(f"watch on {current.host}:{current.port}: "
                                   f"{response.status_code}")
+        _socket(response).settimeout(idle)
         pending = b""
         for chunk in response.iter_content(chunk_size=None):
             pending += chunk
@@ -74,11 +78,13 @@ def shut(response: requests.Response | None) -> None:
     if response is None:
         return
     try:
-        sock = socket.fromfd(response.raw._fp.fileno(), socket.AF_INET, socket.SOCK_STREAM)
-        sock.shutdown(socket.SHUT_RDWR)
-        sock.close()
-    except Exception:  # noqa: BLE001, S110 - already closed, or never opened
+        _socket(response).shutdown(socket.SHUT_RDWR)
+    except (AttributeError, OSError):  # already closed
         pass
+
+
+def _socket(response: requests.Response) -> socket.socket:
+    return response.raw.connection.sock
 
 
 class RangeWatch:
