@@ -17,7 +17,7 @@ import threading
 from urllib.parse import quote, unquote
 
 from model import guards, migrations
-from model.errors import Conflict, StoreTooNew, Unavailable
+from model.errors import Conflict, StoreFull, StoreTooNew, Unavailable
 from model.guards import Conditions
 from model.records import Delete, Put, from_json, to_json
 from model.store import Stale
@@ -72,8 +72,8 @@ def copy_records(store, records: list, progress=None) -> None:
         # The records' claims and guards are operations of the transaction too (an endpoint
         # takes up to 5 claims): fewer records per transaction when they would not fit.
         size = min(COPY_BATCH, len(ops) - start)
-        while size > 1 and not _fits(guards.conditions(ops[start:start + size],
-                                                       store.snapshot()), size):
+        while size > 1 and _operations(size, guards.conditions(
+                ops[start:start + size], store.snapshot())) > MAX_TXN_OPS:
             size = size * 2 // 3
         store.apply_copied(ops[start:start + size])
         start += size
@@ -81,14 +81,14 @@ def copy_records(store, records: list, progress=None) -> None:
             progress(start, len(ops))
 
 
-def _fits(conditions: Conditions, records: int) -> bool:
-    """Whether a write of ``records`` records with these conditions stays within etcd's
-    operations per transaction (its success list and its compare list each)."""
-    success = records + len(conditions.writes) + len(conditions.take) + \
-        len(conditions.release) + 1  # the revision key
+def _operations(records: int, conditions: Conditions) -> int:
+    """The operations of a write's transaction as ``commit`` sends it: etcd limits its
+    success list and its compare list each."""
+    success = 2 + records + len(conditions.writes) + len(conditions.take) + \
+        len(conditions.release)  # 2: the revision key read first and written last
     compare = len(conditions.guards) + len(conditions.take) + \
         len(conditions.keep | conditions.release) + len(conditions.empty)
-    return max(success, compare) <= MAX_TXN_OPS
+    return max(success, compare)
 
 
 def record_key(kind: str, key: tuple[str, ...]) -> str:
@@ -183,6 +183,14 @@ class EtcdBackend:
         """One transaction: the records, the guards written, the claims taken and released,
         on the condition that the guards are where this replica saw them and the claims are
         as it thought (model/guards.py)."""
+        operations = _operations(len(ops), conditions)
+        if operations > MAX_TXN_OPS:
+            # etcd would refuse the transaction whole; one write must not be split.
+            raise StoreFull(f"this write is {operations} operations, more than the "
+                            f"{MAX_TXN_OPS} etcd takes in one transaction (its "
+                            f"--max-txn-ops): nothing was changed; make it in smaller steps "
+                            f"(such as a network's reserved addresses released before it "
+                            f"is deleted)")
         requests = [_put(record_key(op.kind, op.key), to_json(op.record)) if isinstance(op, Put)
                     else _delete(record_key(op.kind, op.key)) for op in ops]
         requests += [_put(guard_key(name), "") for name in sorted(conditions.writes)]

@@ -30,7 +30,8 @@ class Unavailable(FabricError):
 
 
 class StoreFull(FabricError):
-    """The disk (or the database's size limit) allows no more writes; reads go on."""
+    """The disk (or the database's size limit) allows no more writes, or the store takes no
+    write this large at once; reads go on."""
 
     status = 507
 

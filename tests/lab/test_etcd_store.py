@@ -17,7 +17,7 @@ from cluster.etcd import EtcdClient, EtcdTarget, encode, prefix_end
 from cluster.etcd_store import ROOT, SCHEMA, open_store
 from lab.etcd import EtcdCluster
 from model import Store, Unavailable, migrations
-from model.errors import StoreTooNew
+from model.errors import StoreFull, StoreTooNew
 from tests.helpers import ROOT as REPO
 from tests.slot import SLOT
 
@@ -192,3 +192,22 @@ def test_a_copy_of_many_endpoints_fits_etcds_transactions(replicas):
     expected = records(source)
     copy_records(replicas(), source.records())
     assert records(replicas()) == expected
+
+
+def test_a_write_larger_than_one_etcd_transaction_is_refused_whole(replicas):
+    # Deleting a network deletes its reservations with it: with 70 of them the transaction
+    # is more than etcd's 128 operations. It is refused before etcd sees it, nothing changes,
+    # and it goes through once fewer are left.
+    store = replicas()
+    net = store.create_network("red", "10.0.0.0/24").id
+    for i in range(70):
+        store.reserve_address(net, "docker", f"10.0.0.{10 + i}")
+    before = records(store)
+    with pytest.raises(StoreFull, match="more than the 128 etcd takes in one transaction"):
+        store.delete_network(net)
+    assert records(store) == before
+    assert records(replicas()) == before  # as etcd holds it
+    for i in range(40):
+        store.release_address(net, f"10.0.0.{10 + i}")
+    store.delete_network(net)
+    assert [r for r in records(replicas()) if not r.startswith("Counter(")] == []
