@@ -30,9 +30,10 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q
 
-# The unit tests are independent of each other: on two workers (make test runs them in one).
+# The unit tests are independent of each other, and many wait on sockets and processes: four
+# workers keep two cores busy (make test runs them in one).
 test-unit: $(STAMP)
-	$(PY) -m pytest -q -n 2 tests/unit
+	$(PY) -m pytest -q -n 4 tests/unit
 
 test-lab: setup
 	$(PY) -m pytest -q tests/lab

@@ -67,8 +67,8 @@ def test_the_fabric_then_waits_for_its_own_switches(tmp_path):
         time.sleep(0.4)
         switch.applied_revision = 5
         fabric._wake_waiters()
+    started = time.monotonic()  # before the thread's sleep starts
     threading.Thread(target=programmed).start()
-    started = time.monotonic()
     assert fabric.wait_programmed({"h1"}, 5, timeout=5)
     assert 0.4 <= time.monotonic() - started < 1.5
     # Elected but its switch not there yet: it answers False at the timeout, not True.
