@@ -17,6 +17,7 @@ from typing import Any
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 import etcd3gw  # noqa: E402
 import requests  # noqa: E402
+import urllib3  # noqa: E402
 
 SCHEME = "etcd://"
 # What one member is given to answer: one that answers at all answers fast on a LAN, but a
@@ -169,9 +170,11 @@ def _failed(failures: list[str]) -> str:
 def _never_sent(exc: requests.RequestException) -> bool:
     """The connection was never made (refused, or not within the timeout): the member never
     saw the request."""
-    return isinstance(exc, requests.ConnectTimeout) or (
-        isinstance(exc, requests.ConnectionError)
-        and "NewConnectionError" in repr(exc.args[0] if exc.args else exc))
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    cause = exc.args[0] if exc.args else None
+    return isinstance(cause, urllib3.exceptions.MaxRetryError) and \
+        isinstance(cause.reason, urllib3.exceptions.NewConnectionError)
 
 
 def _message(response) -> str:
