@@ -19,6 +19,11 @@ from .routing import router_change
 UNPUBLISHED = frozenset({ALIAS, COUNTER})
 
 
+# The kinds of record the snapshot keeps by their id alone, and where.
+_BY_ID = {HOST: "hosts", NETWORK: "networks", ENDPOINT: "endpoints", ROUTER: "routers",
+          POLICY: "policies"}
+
+
 class State:
     def __init__(self) -> None:
         self.snapshot = Snapshot()
@@ -67,24 +72,16 @@ class State:
 
     def _find(self, kind: str, key: tuple[str, ...]):
         snap = self.snapshot
-        if kind == HOST:
-            return snap.hosts.get(key[0])
-        if kind == NETWORK:
-            return snap.networks.get(key[0])
+        if kind in _BY_ID:
+            return getattr(snap, _BY_ID[kind]).get(key[0])
+        if kind == RESERVATION:
+            return snap.reservations.get(key)
         if kind == ALIAS:
             network_id = self.aliases.get(key[0])
             return Alias(key[0], network_id) if network_id else None
-        if kind == RESERVATION:
-            return snap.reservations.get(key)
-        if kind == ENDPOINT:
-            return snap.endpoints.get(key[0])
-        if kind == ROUTER:
-            return snap.routers.get(key[0])
         if kind == PUBLISHED:
             ports = snap.published.get(key[0])
             return Published(key[0], snap.endpoints[key[0]].host, ports) if ports else None
-        if kind == POLICY:
-            return snap.policies.get(key[0])
         value = self.counters.get(key[0])
         return Counter(key[0], value) if value is not None else None
 

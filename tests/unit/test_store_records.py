@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from model import NotFound, Store
-from model.records import KINDS, Put, from_json, kind_of, to_json
+from model.records import HOST, KINDS, Put, delete, from_json, kind_of, to_json
 from model.state import State
 from model.store import Stale
 
@@ -40,6 +40,19 @@ def test_every_kind_of_record_reads_back_from_its_json():
     assert {kind_of(r) for r in records} == set(KINDS)
     for record in records:
         assert from_json(kind_of(record), to_json(record)) == record
+
+
+def test_a_state_holds_each_of_its_records_and_not_their_deletion():
+    # How a replica tells whether a write whose answer was lost committed.
+    store = populated(Store(":memory:"))
+    state = State.loaded(store.records(), 1, {})
+    for record in store.records():
+        assert state.holds([Put(record)]), record
+        assert not state.holds([delete(record)]), record
+    other = Store(":memory:")
+    other.create_host("h1", "unix:/elsewhere", "192.0.2.9")
+    moved = next(r for r in other.records() if kind_of(r) == HOST)
+    assert not state.holds([Put(moved)])  # h1, but not as the state has it
 
 
 def test_a_state_loaded_from_the_records_is_the_one_the_writes_made(tmp_path):
