@@ -88,9 +88,9 @@ class EtcdClient:
                          for host, port in target.members]
         for client in self._clients:
             # Every request of a session that trusts the environment looks up proxies and
-            # ~/.netrc again (environment, files): a quarter of a transaction's CPU here
-            # (2.1 ms against 1.6 per transaction on the lab, bench/replicas.py's profile).
-            # A CA bundle named by the environment is still honoured when none is given.
+            # ~/.netrc again (environment, files): much of a transaction's CPU
+            # (docs/performance.md). A CA bundle named by the environment is still honoured
+            # when none is given.
             client.session.trust_env = False
             if target.ca is None:
                 client.session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or \
@@ -157,7 +157,6 @@ class EtcdClient:
         return kvs[0] if kvs else None
 
 
-
 def prefix_end(prefix: str) -> str:
     """The end of the key range holding every key that starts with ``prefix``."""
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
@@ -170,8 +169,12 @@ def _failed(failures: list[str]) -> str:
 def _never_sent(exc: requests.RequestException) -> bool:
     """The connection was never made (refused, or not within the timeout): the member never
     saw the request."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
+    return isinstance(exc, requests.ConnectTimeout) or refused(exc)
+
+
+def refused(exc: requests.RequestException) -> bool:
+    """The connection was refused: the request never reached the server. Any other failure
+    (reset, timeout) leaves its outcome unknown."""
     cause = exc.args[0] if exc.args else None
     return isinstance(cause, urllib3.exceptions.MaxRetryError) and \
         isinstance(cause.reason, urllib3.exceptions.NewConnectionError)

@@ -63,7 +63,8 @@ def open_store(url: str, cert: str | None = None, key: str | None = None,
 
 def copy_records(store, records: list, progress=None) -> None:
     """Writes ``records`` (another store's whole state) into ``store``, an etcd one that
-    holds none yet, in transactions etcd takes (at most COPY_BATCH operations each)."""
+    holds none yet, in transactions etcd takes (at most COPY_BATCH records each, fewer where
+    their claims and guards would not fit)."""
     if store.records():
         raise Conflict(f"{store.backend} holds a state already: copy into an empty one")
     ops = [Put(record) for record in records]

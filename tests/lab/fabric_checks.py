@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import pytest
 import requests
-import urllib3
 
 from api.client import ApiError
 from lab.proc import run
@@ -205,11 +204,3 @@ def wait_clean(fabric, timeout: float = 20.0) -> float:
             return time.monotonic() - started
         time.sleep(0.1)
     pytest.fail(f"fabric not clean after {timeout} s: {problems}")
-
-
-def never_sent(exc: requests.RequestException) -> bool:
-    """True when the connection was refused: the request never reached the controller.
-    Any other failure (reset, timeout) leaves its outcome unknown."""
-    cause = exc.args[0] if exc.args else None
-    return isinstance(cause, urllib3.exceptions.MaxRetryError) and \
-        isinstance(cause.reason, urllib3.exceptions.NewConnectionError)

@@ -23,12 +23,13 @@ import requests
 
 from api.client import ApiError, FabricClient
 from cluster.election import TTL_S
+from cluster.etcd import refused
 from lab.proc import alive
 from ovsdb.config import tunnel_port_name
 from tests.helpers import flow_table
 from tests.lab.conftest import controller_fabric, forget_generations, wipe_etcd_state
 from tests.lab.fabric_checks import (TimedPing, bridge_ports, controller_target, eventually,
-                                     never_sent, our_interfaces, wait_clean)
+                                     our_interfaces, wait_clean)
 from tests.lab.fabric_checks import report as report_line
 from tests.slot import needs_lab
 
@@ -350,7 +351,7 @@ def test_kill9_during_a_burst_of_creations(fabric, net):
             except ApiError as exc:
                 result = ("rejected", exc.status)
             except requests.RequestException as exc:
-                result = ("never sent" if never_sent(exc) else "unknown", repr(exc))
+                result = ("never sent" if refused(exc) else "unknown", repr(exc))
             outcomes[names[i]] = result
 
     threads = [threading.Thread(target=client_loop) for _ in range(clients)]

@@ -13,10 +13,10 @@ import pytest
 import requests
 
 from api.client import ApiError, FabricClient
+from cluster.etcd import refused
 from lab.replicas import Replicas
 from tests.lab.conftest import forget_generations, wipe_etcd_state
-from tests.lab.fabric_checks import (TimedPing, eventually, fabric_problems, never_sent,
-                                     report)
+from tests.lab.fabric_checks import TimedPing, eventually, fabric_problems, report
 from tests.slot import API_PORT, OPENFLOW_PORT, needs_lab
 
 pytestmark = [pytest.mark.lab, needs_lab]
@@ -134,7 +134,7 @@ def test_kill9_of_the_leader_during_ping_and_a_burst_of_500_creations(lab, repli
                 except ApiError as exc:
                     outcomes[name] = ("rejected", exc.status)
                 except requests.RequestException as exc:
-                    if never_sent(exc):
+                    if refused(exc):
                         at = (at + 1) % 3
                         continue
                     outcomes[name] = ("unknown", repr(exc))  # cut by the kill
