@@ -11,10 +11,9 @@ Bytes are counted on each Store's HTTP sessions (the requests.Session of every m
 of its EtcdClient, and its watch stream's session): a request's JSON body as requests
 serializes it, a response's body (len(response.content)), and a watch stream's bytes as they
 arrive (iter_content's chunks, which iter_lines reads through too). HTTP headers and chunked
-framing are not counted (about 150 to 250 bytes a
-request on the gateway). The writer's figure is every request it made for the change (the
-transaction, and its share of any other request: a seq block, a retry); each watcher's, the
-bytes its watch stream delivered.
+framing are not counted (about 150 to 250 bytes a request on the gateway). The writer's
+figure is every request it made for the change (the transaction, and its share of any other
+request: a seq block, a retry); each watcher's, the bytes its watch stream delivered.
 
 Prints a table and writes bench/results/etcd_traffic.json.
 """
